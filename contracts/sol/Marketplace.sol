@@ -1,0 +1,375 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.24;
+
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {IERC20Permit} from "@openzeppelin/contracts/token/ERC20/extensions/IERC20Permit.sol";
+import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
+import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
+import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
+import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
+import {Nonces} from "@openzeppelin/contracts/utils/Nonces.sol";
+import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
+import {ParticipantRegistry} from "./ParticipantRegistry.sol";
+
+/// @title Marketplace: contracts between consumers and providers, with escrow
+/// @notice A contract is opened from the consumer's EIP-712 authorisation: the broker relays it, but
+///         it cannot pull a consumer's tokens for anything the consumer did not sign. The escrow
+///         pays reserved periods in advance and usage through the settlement contract; what is left
+///         goes back to the consumer on close. Providers withdraw what they earned.
+/// @dev Solvency invariant: token.balanceOf(this) == totalEscrow + totalEarnings + feesAccrued.
+contract Marketplace is AccessControl, EIP712, Nonces, ReentrancyGuard {
+    using SafeERC20 for IERC20;
+
+    bytes32 public constant BROKER_ROLE = keccak256("BROKER_ROLE");
+    bytes32 public constant SETTLEMENT_ROLE = keccak256("SETTLEMENT_ROLE");
+    uint16 public constant MAX_FEE_BPS = 1000;
+    bytes32 public constant PERIOD_CHARGE = "period";
+
+    enum Status {
+        None,
+        Active,
+        Suspended,
+        Closing,
+        Closed
+    }
+
+    struct Agreement {
+        address consumer;
+        address provider;
+        Status status;
+        uint64 openedAt;
+        uint64 period;
+        uint64 nextChargeAt;
+        uint64 closableAt;
+        uint256 escrow;
+        uint256 periodPrice;
+        uint256 charged;
+        bytes32 termsHash;
+        string termsCid;
+    }
+
+    /// @notice What the consumer signs to open a contract. `period` and `periodPrice` are both zero
+    ///         for a pay-per-use plan, both non-zero for a reserved plan.
+    struct OpenRequest {
+        bytes32 contractId;
+        address consumer;
+        address provider;
+        bytes32 termsHash;
+        string termsCid;
+        uint256 deposit;
+        uint256 periodPrice;
+        uint64 period;
+        uint256 deadline;
+    }
+
+    bytes32 public constant OPEN_TYPEHASH = keccak256(
+        "OpenContract(bytes32 contractId,address consumer,address provider,bytes32 termsHash,string termsCid,uint256 deposit,uint256 periodPrice,uint64 period,uint256 deadline)"
+    );
+    bytes32 public constant TOPUP_TYPEHASH =
+        keccak256("TopUp(bytes32 contractId,uint256 amount,uint256 nonce,uint256 deadline)");
+
+    IERC20 public immutable token;
+    ParticipantRegistry public immutable registry;
+
+    uint16 public feeBps;
+    uint64 public closeGrace;
+    uint256 public feesAccrued;
+    uint256 public totalEscrow;
+    uint256 public totalEarnings;
+    mapping(address provider => uint256) public earnings;
+    mapping(bytes32 contractId => Agreement) private _agreements;
+
+    event ContractOpened(
+        bytes32 indexed contractId,
+        address indexed consumer,
+        address indexed provider,
+        bytes32 termsHash,
+        string termsCid,
+        uint256 deposit,
+        uint256 periodPrice,
+        uint64 period
+    );
+    event ToppedUp(bytes32 indexed contractId, address indexed by, uint256 amount, uint256 escrow);
+    event Charged(bytes32 indexed contractId, bytes32 indexed ref, uint256 amount, uint256 fee, uint256 escrow);
+    event Suspended(bytes32 indexed contractId, bytes32 reason);
+    event Resumed(bytes32 indexed contractId);
+    event CloseRequested(bytes32 indexed contractId, address indexed by, uint64 closableAt);
+    event ContractClosed(bytes32 indexed contractId, address indexed by, uint256 refund);
+    event Withdrawn(address indexed provider, address indexed to, uint256 amount);
+    event FeesWithdrawn(address indexed to, uint256 amount);
+    event FeeChanged(uint16 feeBps);
+    event CloseGraceChanged(uint64 closeGrace);
+
+    error ContractExists(bytes32 contractId);
+    error UnknownContract(bytes32 contractId);
+    error WrongStatus(bytes32 contractId, Status status);
+    error Expired(uint256 deadline);
+    error BadSignature();
+    error InvalidTerms();
+    error NotConsumer(address account);
+    error NotProvider(address account);
+    error NotParty(address account);
+    error InsufficientEscrow(bytes32 contractId, uint256 escrow, uint256 amount);
+    error InsufficientEarnings(uint256 available, uint256 amount);
+    error NotDue(uint64 nextChargeAt);
+    error NotClosable(uint64 closableAt);
+    error FeeTooHigh(uint16 feeBps);
+    error ZeroAmount();
+
+    constructor(address admin, IERC20 token_, ParticipantRegistry registry_, uint16 feeBps_, uint64 closeGrace_)
+        EIP712("Mercato Marketplace", "1")
+    {
+        if (feeBps_ > MAX_FEE_BPS) revert FeeTooHigh(feeBps_);
+        token = token_;
+        registry = registry_;
+        feeBps = feeBps_;
+        closeGrace = closeGrace_;
+        _grantRole(DEFAULT_ADMIN_ROLE, admin);
+        _grantRole(BROKER_ROLE, admin);
+    }
+
+    // ---- opening ------------------------------------------------------------------------------
+
+    /// @notice Opens a contract; the consumer has approved `deposit` to this contract beforehand.
+    function open(OpenRequest calldata req, bytes calldata consumerSig) external onlyRole(BROKER_ROLE) nonReentrant {
+        _open(req, consumerSig);
+    }
+
+    /// @notice Opens a contract in one transaction with the consumer's EIP-2612 permit for `deposit`.
+    /// @dev A permit front-run by someone else leaves the allowance in place, so its failure is
+    ///      ignored and transferFrom decides.
+    function openWithPermit(
+        OpenRequest calldata req,
+        bytes calldata consumerSig,
+        uint256 permitDeadline,
+        uint8 v,
+        bytes32 r,
+        bytes32 s
+    ) external onlyRole(BROKER_ROLE) nonReentrant {
+        try IERC20Permit(address(token)).permit(req.consumer, address(this), req.deposit, permitDeadline, v, r, s) {}
+            catch {}
+        _open(req, consumerSig);
+    }
+
+    function _open(OpenRequest calldata req, bytes calldata consumerSig) private {
+        if (_agreements[req.contractId].status != Status.None) revert ContractExists(req.contractId);
+        if (block.timestamp > req.deadline) revert Expired(req.deadline);
+        bool reserved = req.periodPrice != 0;
+        if (
+            req.contractId == bytes32(0) || req.deposit == 0 || req.consumer == req.provider
+                || reserved != (req.period != 0) || req.deposit < req.periodPrice || req.termsHash == bytes32(0)
+        ) revert InvalidTerms();
+        if (registry.roleOf(req.consumer) != ParticipantRegistry.Role.Consumer) revert NotConsumer(req.consumer);
+        if (registry.roleOf(req.provider) != ParticipantRegistry.Role.Provider) revert NotProvider(req.provider);
+        _requireSigner(req.consumer, hashOpenRequest(req), consumerSig);
+
+        token.safeTransferFrom(req.consumer, address(this), req.deposit);
+        totalEscrow += req.deposit;
+
+        Agreement storage a = _agreements[req.contractId];
+        a.consumer = req.consumer;
+        a.provider = req.provider;
+        a.status = Status.Active;
+        a.openedAt = uint64(block.timestamp);
+        a.period = req.period;
+        a.escrow = req.deposit;
+        a.periodPrice = req.periodPrice;
+        a.termsHash = req.termsHash;
+        a.termsCid = req.termsCid;
+        emit ContractOpened(
+            req.contractId,
+            req.consumer,
+            req.provider,
+            req.termsHash,
+            req.termsCid,
+            req.deposit,
+            req.periodPrice,
+            req.period
+        );
+        if (reserved) {
+            // Reserved plans pay each period in advance, the first one at opening.
+            _charge(req.contractId, a, req.periodPrice, PERIOD_CHARGE);
+            a.nextChargeAt = uint64(block.timestamp) + req.period;
+        }
+    }
+
+    // ---- escrow -------------------------------------------------------------------------------
+
+    /// @notice Adds `amount` to the escrow. The consumer calls it itself (empty signature) or a
+    ///         relayer brings the consumer's TopUp signature.
+    function topUp(bytes32 contractId, uint256 amount, uint256 deadline, bytes calldata consumerSig)
+        external
+        nonReentrant
+    {
+        Agreement storage a = _existing(contractId);
+        if (a.status != Status.Active && a.status != Status.Suspended) revert WrongStatus(contractId, a.status);
+        if (amount == 0) revert ZeroAmount();
+        if (msg.sender != a.consumer) {
+            if (block.timestamp > deadline) revert Expired(deadline);
+            bytes32 structHash =
+                keccak256(abi.encode(TOPUP_TYPEHASH, contractId, amount, _useNonce(a.consumer), deadline));
+            _requireSigner(a.consumer, _hashTypedDataV4(structHash), consumerSig);
+        }
+        token.safeTransferFrom(a.consumer, address(this), amount);
+        a.escrow += amount;
+        totalEscrow += amount;
+        emit ToppedUp(contractId, msg.sender, amount, a.escrow);
+    }
+
+    /// @notice Charges the next reserved period when it is due; suspends the contract instead when
+    ///         the escrow cannot pay it. Anyone may call it (a keeper, the broker, the provider).
+    /// @return charged true when the period was paid, false when the contract was suspended.
+    function chargePeriod(bytes32 contractId) external nonReentrant returns (bool charged) {
+        Agreement storage a = _existing(contractId);
+        if (a.status != Status.Active) revert WrongStatus(contractId, a.status);
+        if (a.periodPrice == 0) revert InvalidTerms();
+        if (block.timestamp < a.nextChargeAt) revert NotDue(a.nextChargeAt);
+        if (a.escrow < a.periodPrice) {
+            a.status = Status.Suspended;
+            emit Suspended(contractId, "escrow-exhausted");
+            return false;
+        }
+        _charge(contractId, a, a.periodPrice, PERIOD_CHARGE);
+        a.nextChargeAt += a.period;
+        return true;
+    }
+
+    /// @notice Moves `amount` of a contract's escrow to its provider, less the broker fee. Called by
+    ///         the settlement contract for usage; reverts rather than charging less than asked.
+    function charge(bytes32 contractId, uint256 amount, bytes32 ref) external onlyRole(SETTLEMENT_ROLE) {
+        Agreement storage a = _existing(contractId);
+        if (a.status == Status.Closed) revert WrongStatus(contractId, a.status);
+        _charge(contractId, a, amount, ref);
+    }
+
+    function _charge(bytes32 contractId, Agreement storage a, uint256 amount, bytes32 ref) private {
+        if (amount == 0) revert ZeroAmount();
+        if (a.escrow < amount) revert InsufficientEscrow(contractId, a.escrow, amount);
+        uint256 fee = (amount * feeBps) / 10_000;
+        uint256 net = amount - fee;
+        a.escrow -= amount;
+        a.charged += amount;
+        totalEscrow -= amount;
+        earnings[a.provider] += net;
+        totalEarnings += net;
+        feesAccrued += fee;
+        emit Charged(contractId, ref, amount, fee, a.escrow);
+    }
+
+    // ---- lifecycle ----------------------------------------------------------------------------
+
+    function suspend(bytes32 contractId, bytes32 reason) external onlyRole(BROKER_ROLE) {
+        Agreement storage a = _existing(contractId);
+        if (a.status != Status.Active) revert WrongStatus(contractId, a.status);
+        a.status = Status.Suspended;
+        emit Suspended(contractId, reason);
+    }
+
+    function resume(bytes32 contractId) external onlyRole(BROKER_ROLE) {
+        Agreement storage a = _existing(contractId);
+        if (a.status != Status.Suspended) revert WrongStatus(contractId, a.status);
+        a.status = Status.Active;
+        emit Resumed(contractId);
+    }
+
+    /// @notice A party asks to end the contract. Usage already consumed can still be settled during
+    ///         the grace period; after it anyone can finish the close, so a party never depends on
+    ///         the broker to get its refund.
+    function requestClose(bytes32 contractId) external {
+        Agreement storage a = _existing(contractId);
+        if (msg.sender != a.consumer && msg.sender != a.provider) revert NotParty(msg.sender);
+        if (a.status != Status.Active && a.status != Status.Suspended) revert WrongStatus(contractId, a.status);
+        a.status = Status.Closing;
+        a.closableAt = uint64(block.timestamp) + closeGrace;
+        emit CloseRequested(contractId, msg.sender, a.closableAt);
+    }
+
+    /// @notice Closes the contract and refunds the escrow to the consumer. The broker closes at any
+    ///         time once usage is settled; anyone closes a Closing contract after its grace period.
+    function close(bytes32 contractId) external nonReentrant {
+        Agreement storage a = _existing(contractId);
+        if (a.status == Status.Closed) revert WrongStatus(contractId, a.status);
+        if (!hasRole(BROKER_ROLE, msg.sender)) {
+            if (a.status != Status.Closing) revert WrongStatus(contractId, a.status);
+            if (block.timestamp < a.closableAt) revert NotClosable(a.closableAt);
+        }
+        uint256 refund = a.escrow;
+        a.escrow = 0;
+        a.status = Status.Closed;
+        totalEscrow -= refund;
+        if (refund != 0) token.safeTransfer(a.consumer, refund);
+        emit ContractClosed(contractId, msg.sender, refund);
+    }
+
+    // ---- payouts ------------------------------------------------------------------------------
+
+    function withdraw(address to, uint256 amount) external nonReentrant {
+        uint256 available = earnings[msg.sender];
+        if (amount == 0) revert ZeroAmount();
+        if (amount > available) revert InsufficientEarnings(available, amount);
+        earnings[msg.sender] = available - amount;
+        totalEarnings -= amount;
+        token.safeTransfer(to, amount);
+        emit Withdrawn(msg.sender, to, amount);
+    }
+
+    function withdrawFees(address to, uint256 amount) external onlyRole(DEFAULT_ADMIN_ROLE) nonReentrant {
+        if (amount == 0) revert ZeroAmount();
+        if (amount > feesAccrued) revert InsufficientEarnings(feesAccrued, amount);
+        feesAccrued -= amount;
+        token.safeTransfer(to, amount);
+        emit FeesWithdrawn(to, amount);
+    }
+
+    // ---- administration -----------------------------------------------------------------------
+
+    function setFee(uint16 feeBps_) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        if (feeBps_ > MAX_FEE_BPS) revert FeeTooHigh(feeBps_);
+        feeBps = feeBps_;
+        emit FeeChanged(feeBps_);
+    }
+
+    function setCloseGrace(uint64 closeGrace_) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        closeGrace = closeGrace_;
+        emit CloseGraceChanged(closeGrace_);
+    }
+
+    // ---- views --------------------------------------------------------------------------------
+
+    function agreement(bytes32 contractId) external view returns (Agreement memory) {
+        return _agreements[contractId];
+    }
+
+    function hashOpenRequest(OpenRequest calldata req) public view returns (bytes32) {
+        return _hashTypedDataV4(
+            keccak256(
+                abi.encode(
+                    OPEN_TYPEHASH,
+                    req.contractId,
+                    req.consumer,
+                    req.provider,
+                    req.termsHash,
+                    keccak256(bytes(req.termsCid)),
+                    req.deposit,
+                    req.periodPrice,
+                    req.period,
+                    req.deadline
+                )
+            )
+        );
+    }
+
+    function domainSeparator() external view returns (bytes32) {
+        return _domainSeparatorV4();
+    }
+
+    function _existing(bytes32 contractId) private view returns (Agreement storage a) {
+        a = _agreements[contractId];
+        if (a.status == Status.None) revert UnknownContract(contractId);
+    }
+
+    function _requireSigner(address account, bytes32 digest, bytes calldata signature) private pure {
+        (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecover(digest, signature);
+        if (err != ECDSA.RecoverError.NoError || signer != account) revert BadSignature();
+    }
+}
