@@ -1,0 +1,87 @@
+//! The EIP-712 messages the contracts verify, with their domains. Signing one of these is how a
+//! participant authorises the broker to act for it on chain.
+
+use alloy::primitives::{Address, B256, U256};
+use alloy::sol;
+use alloy::sol_types::{Eip712Domain, SolStruct};
+
+sol! {
+    /// A consumer's authorisation to open a contract and pull `deposit` into escrow.
+    #[derive(Debug, PartialEq, Eq)]
+    struct OpenContract {
+        bytes32 contractId;
+        address consumer;
+        address provider;
+        bytes32 termsHash;
+        string termsCid;
+        uint256 deposit;
+        uint256 periodPrice;
+        uint64 period;
+        uint256 deadline;
+    }
+
+    /// A consumer's authorisation to add `amount` to a contract's escrow.
+    #[derive(Debug, PartialEq, Eq)]
+    struct TopUp {
+        bytes32 contractId;
+        uint256 amount;
+        uint256 nonce;
+        uint256 deadline;
+    }
+
+    /// An account's consent to be linked to a DID with a role.
+    #[derive(Debug, PartialEq, Eq)]
+    struct Link {
+        string did;
+        address account;
+        uint8 role;
+        uint256 nonce;
+        uint256 deadline;
+    }
+
+    /// A provider's consent to record a new configuration CID.
+    #[derive(Debug, PartialEq, Eq)]
+    struct SetConfig {
+        address account;
+        string cid;
+        uint256 nonce;
+        uint256 deadline;
+    }
+
+    /// EIP-2612 permit, as the credit token verifies it.
+    #[derive(Debug, PartialEq, Eq)]
+    struct Permit {
+        address owner;
+        address spender;
+        uint256 value;
+        uint256 nonce;
+        uint256 deadline;
+    }
+}
+
+fn domain(name: &'static str, chain_id: u64, verifying_contract: Address) -> Eip712Domain {
+    Eip712Domain::new(
+        Some(name.into()),
+        Some("1".into()),
+        Some(U256::from(chain_id)),
+        Some(verifying_contract),
+        None,
+    )
+}
+
+pub fn marketplace_domain(chain_id: u64, marketplace: Address) -> Eip712Domain {
+    domain("Mercato Marketplace", chain_id, marketplace)
+}
+
+pub fn registry_domain(chain_id: u64, registry: Address) -> Eip712Domain {
+    domain("Mercato ParticipantRegistry", chain_id, registry)
+}
+
+pub fn token_domain(chain_id: u64, token: Address) -> Eip712Domain {
+    domain("Mercato Credit", chain_id, token)
+}
+
+/// The digest a signer signs for `message` under `domain`.
+pub fn digest<T: SolStruct>(message: &T, domain: &Eip712Domain) -> B256 {
+    message.eip712_signing_hash(domain)
+}

@@ -1,0 +1,249 @@
+//! Supervises Anvil, the development chain, from the pinned npm package. Its state lives in the
+//! data directory and is written every second and on a clean stop, so the chain survives restarts.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::process::{Child, Command};
+
+use crate::accounts::{DEV_ACCOUNTS, DEV_MNEMONIC};
+
+pub const DEFAULT_PORT: u16 = 8545;
+pub const DEV_CHAIN_ID: u64 = 31337;
+const STATE_FILE: &str = "anvil-state.json";
+const PID_FILE: &str = "anvil.pid";
+const LOG_FILE: &str = "anvil.log";
+
+#[derive(Debug, Clone)]
+pub struct AnvilOptions {
+    pub data_dir: PathBuf,
+    pub host: String,
+    pub port: u16,
+    pub chain_id: u64,
+    /// Explicit binary; otherwise MERCATO_ANVIL, then node_modules, then PATH.
+    pub binary: Option<PathBuf>,
+}
+
+impl AnvilOptions {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            host: "127.0.0.1".into(),
+            port: DEFAULT_PORT,
+            chain_id: DEV_CHAIN_ID,
+            binary: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AnvilError {
+    #[error("Anvil not found: run `npm ci` at the repository root (it installs the pinned @foundry-rs/anvil) or set MERCATO_ANVIL to its path")]
+    NotFound,
+    #[error("cannot use data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("a chain is already running on {path} (pid {pid}); stop it first or use another data directory")]
+    AlreadyRunning { path: PathBuf, pid: u32 },
+    #[error("cannot start Anvil: {0}")]
+    Spawn(std::io::Error),
+    #[error("Anvil exited during start-up ({status}); is port {port} already in use? See {log}")]
+    Exited {
+        status: String,
+        port: u16,
+        log: PathBuf,
+    },
+    #[error("Anvil did not answer on {url} within {0:?}; see {log}", waited)]
+    NotReady {
+        url: String,
+        waited: Duration,
+        log: PathBuf,
+    },
+}
+
+/// Finds the Anvil binary shipped in the npm package for this platform.
+pub fn find_binary() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("MERCATO_ANVIL") {
+        return Some(PathBuf::from(p));
+    }
+    let os = match std::env::consts::OS {
+        "macos" => "darwin",
+        "windows" => "win32",
+        other => other,
+    };
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let rel = PathBuf::from(format!(
+        "node_modules/@foundry-rs/anvil-{os}-{arch}/bin/anvil"
+    ));
+    let mut starts = vec![];
+    if let Ok(cwd) = std::env::current_dir() {
+        starts.push(cwd);
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        starts.push(exe);
+    }
+    starts.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    for start in starts {
+        for dir in start.ancestors() {
+            let candidate = dir.join(&rel);
+            if candidate.is_file() {
+                return Some(candidate);
+            }
+        }
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("anvil"))
+            .find(|p| p.is_file())
+    })
+}
+
+fn pid_alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// A running Anvil. Dropping it stops Anvil cleanly (state is dumped on exit).
+pub struct DevChain {
+    child: Option<Child>,
+    url: String,
+    data_dir: PathBuf,
+}
+
+impl DevChain {
+    pub async fn start(options: &AnvilOptions) -> Result<Self, AnvilError> {
+        let dir = &options.data_dir;
+        let dir_err = |source| AnvilError::DataDir {
+            path: dir.clone(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(dir_err)?;
+        let pid_file = dir.join(PID_FILE);
+        if let Ok(text) = std::fs::read_to_string(&pid_file) {
+            if let Ok(pid) = text.trim().parse::<u32>() {
+                if pid_alive(pid) {
+                    return Err(AnvilError::AlreadyRunning {
+                        path: dir.clone(),
+                        pid,
+                    });
+                }
+            }
+        }
+        let binary = options
+            .binary
+            .clone()
+            .or_else(find_binary)
+            .ok_or(AnvilError::NotFound)?;
+        let log_path = dir.join(LOG_FILE);
+        let log = std::fs::File::create(&log_path).map_err(dir_err)?;
+        let log_err = log.try_clone().map_err(dir_err)?;
+        let mut child = Command::new(&binary)
+            .arg("--host")
+            .arg(&options.host)
+            .arg("--port")
+            .arg(options.port.to_string())
+            .arg("--chain-id")
+            .arg(options.chain_id.to_string())
+            .arg("--mnemonic")
+            .arg(DEV_MNEMONIC)
+            .arg("--accounts")
+            .arg(DEV_ACCOUNTS.to_string())
+            .arg("--state")
+            .arg(dir.join(STATE_FILE))
+            .arg("--state-interval")
+            .arg("1")
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(AnvilError::Spawn)?;
+        if let Some(pid) = child.id() {
+            std::fs::write(&pid_file, pid.to_string()).map_err(dir_err)?;
+        }
+        let url = format!("http://{}:{}", options.host, options.port);
+        let started = Instant::now();
+        let limit = Duration::from_secs(30);
+        let http = reqwest::Client::new();
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                let _ = std::fs::remove_file(&pid_file);
+                return Err(AnvilError::Exited {
+                    status: status.to_string(),
+                    port: options.port,
+                    log: log_path,
+                });
+            }
+            let probe = http
+                .post(&url)
+                .json(&serde_json::json!({"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}))
+                .send()
+                .await;
+            if matches!(probe, Ok(ref r) if r.status().is_success()) {
+                break;
+            }
+            if started.elapsed() > limit {
+                let _ = child.start_kill();
+                return Err(AnvilError::NotReady {
+                    url,
+                    waited: limit,
+                    log: log_path,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tracing::info!(%url, binary = %binary.display(), "anvil started");
+        Ok(Self {
+            child: Some(child),
+            url,
+            data_dir: dir.clone(),
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Stops Anvil with SIGTERM so it writes its state, and waits for it.
+    pub async fn stop(mut self) {
+        self.terminate().await;
+    }
+
+    async fn terminate(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if let Some(pid) = child.id() {
+                let _ = std::process::Command::new("kill")
+                    .arg("-TERM")
+                    .arg(pid.to_string())
+                    .status();
+                let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+            }
+            let _ = child.kill().await;
+            let _ = std::fs::remove_file(self.data_dir.join(PID_FILE));
+        }
+    }
+}
+
+impl Drop for DevChain {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            if let Some(pid) = child.id() {
+                let _ = std::process::Command::new("kill")
+                    .arg("-TERM")
+                    .arg(pid.to_string())
+                    .status();
+            }
+            let _ = std::fs::remove_file(self.data_dir.join(PID_FILE));
+        }
+    }
+}
