@@ -87,7 +87,10 @@ impl MerkleTree {
 
 /// Checks a proof the way the contract does.
 pub fn verify(root: B256, record_hash: B256, proof: &[B256]) -> bool {
-    proof.iter().fold(leaf(record_hash), |acc, s| hash_pair(acc, *s)) == root
+    proof
+        .iter()
+        .fold(leaf(record_hash), |acc, s| hash_pair(acc, *s))
+        == root
 }
 
 #[cfg(test)]
@@ -130,8 +133,14 @@ mod tests {
 
     #[test]
     fn empty_and_out_of_range_are_errors() {
-        assert_eq!(MerkleTree::from_record_hashes(&[]).unwrap_err(), MerkleError::Empty);
+        assert_eq!(
+            MerkleTree::from_record_hashes(&[]).unwrap_err(),
+            MerkleError::Empty
+        );
         let tree = MerkleTree::from_record_hashes(&hashes(2)).unwrap();
-        assert_eq!(tree.proof(2).unwrap_err(), MerkleError::OutOfRange { index: 2, len: 2 });
+        assert_eq!(
+            tree.proof(2).unwrap_err(),
+            MerkleError::OutOfRange { index: 2, len: 2 }
+        );
     }
 }

@@ -182,7 +182,9 @@ impl DevChain {
             }
             let probe = http
                 .post(&url)
-                .json(&serde_json::json!({"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}))
+                .json(
+                    &serde_json::json!({"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}),
+                )
                 .send()
                 .await;
             if matches!(probe, Ok(ref r) if r.status().is_success()) {
@@ -246,4 +248,10 @@ impl Drop for DevChain {
             let _ = std::fs::remove_file(self.data_dir.join(PID_FILE));
         }
     }
+}
+
+/// A port that was free a moment ago on the loopback interface (for tests and benchmarks).
+pub fn free_port() -> std::io::Result<u16> {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+    Ok(listener.local_addr()?.port())
 }

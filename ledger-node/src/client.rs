@@ -217,7 +217,10 @@ impl ChainClient {
     }
 
     /// Deploys `init_code` (bytecode followed by the ABI-encoded constructor arguments).
-    pub async fn deploy(&self, init_code: Bytes) -> Result<(Address, TransactionReceipt), ClientError> {
+    pub async fn deploy(
+        &self,
+        init_code: Bytes,
+    ) -> Result<(Address, TransactionReceipt), ClientError> {
         let tx = TransactionRequest::default().with_deploy_code(init_code);
         let receipt = self.send(tx).await?;
         let address = receipt

@@ -112,7 +112,10 @@ pub async fn deploy(
         .await
         .map_err(|e| step("reading the gas price")(ClientError::Rpc(e.to_string())))?;
     let needed = U256::from(gas_price) * U256::from(DEPLOY_GAS_BUDGET);
-    let balance = client.balance(admin).await.map_err(step("reading the deployer's balance"))?;
+    let balance = client
+        .balance(admin)
+        .await
+        .map_err(step("reading the deployer's balance"))?;
     if balance < needed {
         return Err(DeployError::InsufficientFunds {
             account: admin,
@@ -232,10 +235,7 @@ pub async fn deploy(
         client
             .send_call(
                 credit_token,
-                &CreditToken::configureFaucetCall {
-                    amount,
-                    cooldown,
-                },
+                &CreditToken::configureFaucetCall { amount, cooldown },
             )
             .await
             .map_err(step("configuring the faucet"))?;

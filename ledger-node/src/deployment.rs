@@ -64,7 +64,10 @@ pub enum DeploymentError {
     #[error("deployment.json is for chain {recorded} but the node at the RPC URL is chain {actual}; point at the right node or deploy again")]
     WrongChain { recorded: u64, actual: u64 },
     #[error("deployment.json says {name} is at {address} but there is no code there (the chain state was reset?); deploy again into a fresh data directory")]
-    MissingCode { name: &'static str, address: Address },
+    MissingCode {
+        name: &'static str,
+        address: Address,
+    },
     #[error("RPC error while checking the deployment: {0}")]
     Rpc(String),
 }

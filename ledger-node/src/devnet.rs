@@ -63,7 +63,10 @@ pub fn dev_deploy_options() -> Result<DeployOptions, KeyError> {
 }
 
 /// Starts Anvil on `options.data_dir` and makes sure the contracts are deployed there.
-pub async fn up(options: &AnvilOptions, mut progress: impl FnMut(&str)) -> Result<Devnet, DevnetError> {
+pub async fn up(
+    options: &AnvilOptions,
+    mut progress: impl FnMut(&str),
+) -> Result<Devnet, DevnetError> {
     let chain = DevChain::start(options).await?;
     let path = Deployment::path_in(&options.data_dir);
     let client = ChainClient::connect(chain.url(), dev_signer(DEPLOYER_INDEX)?).await?;

@@ -1,0 +1,288 @@
+//! A fresh development chain per test, with the contracts deployed as `ledger-node up` does.
+
+use alloy::primitives::{Address, Bytes, FixedBytes, B256, U256};
+use alloy::providers::Provider;
+use alloy::signers::local::PrivateKeySigner;
+use alloy::signers::SignerSync;
+use alloy::sol_types::{SolCall, SolInterface, SolStruct};
+use contracts::eip712;
+use contracts::{CreditToken, Marketplace, ParticipantRegistry, CREDIT};
+use ledger::accounts::{dev_signer, BROKER_INDEX, DEPLOYER_INDEX};
+use ledger::anvil::{free_port, AnvilOptions};
+use ledger::client::ClientError;
+use ledger::deployment::Deployment;
+use ledger::devnet::{self, Devnet};
+use ledger::ChainClient;
+
+pub struct Actor {
+    pub signer: PrivateKeySigner,
+    pub client: ChainClient,
+}
+
+impl Actor {
+    pub fn address(&self) -> Address {
+        self.signer.address()
+    }
+
+    pub fn sign<T: SolStruct>(
+        &self,
+        message: &T,
+        domain: &alloy::sol_types::Eip712Domain,
+    ) -> Bytes {
+        let digest = eip712::digest(message, domain);
+        Bytes::from(
+            self.signer
+                .sign_hash_sync(&digest)
+                .unwrap()
+                .as_bytes()
+                .to_vec(),
+        )
+    }
+
+    pub async fn call<C: SolCall>(&self, to: Address, call: C) -> Result<(), ClientError> {
+        self.client.send_call(to, &call).await.map(|_| ())
+    }
+}
+
+pub struct Chain {
+    pub net: Devnet,
+    _dir: tempfile::TempDir,
+    pub admin: Actor,
+    pub broker: Actor,
+    /// Funded development accounts 2.. (1,000,000 credits each).
+    pub users: Vec<Actor>,
+}
+
+impl Chain {
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let options = AnvilOptions {
+            port: free_port().unwrap(),
+            ..AnvilOptions::new(dir.path())
+        };
+        let net = devnet::up(&options, |_| {}).await.expect("devnet up");
+        let url = net.chain.url().to_string();
+        let actor = |i: u32| {
+            let url = url.clone();
+            async move {
+                let signer = dev_signer(i).unwrap();
+                let client = ChainClient::connect(&url, signer.clone()).await.unwrap();
+                Actor { signer, client }
+            }
+        };
+        let admin = actor(DEPLOYER_INDEX).await;
+        let broker = actor(BROKER_INDEX).await;
+        let mut users = Vec::new();
+        for i in 2..8 {
+            users.push(actor(i).await);
+        }
+        Self {
+            net,
+            _dir: dir,
+            admin,
+            broker,
+            users,
+        }
+    }
+
+    pub fn d(&self) -> &Deployment {
+        &self.net.deployment
+    }
+
+    pub fn chain_id(&self) -> u64 {
+        self.d().chain_id
+    }
+
+    pub async fn balance(&self, who: Address) -> U256 {
+        let token = CreditToken::new(
+            self.d().contracts.credit_token,
+            self.admin.client.provider(),
+        );
+        token.balanceOf(who).call().await.unwrap()
+    }
+
+    pub async fn agreement(&self, id: B256) -> Marketplace::Agreement {
+        Marketplace::new(self.d().contracts.marketplace, self.admin.client.provider())
+            .agreement(id)
+            .call()
+            .await
+            .unwrap()
+    }
+
+    pub async fn advance(&self, seconds: u64) {
+        let p = self.admin.client.provider();
+        let _: serde_json::Value = p
+            .raw_request("evm_increaseTime".into(), (seconds,))
+            .await
+            .unwrap();
+        let _: serde_json::Value = p.raw_request("evm_mine".into(), ()).await.unwrap();
+    }
+
+    pub async fn now(&self) -> u64 {
+        let block = self
+            .admin
+            .client
+            .provider()
+            .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
+            .await
+            .unwrap()
+            .unwrap();
+        block.header.timestamp
+    }
+
+    /// Registers `who` with `role` (1 provider, 2 consumer, 3 auditor, 4 operator).
+    pub async fn register(&self, who: &Actor, did: &str, role: u8) {
+        let registry = self.d().contracts.participant_registry;
+        let deadline = U256::from(self.now().await + 3600);
+        let nonce = ParticipantRegistry::new(registry, self.admin.client.provider())
+            .nonces(who.address())
+            .call()
+            .await
+            .unwrap();
+        let link = eip712::Link {
+            did: did.into(),
+            account: who.address(),
+            role,
+            nonce,
+            deadline,
+        };
+        let sig = who.sign(&link, &eip712::registry_domain(self.chain_id(), registry));
+        self.broker
+            .call(
+                registry,
+                ParticipantRegistry::registerCall {
+                    did: did.into(),
+                    account: who.address(),
+                    role,
+                    deadline,
+                    signature: sig,
+                },
+            )
+            .await
+            .unwrap();
+    }
+
+    pub async fn approve(&self, who: &Actor, amount: U256) {
+        who.call(
+            self.d().contracts.credit_token,
+            CreditToken::approveCall {
+                spender: self.d().contracts.marketplace,
+                value: amount,
+            },
+        )
+        .await
+        .unwrap();
+    }
+
+    /// An open request for `consumer` → `provider`, signed by the consumer.
+    pub async fn open_request(
+        &self,
+        id: B256,
+        consumer: &Actor,
+        provider: &Actor,
+        deposit: U256,
+        period_price: U256,
+        period: u64,
+    ) -> (Marketplace::OpenRequest, Bytes) {
+        let deadline = U256::from(self.now().await + 3600);
+        let message = eip712::OpenContract {
+            contractId: id,
+            consumer: consumer.address(),
+            provider: provider.address(),
+            termsHash: alloy::primitives::keccak256(id),
+            termsCid: "bafkreiterms".into(),
+            deposit,
+            periodPrice: period_price,
+            period,
+            deadline,
+        };
+        let sig = consumer.sign(
+            &message,
+            &eip712::marketplace_domain(self.chain_id(), self.d().contracts.marketplace),
+        );
+        let req = Marketplace::OpenRequest {
+            contractId: message.contractId,
+            consumer: message.consumer,
+            provider: message.provider,
+            termsHash: message.termsHash,
+            termsCid: message.termsCid,
+            deposit,
+            periodPrice: period_price,
+            period,
+            deadline,
+        };
+        (req, sig)
+    }
+
+    /// Registers users[0] as provider, users[1] as consumer, and opens a funded contract.
+    pub async fn open_contract(&self, id: B256, deposit: U256, period_price: U256, period: u64) {
+        let (provider, consumer) = (&self.users[0], &self.users[1]);
+        self.ensure_registered().await;
+        self.approve(consumer, deposit).await;
+        let (req, sig) = self
+            .open_request(id, consumer, provider, deposit, period_price, period)
+            .await;
+        self.broker
+            .call(
+                self.d().contracts.marketplace,
+                Marketplace::openCall {
+                    req,
+                    consumerSig: sig,
+                },
+            )
+            .await
+            .unwrap();
+    }
+
+    pub async fn ensure_registered(&self) {
+        let registry = ParticipantRegistry::new(
+            self.d().contracts.participant_registry,
+            self.admin.client.provider(),
+        );
+        if registry
+            .roleOf(self.users[0].address())
+            .call()
+            .await
+            .unwrap()
+            == 0
+        {
+            self.register(&self.users[0], "did:key:provider0", 1).await;
+        }
+        if registry
+            .roleOf(self.users[1].address())
+            .call()
+            .await
+            .unwrap()
+            == 0
+        {
+            self.register(&self.users[1], "did:key:consumer1", 2).await;
+        }
+    }
+}
+
+pub fn credits(n: u64) -> U256 {
+    U256::from(n) * U256::from(CREDIT)
+}
+
+pub fn id(n: u64) -> B256 {
+    alloy::primitives::keccak256(n.to_be_bytes())
+}
+
+/// Asserts `result` is a revert that decodes to an error `check` accepts.
+#[track_caller]
+pub fn assert_revert<E: SolInterface + std::fmt::Debug>(
+    result: Result<(), ClientError>,
+    check: impl FnOnce(&E) -> bool,
+) {
+    let err = result.expect_err("expected a revert");
+    let decoded = err
+        .decode_revert::<E>()
+        .unwrap_or_else(|| panic!("not a decodable revert: {err}"));
+    assert!(check(&decoded), "unexpected revert: {decoded:?}");
+}
+
+pub fn bytes32(s: &str) -> FixedBytes<32> {
+    let mut b = [0u8; 32];
+    b[..s.len()].copy_from_slice(s.as_bytes());
+    FixedBytes(b)
+}
