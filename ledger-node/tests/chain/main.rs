@@ -1,0 +1,24 @@
+//! The chain client, deployment and `ledger-node` against a real Anvil.
+
+mod cli;
+mod client;
+mod deploy;
+mod proxy;
+
+use ledger::anvil::{free_port, AnvilOptions};
+use ledger::devnet::{self, Devnet};
+
+pub struct Net {
+    pub net: Devnet,
+    pub _dir: tempfile::TempDir,
+}
+
+pub async fn devnet() -> Net {
+    let dir = tempfile::tempdir().unwrap();
+    let options = AnvilOptions {
+        port: free_port().unwrap(),
+        ..AnvilOptions::new(dir.path())
+    };
+    let net = devnet::up(&options, |_| {}).await.unwrap();
+    Net { net, _dir: dir }
+}
