@@ -1,1 +1,11 @@
+//! The Mercato broker: the HTTP API over the catalog, the marketplace flow and the ledger.
+//! This crate is a library with a thin binary (`mercato-broker`) on top.
 
+pub mod app;
+pub mod config;
+pub mod http;
+pub mod ledger_link;
+pub mod store;
+
+pub use app::{Broker, StartError};
+pub use config::{BrokerConfig, ChainConfig};

@@ -1,1 +1,6 @@
+//! Mercato's Rust client library: typed calls to the broker's HTTP API for every role.
+//! The `mercato` command-line tool is a thin layer over it.
 
+pub mod client;
+
+pub use client::{Client, LedgerStatus, SdkError};

@@ -1,1 +1,111 @@
+//! Helpers for the end-to-end tests: find the workspace's binaries and run them as a user would.
 
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// A workspace binary next to the test executable (`cargo build --workspace --bins` builds them).
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo build --workspace --bins` first (scripts/test does)",
+        path.display()
+    );
+    path
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A running `mercato-broker` on the embedded default; stopped with SIGTERM on drop.
+pub struct BrokerProcess {
+    child: Child,
+    pub url: String,
+    pub output: String,
+}
+
+impl BrokerProcess {
+    pub fn start(data_dir: &std::path::Path) -> Self {
+        let (api, chain) = (free_port(), free_port());
+        let mut child = Command::new(bin("mercato-broker"))
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--listen", &format!("127.0.0.1:{api}")])
+            .args(["--chain-port", &chain.to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start mercato-broker");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut output = String::new();
+        loop {
+            match rx.recv_timeout(Duration::from_secs(90)) {
+                Ok(line) => {
+                    output.push_str(&line);
+                    output.push('\n');
+                    if line.starts_with("data in") {
+                        break;
+                    }
+                }
+                Err(_) => panic!("mercato-broker did not start: {output}"),
+            }
+        }
+        Self {
+            child,
+            url: format!("http://127.0.0.1:{api}"),
+            output,
+        }
+    }
+
+    pub fn stop(mut self) {
+        self.terminate();
+    }
+
+    fn terminate(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.terminate();
+        }
+    }
+}
+
+/// Runs `mercato` with `args` against `broker`; returns (success, stdout, stderr).
+pub fn mercato(broker: &str, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(bin("mercato"))
+        .args(["--broker", broker])
+        .args(args)
+        .output()
+        .expect("run mercato");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

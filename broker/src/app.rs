@@ -1,0 +1,117 @@
+//! Start-up: the ledger (embedded or external), the database, the HTTP server.
+
+use std::net::SocketAddr;
+
+use ledger::accounts::{dev_signer, signer_from_file, KeyError, BROKER_INDEX};
+use ledger::anvil::{AnvilError, AnvilOptions};
+use ledger::devnet::{self, Devnet, DevnetError};
+use ledger::{ChainClient, ClientError, Deployment, DeploymentError};
+
+use crate::config::{BrokerConfig, ChainConfig};
+use crate::http::{self, AppState};
+use crate::ledger_link::LedgerLink;
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Devnet(#[from] DevnetError),
+    #[error(transparent)]
+    Anvil(#[from] AnvilError),
+    #[error(transparent)]
+    Deployment(#[from] DeploymentError),
+    #[error("no deployment at {0}; run `ledger-node deploy` first")]
+    NoDeployment(std::path::PathBuf),
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error(transparent)]
+    Chain(#[from] ClientError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}; is another broker running there?")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot create the data directory: {0}")]
+    DataDir(std::io::Error),
+}
+
+/// A started broker: where it listens and what it runs.
+pub struct Broker {
+    pub addr: SocketAddr,
+    pub ledger: LedgerLink,
+    /// The embedded chain, when the broker runs one.
+    pub devnet: Option<Devnet>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Broker {
+    pub async fn start(config: &BrokerConfig) -> Result<Self, StartError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(StartError::DataDir)?;
+        let (ledger, devnet) = match &config.chain {
+            ChainConfig::Embedded { port } => {
+                let options = AnvilOptions {
+                    port: *port,
+                    ..AnvilOptions::new(config.data_dir.join("ledger"))
+                };
+                let net = devnet::up(&options, |step| tracing::info!(step, "deploying")).await?;
+                let client =
+                    ChainClient::connect(net.chain.url(), dev_signer(BROKER_INDEX)?).await?;
+                let link = LedgerLink {
+                    client,
+                    deployment: net.deployment.clone(),
+                };
+                (link, Some(net))
+            }
+            ChainConfig::External {
+                rpc_url,
+                deployment,
+                key_file,
+            } => {
+                let d = Deployment::load(deployment)?
+                    .ok_or_else(|| StartError::NoDeployment(deployment.clone()))?;
+                let client = ChainClient::connect(rpc_url, signer_from_file(key_file)?).await?;
+                d.verify_on(client.provider()).await?;
+                (
+                    LedgerLink {
+                        client,
+                        deployment: d,
+                    },
+                    None,
+                )
+            }
+        };
+        let store = Store::open(&config.database_url()).await?;
+        store.bind_ledger(&ledger.deployment).await?;
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| StartError::Listen {
+                addr: config.listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+        let app = http::router(AppState {
+            store,
+            ledger: ledger.clone(),
+        });
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        Ok(Self {
+            addr,
+            ledger,
+            devnet,
+            server,
+        })
+    }
+
+    /// Stops the server and the embedded chain (its state is kept).
+    pub async fn stop(self) {
+        self.server.abort();
+        if let Some(net) = self.devnet {
+            net.chain.stop().await;
+        }
+    }
+}

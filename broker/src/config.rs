@@ -1,0 +1,37 @@
+//! Broker configuration: where it listens, where its data lives, which chain it uses.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// The chain the broker settles on.
+#[derive(Debug, Clone)]
+pub enum ChainConfig {
+    /// Anvil started and supervised by the broker, state in `<data_dir>/ledger`.
+    Embedded { port: u16 },
+    /// An existing node (Quorum, Besu) with a deployment written by `ledger-node deploy`.
+    External {
+        rpc_url: String,
+        deployment: PathBuf,
+        key_file: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// `sqlite://...` (the embedded default) or, later, `postgres://...`.
+    pub database_url: Option<String>,
+    pub chain: ChainConfig,
+}
+
+impl BrokerConfig {
+    pub fn database_url(&self) -> String {
+        self.database_url.clone().unwrap_or_else(|| {
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("broker.sqlite").display()
+            )
+        })
+    }
+}

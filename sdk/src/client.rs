@@ -1,0 +1,110 @@
+//! The HTTP client. Errors from the broker arrive as RFC 9457 problems and keep their reason.
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use url::Url;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SdkError {
+    #[error("{0} is not a broker URL (expected http://host:port)")]
+    BadUrl(String),
+    #[error("cannot reach the broker at {url}: {reason}; is `mercato-broker` running?")]
+    Unreachable { url: String, reason: String },
+    #[error("the broker answered {status} {title}: {detail}")]
+    Api {
+        status: u16,
+        title: String,
+        detail: String,
+    },
+    #[error("unexpected answer from the broker: {0}")]
+    Decode(String),
+}
+
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Contracts {
+    pub credit_token: String,
+    pub participant_registry: String,
+    pub marketplace: String,
+    pub billing_models: String,
+    pub usage_settlement: String,
+    pub credential_registry: String,
+}
+
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct LedgerStatus {
+    pub chain_id: u64,
+    pub rpc_url: String,
+    pub block_number: u64,
+    pub deployment_block: u64,
+    pub broker_account: String,
+    pub contracts: Contracts,
+}
+
+#[derive(Debug, Deserialize)]
+struct Problem {
+    title: String,
+    #[serde(default)]
+    detail: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Client {
+    base: Url,
+    http: reqwest::Client,
+}
+
+impl Client {
+    pub fn new(base: &str) -> Result<Self, SdkError> {
+        let base = Url::parse(base).map_err(|_| SdkError::BadUrl(base.to_string()))?;
+        if !matches!(base.scheme(), "http" | "https") {
+            return Err(SdkError::BadUrl(base.to_string()));
+        }
+        Ok(Self {
+            base,
+            http: reqwest::Client::new(),
+        })
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, SdkError> {
+        let url = self
+            .base
+            .join(path)
+            .map_err(|_| SdkError::BadUrl(path.to_string()))?;
+        let resp = self
+            .http
+            .get(url.clone())
+            .send()
+            .await
+            .map_err(|e| SdkError::Unreachable {
+                url: self.base.to_string(),
+                reason: e.to_string(),
+            })?;
+        let status = resp.status();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| SdkError::Decode(e.to_string()))?;
+        if !status.is_success() {
+            let p: Problem = serde_json::from_slice(&bytes).unwrap_or(Problem {
+                title: status.canonical_reason().unwrap_or("error").into(),
+                detail: String::from_utf8_lossy(&bytes).into_owned(),
+            });
+            return Err(SdkError::Api {
+                status: status.as_u16(),
+                title: p.title,
+                detail: p.detail,
+            });
+        }
+        serde_json::from_slice(&bytes).map_err(|e| SdkError::Decode(e.to_string()))
+    }
+
+    pub async fn ledger(&self) -> Result<LedgerStatus, SdkError> {
+        self.get("/v1/ledger").await
+    }
+
+    pub async fn health(&self) -> Result<serde_json::Value, SdkError> {
+        self.get("/health").await
+    }
+}
