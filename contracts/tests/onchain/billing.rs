@@ -9,7 +9,7 @@ fn seed() -> u64 {
     std::env::var("MERCATO_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| rand::random())
+        .unwrap_or_else(rand::random)
 }
 
 fn amount(rng: &mut impl Rng) -> U256 {

@@ -551,3 +551,144 @@ async fn fee_and_grace_are_admin_settings_with_a_cap() {
         .unwrap();
     assert_eq!(market.closeGrace().call().await.unwrap(), 60);
 }
+
+#[tokio::test]
+async fn closed_contracts_and_expired_or_unfunded_authorisations_change_nothing() {
+    let c = Chain::start().await;
+    let m = c.d().contracts.marketplace;
+    let s = c.d().contracts.usage_settlement;
+    let consumer = &c.users[1];
+    c.open_contract(id(20), credits(10), U256::ZERO, 0).await;
+    c.approve(consumer, credits(100)).await;
+
+    // A relayed top-up past its deadline.
+    let past = U256::from(c.now().await - 1);
+    let domain = eip712::marketplace_domain(c.chain_id(), m);
+    let late = eip712::TopUp {
+        contractId: id(20),
+        amount: credits(1),
+        nonce: U256::ZERO,
+        deadline: past,
+    };
+    let call = Marketplace::topUpCall {
+        contractId: id(20),
+        amount: credits(1),
+        deadline: past,
+        consumerSig: consumer.sign(&late, &domain),
+    };
+    assert_revert::<E>(c.broker.call(m, call).await, |e| matches!(e, E::Expired(_)));
+
+    // A usage charge of zero is refused.
+    let zero = contracts::UsageSettlement::settleCall {
+        batchId: id(300),
+        merkleRoot: id(301),
+        recordsCid: "bafkrei".into(),
+        recordCount: 1,
+        contractIds: vec![id(20)],
+        amounts: vec![U256::ZERO],
+    };
+    let err = c.broker.call(s, zero).await.unwrap_err();
+    assert!(
+        matches!(err.decode_revert::<E>(), Some(E::ZeroAmount(_))),
+        "{err}"
+    );
+
+    c.broker
+        .call(m, Marketplace::closeCall { contractId: id(20) })
+        .await
+        .unwrap();
+    let after_close = c.balance(m).await;
+    let wrong_status = |e: &E| matches!(e, E::WrongStatus(_));
+    assert_revert::<E>(
+        consumer
+            .call(
+                m,
+                Marketplace::topUpCall {
+                    contractId: id(20),
+                    amount: credits(1),
+                    deadline: U256::ZERO,
+                    consumerSig: Bytes::new(),
+                },
+            )
+            .await,
+        wrong_status,
+    );
+    assert_revert::<E>(
+        consumer
+            .call(m, Marketplace::requestCloseCall { contractId: id(20) })
+            .await,
+        wrong_status,
+    );
+    assert_revert::<E>(
+        c.broker
+            .call(
+                m,
+                Marketplace::suspendCall {
+                    contractId: id(20),
+                    reason: bytes32("x"),
+                },
+            )
+            .await,
+        wrong_status,
+    );
+    assert_revert::<E>(
+        c.users[3]
+            .call(m, Marketplace::chargePeriodCall { contractId: id(20) })
+            .await,
+        wrong_status,
+    );
+    // Usage cannot be charged to a closed contract either.
+    let late_batch = contracts::UsageSettlement::settleCall {
+        batchId: id(302),
+        merkleRoot: id(303),
+        recordsCid: "bafkrei".into(),
+        recordCount: 1,
+        contractIds: vec![id(20)],
+        amounts: vec![U256::from(1)],
+    };
+    let err = c.broker.call(s, late_batch).await.unwrap_err();
+    assert!(
+        matches!(err.decode_revert::<E>(), Some(E::WrongStatus(_))),
+        "{err}"
+    );
+    assert_eq!(c.balance(m).await, after_close);
+
+    // Fees cannot be over-withdrawn.
+    assert_revert::<E>(
+        c.admin
+            .call(
+                m,
+                Marketplace::withdrawFeesCall {
+                    to: c.admin.address(),
+                    amount: credits(1),
+                },
+            )
+            .await,
+        |e| matches!(e, E::InsufficientEarnings(_)),
+    );
+
+    // openWithPermit with a bad permit and no allowance: nothing opens, nothing moves.
+    let fresh = &c.users[2];
+    c.register(fresh, "did:key:fresh", 2).await;
+    let (req, sig) = c
+        .open_request(id(21), fresh, &c.users[0], credits(10), U256::ZERO, 0)
+        .await;
+    let before = c.balance(fresh.address()).await;
+    let r = c
+        .broker
+        .call(
+            m,
+            Marketplace::openWithPermitCall {
+                req,
+                consumerSig: sig,
+                permitDeadline: U256::from(c.now().await + 60),
+                v: 27,
+                r: bytes32("bad"),
+                s: bytes32("permit"),
+            },
+        )
+        .await;
+    assert!(r.is_err());
+    assert_eq!(c.agreement(id(21)).await.status, 0);
+    assert_eq!(c.balance(fresh.address()).await, before);
+}

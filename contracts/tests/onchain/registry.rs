@@ -128,6 +128,34 @@ async fn registration_refuses_bad_input_and_strangers() {
     assert_revert::<E>(c.broker.call(r, register_call(&m, sig)).await, |e| {
         matches!(e, E::AccountTaken(_))
     });
+    // Only the registrar deactivates; an expired relayed config change is refused.
+    assert_revert::<E>(
+        other
+            .call(
+                r,
+                ParticipantRegistry::setActiveCall {
+                    account: who.address(),
+                    active: false,
+                },
+            )
+            .await,
+        |e| matches!(e, E::AccessControlUnauthorizedAccount(_)),
+    );
+    let past = U256::from(c.now().await - 1);
+    assert_revert::<E>(
+        c.broker
+            .call(
+                r,
+                ParticipantRegistry::setConfigForCall {
+                    account: who.address(),
+                    cid: "bafkrei".into(),
+                    deadline: past,
+                    signature: alloy::primitives::Bytes::new(),
+                },
+            )
+            .await,
+        |e| matches!(e, E::Expired(_)),
+    );
     // setActive on an unknown account.
     assert_revert::<E>(
         c.broker

@@ -1,0 +1,44 @@
+# Shared by scripts/run and scripts/test: the toolchain Mercato needs, installed idempotently.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+# Builds live outside the clone so a fresh clone (CI) reuses compiled dependencies.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/mercato/target}"
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+# Pinned npm packages (Anvil, solc, OpenZeppelin) from package-lock.json; reinstalled only when
+# the lock file changed.
+ensure_npm() {
+  command -v npm >/dev/null || { echo "npm is required (Node.js 20+); install it with your package manager" >&2; exit 1; }
+  local want have=""
+  want="$(sha256sum package-lock.json | cut -d' ' -f1)"
+  [ -f node_modules/.mercato-lock ] && have="$(cat node_modules/.mercato-lock)"
+  if [ "$want" != "$have" ] || ! [ -x "$(anvil_path)" ]; then
+    say "installing the pinned chain toolchain (npm ci)"
+    npm ci --no-audit --no-fund --loglevel=error
+    echo "$want" > node_modules/.mercato-lock
+  fi
+}
+
+anvil_path() {
+  local arch
+  case "$(uname -m)" in x86_64) arch=amd64 ;; aarch64|arm64) arch=arm64 ;; *) arch="$(uname -m)" ;; esac
+  echo "$ROOT/node_modules/@foundry-rs/anvil-$(uname -s | tr 'A-Z' 'a-z')-$arch/bin/anvil"
+}
+
+# Debian packages for test services, installed when missing (root or sudo).
+ensure_debs() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  say "installing Debian packages: ${missing[*]}"
+  local sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+}
