@@ -58,6 +58,7 @@ pub struct ClientOptions {
     pub broadcast_attempts: u32,
     /// First back-off between attempts; doubles each time.
     pub backoff: Duration,
+    /// Longest pause between two receipt polls (they start at 1 ms and double).
     pub receipt_poll: Duration,
     /// Re-broadcast the same bytes when no receipt came for this long.
     pub rebroadcast_after: Duration,
@@ -71,7 +72,7 @@ impl Default for ClientOptions {
         Self {
             broadcast_attempts: 6,
             backoff: Duration::from_millis(100),
-            receipt_poll: Duration::from_millis(25),
+            receipt_poll: Duration::from_millis(50),
             rebroadcast_after: Duration::from_secs(15),
             receipt_timeout: Duration::from_secs(120),
             gas_margin_percent: 20,
@@ -99,7 +100,19 @@ struct Inner {
     chain_id: u64,
     options: ClientOptions,
     nonce: Mutex<NonceState>,
+    fees: Mutex<Option<(Instant, Fees)>>,
 }
+
+/// Fee parameters, read from the node at most once per `FEE_TTL`.
+#[derive(Debug, Clone, Copy)]
+enum Fees {
+    Eip1559 { max_fee: u128, tip: u128 },
+    Legacy { gas_price: u128 },
+}
+
+/// How long fees are reused. The EIP-1559 cap is twice the base fee, which covers several blocks
+/// of base-fee increases, so a short reuse never underprices a transaction.
+const FEE_TTL: Duration = Duration::from_secs(2);
 
 fn classify(url: &str, err: RpcError<TransportErrorKind>) -> ClientError {
     if let Some(payload) = err.as_error_resp() {
@@ -163,6 +176,7 @@ impl ChainClient {
                 chain_id,
                 options,
                 nonce: Mutex::new(NonceState::default()),
+                fees: Mutex::new(None),
             }),
         })
     }
@@ -340,6 +354,9 @@ impl ChainClient {
         let o = &self.inner.options;
         let start = Instant::now();
         let mut last_broadcast = Instant::now();
+        // Short first polls: an instant-mining dev chain has the receipt within a millisecond or
+        // two, a QBFT chain within a block period; back off to `receipt_poll` either way.
+        let mut poll = Duration::from_millis(1).min(o.receipt_poll);
         loop {
             match self.receipt(pending.hash).await {
                 Ok(Some(receipt)) => {
@@ -367,7 +384,8 @@ impl ChainClient {
                     tracing::warn!(hash = %pending.hash, error = %e, "re-broadcast failed");
                 }
             }
-            tokio::time::sleep(o.receipt_poll).await;
+            tokio::time::sleep(poll).await;
+            poll = (poll * 2).min(o.receipt_poll);
         }
     }
 
@@ -377,27 +395,47 @@ impl ChainClient {
         if tx.gas_price.is_some() || tx.max_fee_per_gas.is_some() {
             return Ok(tx);
         }
+        let fees = {
+            let mut cached = self.inner.fees.lock().await;
+            match *cached {
+                Some((at, fees)) if at.elapsed() < FEE_TTL => fees,
+                _ => {
+                    let fees = self.read_fees().await?;
+                    *cached = Some((Instant::now(), fees));
+                    fees
+                }
+            }
+        };
+        Ok(match fees {
+            Fees::Eip1559 { max_fee, tip } => tx
+                .with_max_fee_per_gas(max_fee)
+                .with_max_priority_fee_per_gas(tip),
+            Fees::Legacy { gas_price } => tx.with_gas_price(gas_price),
+        })
+    }
+
+    async fn read_fees(&self) -> Result<Fees, ClientError> {
         let p = &self.inner.provider;
         let block = p
             .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
             .await
             .map_err(|e| self.err(e))?
             .ok_or_else(|| ClientError::Rpc("the node has no latest block".into()))?;
-        match block.header.base_fee_per_gas {
+        Ok(match block.header.base_fee_per_gas {
             Some(base) => {
                 let tip = p
                     .get_max_priority_fee_per_gas()
                     .await
                     .map_err(|e| self.err(e))?;
-                Ok(tx
-                    .with_max_fee_per_gas(2 * u128::from(base) + tip)
-                    .with_max_priority_fee_per_gas(tip))
+                Fees::Eip1559 {
+                    max_fee: 2 * u128::from(base) + tip,
+                    tip,
+                }
             }
-            None => {
-                let price = p.get_gas_price().await.map_err(|e| self.err(e))?;
-                Ok(tx.with_gas_price(price))
-            }
-        }
+            None => Fees::Legacy {
+                gas_price: p.get_gas_price().await.map_err(|e| self.err(e))?,
+            },
+        })
     }
 
     /// Logs of `addresses` in `from..=to`.

@@ -121,9 +121,19 @@ async fn marketplace_gas(url: &str, d: &Deployment) -> Result<Gas> {
     let mut gas = Gas(Vec::new());
     let deadline = U256::from(now(&broker).await? + 3600);
 
-    for (signer, did, role) in [
-        (&ps, "did:key:bench-provider", 1u8),
-        (&cs, "did:key:bench-consumer", 2u8),
+    for (signer, did, role, name) in [
+        (
+            &ps,
+            "did:key:bench-provider",
+            1u8,
+            "registerParticipant (provider)",
+        ),
+        (
+            &cs,
+            "did:key:bench-consumer",
+            2u8,
+            "registerParticipant (consumer)",
+        ),
     ] {
         let link = eip712::Link {
             did: did.into(),
@@ -149,7 +159,7 @@ async fn marketplace_gas(url: &str, d: &Deployment) -> Result<Gas> {
                 },
             )
             .await?;
-        gas.add("registerParticipant", r);
+        gas.add(name, r);
     }
     gas.add(
         "setProviderConfig",
