@@ -1,1 +1,9 @@
+//! Mercato's catalog: the offer and plan model for every resource class, its validation and
+//! signatures, conversion to and from FLUIDOS REAR flavors, storage, and the query engine.
 
+pub mod fluidos;
+pub mod identity;
+pub mod model;
+pub mod quantity;
+
+pub use model::{Offer, Plan, ResourceClass};
