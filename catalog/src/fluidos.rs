@@ -277,13 +277,13 @@ pub fn offer_from_flavor(flavor: &Value, provider: &str) -> Result<Offer, Flavor
                 &ch,
                 "spec.flavorType.typeData.characteristics",
             )?);
-            offer.resources.gpu = gpu_from(ch.get("gpu"), "model", "cores", "memory")?;
+            offer.resources.gpu = gpu_from(ch.get("gpu"), offer.resources.gpu.take())?;
             offer.partitionability =
                 partitionability_from(get(&data, &["policies", "partitionability"]))?;
         }
         FlavorType::Vm => {
             offer.resources.compute = Some(compute_from(&data, "spec.flavorType.typeData")?);
-            offer.resources.gpu = gpu_from(data.get("gpu"), "model", "cores", "memory")?;
+            offer.resources.gpu = gpu_from(data.get("gpu"), offer.resources.gpu.take())?;
         }
         FlavorType::Service => {
             if let Some(n) = data.get("name").and_then(Value::as_str) {
@@ -369,6 +369,7 @@ pub fn offer_from_flavor(flavor: &Value, provider: &str) -> Result<Offer, Flavor
         }
     }
 
+    let from_annotation = str_at(flavor, &["metadata", "annotations", OFFER_ANNOTATION]).is_some();
     let mut raw = flavor.clone();
     if let Some(ann) = raw
         .pointer_mut("/metadata/annotations")
@@ -378,6 +379,33 @@ pub fn offer_from_flavor(flavor: &Value, provider: &str) -> Result<Offer, Flavor
         if ann.is_empty() {
             if let Some(meta) = raw.get_mut("metadata").and_then(Value::as_object_mut) {
                 meta.remove("annotations");
+            }
+        }
+    }
+    // A flavor that is exactly what the offer exports to adds nothing: keep the offer as it was.
+    offer.fluidos = FluidosDetails::default();
+    if from_annotation {
+        if let Ok(mut regenerated) = flavor_from_offer(&offer) {
+            if let Some(ann) = regenerated
+                .pointer_mut("/metadata/annotations")
+                .and_then(Value::as_object_mut)
+            {
+                ann.remove(OFFER_ANNOTATION);
+            }
+            if regenerated
+                .pointer("/metadata/annotations")
+                .and_then(Value::as_object)
+                .is_some_and(Map::is_empty)
+            {
+                if let Some(meta) = regenerated
+                    .get_mut("metadata")
+                    .and_then(Value::as_object_mut)
+                {
+                    meta.remove("annotations");
+                }
+            }
+            if regenerated == raw {
+                return Ok(offer);
             }
         }
     }
@@ -400,30 +428,35 @@ fn whole_unit(r: &Resources) -> PlanUnit {
 }
 
 fn compute_from(ch: &Value, at: &str) -> Result<Compute, FlavorError> {
-    let path = |k: &str| format!("{at}.{k}");
-    Ok(Compute {
-        architecture: ch
-            .get("architecture")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string(),
-        cpu_millicores: quantity_at(ch, &["cpu"], quantity::to_millicores)?
-            .ok_or_else(|| field(&path("cpu"), "missing"))?,
-        memory_mib: quantity_at(ch, &["memory"], quantity::to_mib)?
-            .ok_or_else(|| field(&path("memory"), "missing"))?,
-        storage_gib: quantity_at(ch, &["storage"], quantity::to_gib)?.unwrap_or(0),
-        pods: quantity_at(ch, &["pods"], count)?.unwrap_or(0) as u32,
+    let inner = || -> Result<Compute, FlavorError> {
+        Ok(Compute {
+            architecture: ch
+                .get("architecture")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            cpu_millicores: quantity_at(ch, &["cpu"], quantity::to_millicores)?
+                .ok_or_else(|| field("cpu", "missing"))?,
+            memory_mib: quantity_at(ch, &["memory"], quantity::to_mib)?
+                .ok_or_else(|| field("memory", "missing"))?,
+            storage_gib: quantity_at(ch, &["storage"], quantity::to_gib)?.unwrap_or(0),
+            pods: quantity_at(ch, &["pods"], count)?.unwrap_or(0) as u32,
+        })
+    };
+    inner().map_err(|e| match e {
+        FlavorError::Field { field, reason } => FlavorError::Field {
+            field: format!("{at}.{field}"),
+            reason,
+        },
+        other => other,
     })
 }
 
-fn gpu_from(
-    gpu: Option<&Value>,
-    model_key: &str,
-    count_key: &str,
-    memory_key: &str,
-) -> Result<Option<Gpu>, FlavorError> {
+/// The GPU a flavor describes; fields the flavor has no place for (compute capability, cores)
+/// are kept from `existing`.
+fn gpu_from(gpu: Option<&Value>, existing: Option<Gpu>) -> Result<Option<Gpu>, FlavorError> {
     let Some(gpu) = gpu else { return Ok(None) };
-    let count = match gpu.get(count_key) {
+    let count = match gpu.get("cores") {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Number(n)) => n.to_string(),
         _ => return Ok(None),
@@ -432,17 +465,35 @@ fn gpu_from(
         return Ok(None);
     };
     let model = gpu
-        .get(model_key)
+        .get("model")
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
-    Ok(Some(Gpu {
-        vendor: vendor_of(&model),
-        model,
-        share,
-        memory_mib: quantity_at(gpu, &[memory_key], quantity::to_mib)?.unwrap_or(0),
-        compute_capability: String::new(),
-        cores: 0,
+    let memory_mib = quantity_at(gpu, &["memory"], quantity::to_mib)?.unwrap_or(0);
+    Ok(Some(match existing {
+        Some(g) => Gpu {
+            vendor: if g.model == model {
+                g.vendor
+            } else {
+                vendor_of(&model)
+            },
+            model,
+            share,
+            memory_mib: if gpu.get("memory").is_some() {
+                memory_mib
+            } else {
+                g.memory_mib
+            },
+            ..g
+        },
+        None => Gpu {
+            vendor: vendor_of(&model),
+            model,
+            share,
+            memory_mib,
+            compute_capability: String::new(),
+            cores: 0,
+        },
     }))
 }
 
@@ -693,7 +744,7 @@ fn permille(s: &str) -> Result<u64, quantity::QuantityError> {
 }
 
 fn format_permille(v: u64) -> String {
-    if v % 1000 == 0 {
+    if v.is_multiple_of(1000) {
         (v / 1000).to_string()
     } else {
         (v as f64 / 1000.0).to_string()

@@ -5,5 +5,8 @@ pub mod fluidos;
 pub mod identity;
 pub mod model;
 pub mod quantity;
+pub mod synth;
+pub mod validate;
 
 pub use model::{Offer, Plan, ResourceClass};
+pub use validate::{parse_offer, validate, OfferError};

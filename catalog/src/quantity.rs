@@ -15,6 +15,8 @@ pub fn parse(s: &str) -> Result<f64, QuantityError> {
     let (num, suffix) = t.split_at(split);
     let factor = match suffix {
         "" => 1.0,
+        "n" => 1e-9,
+        "u" => 1e-6,
         "m" => 1e-3,
         "k" => 1e3,
         "M" => 1e6,
@@ -53,7 +55,7 @@ pub fn to_gib(s: &str) -> Result<u64, QuantityError> {
 }
 
 pub fn from_millicores(m: u64) -> String {
-    if m % 1000 == 0 {
+    if m.is_multiple_of(1000) {
         (m / 1000).to_string()
     } else {
         format!("{m}m")
@@ -61,7 +63,7 @@ pub fn from_millicores(m: u64) -> String {
 }
 
 pub fn from_mib(mib: u64) -> String {
-    if mib % 1024 == 0 && mib > 0 {
+    if mib.is_multiple_of(1024) && mib > 0 {
         format!("{}Gi", mib / 1024)
     } else {
         format!("{mib}Mi")
