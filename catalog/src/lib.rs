@@ -3,10 +3,14 @@
 
 pub mod fluidos;
 pub mod identity;
+pub mod index;
 pub mod model;
 pub mod quantity;
+pub mod query;
 pub mod synth;
 pub mod validate;
 
+pub use index::{Hit, Index, Page};
 pub use model::{Offer, Plan, ResourceClass};
+pub use query::{Query, SortKey};
 pub use validate::{parse_offer, validate, OfferError};

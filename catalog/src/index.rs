@@ -1,0 +1,636 @@
+//! The in-memory query engine: one row per plan in columns (struct of arrays), posting lists for
+//! the categorical attributes and the words of the text, and a scan that starts from the most
+//! selective posting list. Writes replace an offer's rows in place (old rows are marked dead and
+//! compacted away later), so the index follows every change without a rebuild.
+
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
+
+use crate::model::{Offer, ResourceClass};
+use crate::query::{self, Cursor, Facets, Query, SortKey, PRICE_BUCKETS};
+
+const NONE16: u16 = u16::MAX;
+
+/// Interned strings: a code per distinct value.
+#[derive(Default)]
+struct Dict {
+    codes: HashMap<String, u32>,
+    names: Vec<String>,
+}
+
+impl Dict {
+    fn code(&mut self, s: &str) -> u32 {
+        if let Some(c) = self.codes.get(s) {
+            return *c;
+        }
+        let c = self.names.len() as u32;
+        self.names.push(s.to_string());
+        self.codes.insert(s.to_string(), c);
+        c
+    }
+
+    fn get(&self, s: &str) -> Option<u32> {
+        self.codes.get(s).copied()
+    }
+}
+
+#[derive(Default)]
+struct Columns {
+    offer: Vec<Arc<Offer>>,
+    plan: Vec<u16>,
+    alive: Vec<bool>,
+    classes: Vec<u8>,
+    main_class: Vec<u8>,
+    provider: Vec<u32>,
+    country: Vec<u16>,
+    region: Vec<u16>,
+    arch: Vec<u16>,
+    gpu_model: Vec<u16>,
+    cpu: Vec<u32>,
+    memory: Vec<u32>,
+    gpu_memory: Vec<u32>,
+    gpu_permille: Vec<u32>,
+    bandwidth: Vec<u32>,
+    latency: Vec<f32>,
+    /// Normalised price per class (compute, gpu, network, data).
+    price: Vec<[f32; 4]>,
+    lat: Vec<f32>,
+    lon: Vec<f32>,
+    green: Vec<u8>,
+    cert_latency: Vec<f32>,
+    cert_uptime: Vec<f32>,
+    tiebreak: Vec<u64>,
+}
+
+#[derive(Default)]
+struct Postings {
+    class: [Vec<u32>; 4],
+    provider: HashMap<u32, Vec<u32>>,
+    country: HashMap<u16, Vec<u32>>,
+    region: HashMap<u16, Vec<u32>>,
+    gpu_model: HashMap<u16, Vec<u32>>,
+    token: HashMap<String, Vec<u32>>,
+}
+
+/// The index. Not synchronised: the broker keeps it behind a `RwLock`.
+#[derive(Default)]
+pub struct Index {
+    cols: Columns,
+    post: Postings,
+    providers: Dict,
+    countries: Dict,
+    regions: Dict,
+    archs: Dict,
+    gpu_models: Dict,
+    /// Live rows of each current offer.
+    rows_of: HashMap<String, Vec<u32>>,
+    offers: HashMap<String, Arc<Offer>>,
+    reputation: HashMap<String, f32>,
+    dead: usize,
+}
+
+/// One result row.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    pub offer: Arc<Offer>,
+    pub plan_index: usize,
+    /// The sort key (ascending order; "highest first" sorts store the negated value).
+    pub key: f64,
+}
+
+impl Hit {
+    pub fn plan(&self) -> &crate::model::Plan {
+        &self.offer.plans[self.plan_index]
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub hits: Vec<Hit>,
+    pub total: usize,
+    pub next: Option<Cursor>,
+}
+
+fn class_bit(c: ResourceClass) -> u8 {
+    1 << (c as u8)
+}
+
+fn class_index(c: ResourceClass) -> usize {
+    c as usize
+}
+
+#[derive(PartialEq)]
+struct Ranked {
+    key: f64,
+    tiebreak: u64,
+    row: u32,
+}
+
+impl Eq for Ranked {}
+
+impl Ord for Ranked {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.key
+            .total_cmp(&other.key)
+            .then(self.tiebreak.cmp(&other.tiebreak))
+    }
+}
+
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// A query compiled against the index's dictionaries.
+struct Compiled<'q> {
+    q: &'q Query,
+    class_mask: u8,
+    providers: Option<Vec<u32>>,
+    countries: Option<Vec<u16>>,
+    regions: Option<Vec<u16>>,
+    archs: Option<Vec<u16>>,
+    gpu_models: Option<Vec<u16>>,
+    tokens: Vec<String>,
+    price_class: Option<usize>,
+    bbox: Option<(f32, f32, f32, f32)>,
+    /// A filter value the index has never seen: nothing can match.
+    impossible: bool,
+}
+
+impl Index {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn from_offers(offers: impl IntoIterator<Item = Offer>) -> Self {
+        let mut index = Self::new();
+        for o in offers {
+            index.upsert(o);
+        }
+        index
+    }
+
+    pub fn len(&self) -> usize {
+        self.cols.offer.len() - self.dead
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn offers(&self) -> usize {
+        self.offers.len()
+    }
+
+    pub fn offer(&self, id: &str) -> Option<Arc<Offer>> {
+        self.offers.get(id).cloned()
+    }
+
+    pub fn set_reputation(&mut self, provider: &str, score: f32) {
+        self.reputation.insert(provider.to_string(), score);
+    }
+
+    /// Adds an offer or replaces its current version.
+    pub fn upsert(&mut self, offer: Offer) {
+        self.remove(&offer.id);
+        let offer = Arc::new(offer);
+        let provider = self.providers.code(&offer.provider);
+        let country = self.countries.code(&offer.location.country) as u16;
+        let region = self.regions.code(&offer.location.region) as u16;
+        let classes = offer.classes();
+        let mask = classes.iter().fold(0u8, |m, c| m | class_bit(*c));
+        let main = classes.first().copied().unwrap_or(ResourceClass::Compute);
+        let r = &offer.resources;
+        let arch = r
+            .compute
+            .as_ref()
+            .map_or(NONE16, |c| self.archs.code(&c.architecture) as u16);
+        let gpu_model = r
+            .gpu
+            .as_ref()
+            .map_or(NONE16, |g| self.gpu_models.code(&g.model) as u16);
+        let cert = |kind| {
+            offer
+                .certified_metrics
+                .iter()
+                .find(|m| m.kind == kind)
+                .map(|m| m.value as f32)
+        };
+        let cert_latency = cert(crate::model::MetricKind::LatencyMs).unwrap_or(f32::INFINITY);
+        let cert_uptime = cert(crate::model::MetricKind::UptimePercent).unwrap_or(-1.0);
+        let mut words: Vec<String> = query::tokens(&offer.name)
+            .chain(query::tokens(&offer.description))
+            .chain(
+                offer
+                    .tags
+                    .iter()
+                    .flat_map(|t| query::tokens(t).collect::<Vec<_>>()),
+            )
+            .chain(r.data.iter().flat_map(|d| {
+                query::tokens(&d.dataset)
+                    .chain(query::tokens(&d.descriptor))
+                    .collect::<Vec<_>>()
+            }))
+            .collect();
+        words.sort();
+        words.dedup();
+
+        let mut rows = Vec::with_capacity(offer.plans.len());
+        for (i, plan) in offer.plans.iter().enumerate() {
+            let row = self.cols.offer.len() as u32;
+            let c = &mut self.cols;
+            c.offer.push(offer.clone());
+            c.plan.push(i as u16);
+            c.alive.push(true);
+            c.classes.push(mask);
+            c.main_class.push(main as u8);
+            c.provider.push(provider);
+            c.country.push(country);
+            c.region.push(region);
+            c.arch.push(arch);
+            c.gpu_model.push(gpu_model);
+            c.cpu
+                .push(plan.unit.cpu_millicores.min(u32::MAX as u64) as u32);
+            c.memory
+                .push(plan.unit.memory_mib.min(u32::MAX as u64) as u32);
+            c.gpu_memory.push(
+                r.gpu
+                    .as_ref()
+                    .map_or(0, |g| g.memory_mib.min(u32::MAX as u64) as u32),
+            );
+            c.gpu_permille.push(plan.unit.gpu_permille);
+            c.bandwidth
+                .push(plan.unit.bandwidth_mbps.min(u32::MAX as u64) as u32);
+            c.latency.push(
+                r.network
+                    .as_ref()
+                    .map_or(f32::INFINITY, |n| n.latency_ms as f32),
+            );
+            c.price
+                .push(ResourceClass::ALL.map(|cl| plan.normalized_price(cl) as f32));
+            c.lat.push(offer.location.latitude as f32);
+            c.lon.push(offer.location.longitude as f32);
+            c.green.push(offer.green_energy_percent);
+            c.cert_latency.push(cert_latency);
+            c.cert_uptime.push(cert_uptime);
+            c.tiebreak.push(query::tiebreak(&offer.id, &plan.id));
+            for cl in &classes {
+                self.post.class[class_index(*cl)].push(row);
+            }
+            self.post.provider.entry(provider).or_default().push(row);
+            self.post.country.entry(country).or_default().push(row);
+            self.post.region.entry(region).or_default().push(row);
+            if gpu_model != NONE16 {
+                self.post.gpu_model.entry(gpu_model).or_default().push(row);
+            }
+            for w in &words {
+                self.post.token.entry(w.clone()).or_default().push(row);
+            }
+            rows.push(row);
+        }
+        self.rows_of.insert(offer.id.clone(), rows);
+        self.offers.insert(offer.id.clone(), offer);
+    }
+
+    /// Removes an offer (withdrawn); its rows stop matching at once.
+    pub fn remove(&mut self, id: &str) -> bool {
+        let Some(rows) = self.rows_of.remove(id) else {
+            return false;
+        };
+        for r in &rows {
+            self.cols.alive[*r as usize] = false;
+        }
+        self.dead += rows.len();
+        self.offers.remove(id);
+        if self.dead > 4096 && self.dead * 4 > self.cols.offer.len() {
+            self.compact();
+        }
+        true
+    }
+
+    /// Rebuilds the columns without dead rows.
+    pub fn compact(&mut self) {
+        let offers: Vec<Offer> = self.offers.values().map(|o| (**o).clone()).collect();
+        let reputation = std::mem::take(&mut self.reputation);
+        *self = Self::from_offers(offers);
+        self.reputation = reputation;
+    }
+
+    /// Bytes held by the columns and posting lists (not counting the offers themselves).
+    pub fn column_bytes(&self) -> usize {
+        let c = &self.cols;
+        let n = c.offer.len();
+        let per_row = 8 + 2 + 1 + 1 + 1 + 4 + 2 + 2 + 2 + 2 + 4 * 6 + 16 + 4 + 4 + 1 + 4 + 4 + 8;
+        let postings: usize = self.post.class.iter().map(Vec::len).sum::<usize>()
+            + self.post.provider.values().map(Vec::len).sum::<usize>()
+            + self.post.country.values().map(Vec::len).sum::<usize>()
+            + self.post.region.values().map(Vec::len).sum::<usize>()
+            + self.post.gpu_model.values().map(Vec::len).sum::<usize>()
+            + self.post.token.values().map(Vec::len).sum::<usize>();
+        n * per_row + postings * 4
+    }
+
+    fn compile<'q>(&self, q: &'q Query) -> Compiled<'q> {
+        let mut impossible = false;
+        let mut codes = |dict: &Dict, values: &[String]| -> Option<Vec<u32>> {
+            if values.is_empty() {
+                return None;
+            }
+            let found: Vec<u32> = values.iter().filter_map(|v| dict.get(v)).collect();
+            if found.is_empty() {
+                impossible = true;
+            }
+            Some(found)
+        };
+        let narrow =
+            |v: Option<Vec<u32>>| v.map(|v| v.into_iter().map(|c| c as u16).collect::<Vec<u16>>());
+        let providers = codes(&self.providers, &q.providers);
+        let countries = narrow(codes(&self.countries, &q.countries));
+        let regions = narrow(codes(&self.regions, &q.regions));
+        let archs = narrow(codes(&self.archs, &q.architectures));
+        let gpu_models = narrow(codes(&self.gpu_models, &q.gpu_models));
+        let tokens: Vec<String> = q
+            .text
+            .iter()
+            .flat_map(|t| query::tokens(t).collect::<Vec<_>>())
+            .collect();
+        if tokens.iter().any(|t| !self.post.token.contains_key(t)) {
+            impossible = true;
+        }
+        let bbox = q.near.map(|n| {
+            let dlat = (n.radius_km / 111.0) as f32;
+            let coslat = n.latitude.to_radians().cos().abs().max(0.01);
+            let dlon = (n.radius_km / (111.0 * coslat)) as f32;
+            (
+                n.latitude as f32 - dlat,
+                n.latitude as f32 + dlat,
+                n.longitude as f32 - dlon,
+                n.longitude as f32 + dlon,
+            )
+        });
+        Compiled {
+            q,
+            class_mask: q.classes.iter().fold(0u8, |m, c| m | class_bit(*c)),
+            providers,
+            countries,
+            regions,
+            archs,
+            gpu_models,
+            tokens,
+            price_class: query::price_class(q).map(class_index),
+            bbox,
+            impossible,
+        }
+    }
+
+    /// The smallest posting list among the filters that have one, if any.
+    fn driver<'a>(&'a self, c: &Compiled) -> Option<&'a [u32]> {
+        let mut best: Option<&'a [u32]> = None;
+        let mut consider = |list: Option<&'a Vec<u32>>| {
+            let list: &'a [u32] = list.map(Vec::as_slice).unwrap_or(&[]);
+            if best.is_none_or(|b| list.len() < b.len()) {
+                best = Some(list);
+            }
+        };
+        for cl in &c.q.classes {
+            consider(Some(&self.post.class[class_index(*cl)]));
+        }
+        if let Some([one]) = c.providers.as_deref() {
+            consider(self.post.provider.get(one));
+        }
+        if let Some([one]) = c.countries.as_deref() {
+            consider(self.post.country.get(one));
+        }
+        if let Some([one]) = c.regions.as_deref() {
+            consider(self.post.region.get(one));
+        }
+        if let Some([one]) = c.gpu_models.as_deref() {
+            consider(self.post.gpu_model.get(one));
+        }
+        for t in &c.tokens {
+            consider(self.post.token.get(t));
+        }
+        best
+    }
+
+    fn price_of(&self, row: usize, c: &Compiled) -> f32 {
+        let class = c.price_class.unwrap_or(self.cols.main_class[row] as usize);
+        self.cols.price[row][class]
+    }
+
+    fn matches(&self, row: usize, c: &Compiled) -> bool {
+        let k = &self.cols;
+        let q = c.q;
+        if !k.alive[row] || k.classes[row] & c.class_mask != c.class_mask {
+            return false;
+        }
+        if c.providers
+            .as_ref()
+            .is_some_and(|s| !s.contains(&k.provider[row]))
+            || c.countries
+                .as_ref()
+                .is_some_and(|s| !s.contains(&k.country[row]))
+            || c.regions
+                .as_ref()
+                .is_some_and(|s| !s.contains(&k.region[row]))
+            || c.archs.as_ref().is_some_and(|s| !s.contains(&k.arch[row]))
+            || c.gpu_models
+                .as_ref()
+                .is_some_and(|s| !s.contains(&k.gpu_model[row]))
+        {
+            return false;
+        }
+        if q.min_cpu_millicores
+            .is_some_and(|v| u64::from(k.cpu[row]) < v)
+            || q.min_memory_mib
+                .is_some_and(|v| u64::from(k.memory[row]) < v)
+            || q.min_gpu_memory_mib
+                .is_some_and(|v| u64::from(k.gpu_memory[row]) < v)
+            || q.min_gpu_permille.is_some_and(|v| k.gpu_permille[row] < v)
+            || q.min_bandwidth_mbps
+                .is_some_and(|v| u64::from(k.bandwidth[row]) < v)
+            || q.max_latency_ms
+                .is_some_and(|v| f64::from(k.latency[row]) > v)
+            || q.min_green.is_some_and(|v| k.green[row] < v)
+            || q.max_certified_latency_ms
+                .is_some_and(|v| f64::from(k.cert_latency[row]) > v)
+            || q.min_certified_uptime
+                .is_some_and(|v| f64::from(k.cert_uptime[row]) < v)
+            || q.max_price
+                .is_some_and(|v| f64::from(self.price_of(row, c)) > v)
+        {
+            return false;
+        }
+        if let (Some(n), Some((lat0, lat1, lon0, lon1))) = (q.near, c.bbox) {
+            let (lat, lon) = (k.lat[row], k.lon[row]);
+            if lat < lat0
+                || lat > lat1
+                || ((lon < lon0 || lon > lon1) && lon0 > -180.0 && lon1 < 180.0)
+            {
+                return false;
+            }
+            if query::distance_km(n.latitude, n.longitude, f64::from(lat), f64::from(lon))
+                > n.radius_km
+            {
+                return false;
+            }
+        }
+        for t in &c.tokens {
+            match self.post.token.get(t) {
+                Some(list) if list.binary_search(&(row as u32)).is_ok() => {}
+                _ => return false,
+            }
+        }
+        true
+    }
+
+    fn key(&self, row: usize, c: &Compiled) -> f64 {
+        let k = &self.cols;
+        match c.q.sort {
+            SortKey::Price => f64::from(self.price_of(row, c)),
+            SortKey::Latency => f64::from(k.cert_latency[row]),
+            SortKey::Uptime => -f64::from(k.cert_uptime[row]),
+            SortKey::Green => -f64::from(k.green[row]),
+            SortKey::Reputation => -f64::from(
+                self.reputation
+                    .get(&k.offer[row].provider)
+                    .copied()
+                    .unwrap_or(0.5),
+            ),
+        }
+    }
+
+    /// Visits every matching row.
+    fn scan(&self, c: &Compiled, mut visit: impl FnMut(usize)) {
+        if c.impossible {
+            return;
+        }
+        match self.driver(c) {
+            Some(list) => {
+                for &row in list {
+                    if self.matches(row as usize, c) {
+                        visit(row as usize);
+                    }
+                }
+            }
+            None => {
+                for row in 0..self.cols.offer.len() {
+                    if self.matches(row, c) {
+                        visit(row);
+                    }
+                }
+            }
+        }
+    }
+
+    /// One page of results in sort order, after the query's cursor.
+    pub fn search(&self, q: &Query) -> Page {
+        let c = self.compile(q);
+        let limit = q.limit.clamp(1, query::MAX_LIMIT);
+        let after = q.cursor.map(|cur| Ranked {
+            key: cur.key,
+            tiebreak: cur.tiebreak,
+            row: 0,
+        });
+        let mut heap: BinaryHeap<Ranked> = BinaryHeap::with_capacity(limit + 1);
+        let mut total = 0;
+        self.scan(&c, |row| {
+            total += 1;
+            let r = Ranked {
+                key: self.key(row, &c),
+                tiebreak: self.cols.tiebreak[row],
+                row: row as u32,
+            };
+            if after.as_ref().is_some_and(|a| r <= *a) {
+                return;
+            }
+            if heap.len() < limit {
+                heap.push(r);
+            } else if heap.peek().is_some_and(|top| r < *top) {
+                heap.pop();
+                heap.push(r);
+            }
+        });
+        let ranked = heap.into_sorted_vec();
+        let full = ranked.len() == limit;
+        let next = ranked.last().filter(|_| full).map(|r| Cursor {
+            key: r.key,
+            tiebreak: r.tiebreak,
+        });
+        let hits = ranked
+            .into_iter()
+            .map(|r| Hit {
+                offer: self.cols.offer[r.row as usize].clone(),
+                plan_index: self.cols.plan[r.row as usize] as usize,
+                key: r.key,
+            })
+            .collect();
+        Page { hits, total, next }
+    }
+
+    /// Counts per class, region, GPU model and price bucket over everything the query matches.
+    pub fn facets(&self, q: &Query) -> Facets {
+        let c = self.compile(q);
+        let mut classes = [0usize; 4];
+        let mut regions = vec![0usize; self.regions.names.len()];
+        let mut gpus = vec![0usize; self.gpu_models.names.len()];
+        let mut buckets = [0usize; PRICE_BUCKETS.len()];
+        let mut total = 0;
+        self.scan(&c, |row| {
+            total += 1;
+            let k = &self.cols;
+            for (i, n) in classes.iter_mut().enumerate() {
+                if k.classes[row] & (1 << i) != 0 {
+                    *n += 1;
+                }
+            }
+            regions[k.region[row] as usize] += 1;
+            if k.gpu_model[row] != NONE16 {
+                gpus[k.gpu_model[row] as usize] += 1;
+            }
+            let p = f64::from(self.price_of(row, &c));
+            let b = PRICE_BUCKETS
+                .iter()
+                .position(|ub| p <= *ub)
+                .unwrap_or(PRICE_BUCKETS.len() - 1);
+            buckets[b] += 1;
+        });
+        let named = |dict: &Dict, counts: Vec<usize>| {
+            let mut v: Vec<(String, usize)> = counts
+                .into_iter()
+                .enumerate()
+                .filter(|(_, n)| *n > 0)
+                .map(|(i, n)| (dict.names[i].clone(), n))
+                .collect();
+            v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+            v
+        };
+        Facets {
+            total,
+            classes: ResourceClass::ALL
+                .iter()
+                .zip(classes)
+                .filter(|(_, n)| *n > 0)
+                .map(|(c, n)| (c.as_str().to_string(), n))
+                .collect(),
+            regions: named(&self.regions, regions),
+            gpu_models: named(&self.gpu_models, gpus),
+            price_buckets: PRICE_BUCKETS
+                .iter()
+                .zip(buckets)
+                .map(|(ub, n)| {
+                    (
+                        if ub.is_finite() {
+                            format!("{ub}")
+                        } else {
+                            "inf".into()
+                        },
+                        n,
+                    )
+                })
+                .collect(),
+        }
+    }
+}
