@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use crate::model::{Offer, ResourceClass};
 use crate::query::{self, Cursor, Facets, Query, SortKey, PRICE_BUCKETS};
+use crate::row;
 
 const NONE16: u16 = u16::MAX;
 
@@ -199,85 +200,46 @@ impl Index {
         let provider = self.providers.code(&offer.provider);
         let country = self.countries.code(&offer.location.country) as u16;
         let region = self.regions.code(&offer.location.region) as u16;
-        let classes = offer.classes();
-        let mask = classes.iter().fold(0u8, |m, c| m | class_bit(*c));
-        let main = classes.first().copied().unwrap_or(ResourceClass::Compute);
-        let r = &offer.resources;
-        let arch = r
-            .compute
-            .as_ref()
-            .map_or(NONE16, |c| self.archs.code(&c.architecture) as u16);
-        let gpu_model = r
-            .gpu
-            .as_ref()
-            .map_or(NONE16, |g| self.gpu_models.code(&g.model) as u16);
-        let cert = |kind| {
-            offer
-                .certified_metrics
-                .iter()
-                .find(|m| m.kind == kind)
-                .map(|m| m.value as f32)
-        };
-        let cert_latency = cert(crate::model::MetricKind::LatencyMs).unwrap_or(f32::INFINITY);
-        let cert_uptime = cert(crate::model::MetricKind::UptimePercent).unwrap_or(-1.0);
-        let mut words: Vec<String> = query::tokens(&offer.name)
-            .chain(query::tokens(&offer.description))
-            .chain(
-                offer
-                    .tags
-                    .iter()
-                    .flat_map(|t| query::tokens(t).collect::<Vec<_>>()),
-            )
-            .chain(r.data.iter().flat_map(|d| {
-                query::tokens(&d.dataset)
-                    .chain(query::tokens(&d.descriptor))
-                    .collect::<Vec<_>>()
-            }))
-            .collect();
-        words.sort();
-        words.dedup();
-
+        let words = row::words(&offer);
         let mut rows = Vec::with_capacity(offer.plans.len());
-        for (i, plan) in offer.plans.iter().enumerate() {
+        for p in row::plan_rows(&offer) {
             let row = self.cols.offer.len() as u32;
+            let arch = p
+                .architecture
+                .as_deref()
+                .map_or(NONE16, |a| self.archs.code(a) as u16);
+            let gpu_model = p
+                .gpu_model
+                .as_deref()
+                .map_or(NONE16, |g| self.gpu_models.code(g) as u16);
             let c = &mut self.cols;
             c.offer.push(offer.clone());
-            c.plan.push(i as u16);
+            c.plan.push(p.plan_index as u16);
             c.alive.push(true);
-            c.classes.push(mask);
-            c.main_class.push(main as u8);
+            c.classes.push(p.classes);
+            c.main_class.push(p.main_class as u8);
             c.provider.push(provider);
             c.country.push(country);
             c.region.push(region);
             c.arch.push(arch);
             c.gpu_model.push(gpu_model);
-            c.cpu
-                .push(plan.unit.cpu_millicores.min(u32::MAX as u64) as u32);
-            c.memory
-                .push(plan.unit.memory_mib.min(u32::MAX as u64) as u32);
-            c.gpu_memory.push(
-                r.gpu
-                    .as_ref()
-                    .map_or(0, |g| g.memory_mib.min(u32::MAX as u64) as u32),
-            );
-            c.gpu_permille.push(plan.unit.gpu_permille);
-            c.bandwidth
-                .push(plan.unit.bandwidth_mbps.min(u32::MAX as u64) as u32);
-            c.latency.push(
-                r.network
-                    .as_ref()
-                    .map_or(f32::INFINITY, |n| n.latency_ms as f32),
-            );
-            c.price
-                .push(ResourceClass::ALL.map(|cl| plan.normalized_price(cl) as f32));
-            c.lat.push(offer.location.latitude as f32);
-            c.lon.push(offer.location.longitude as f32);
-            c.green.push(offer.green_energy_percent);
-            c.cert_latency.push(cert_latency);
-            c.cert_uptime.push(cert_uptime);
-            c.tiebreak.push(query::tiebreak(&offer.id, &plan.id));
-            for cl in &classes {
-                self.post.class[class_index(*cl)].push(row);
+            c.cpu.push(p.cpu_millicores);
+            c.memory.push(p.memory_mib);
+            c.gpu_memory.push(p.gpu_memory_mib);
+            c.gpu_permille.push(p.gpu_permille);
+            c.bandwidth.push(p.bandwidth_mbps);
+            c.latency.push(p.latency_ms);
+            c.price.push(p.price);
+            c.lat.push(p.latitude);
+            c.lon.push(p.longitude);
+            c.green.push(p.green);
+            c.cert_latency.push(p.cert_latency_ms);
+            c.cert_uptime.push(p.cert_uptime);
+            c.tiebreak.push(p.tiebreak);
+            for (i, list) in self.post.class.iter_mut().enumerate() {
+                if p.classes & (1 << i) != 0 {
+                    list.push(row);
+                }
             }
             self.post.provider.entry(provider).or_default().push(row);
             self.post.country.entry(country).or_default().push(row);

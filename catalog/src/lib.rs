@@ -2,11 +2,15 @@
 //! signatures, conversion to and from FLUIDOS REAR flavors, storage, and the query engine.
 
 pub mod fluidos;
+pub mod follow;
 pub mod identity;
 pub mod index;
 pub mod model;
+pub mod pg_server;
 pub mod quantity;
 pub mod query;
+pub mod row;
+pub mod store;
 pub mod synth;
 pub mod validate;
 
