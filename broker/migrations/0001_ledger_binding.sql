@@ -2,8 +2,8 @@
 -- different chain or marketplace, so records of one ledger never mix with another's.
 CREATE TABLE ledger_binding (
     id INTEGER PRIMARY KEY CHECK (id = 1),
-    chain_id INTEGER NOT NULL,
+    chain_id BIGINT NOT NULL,
     marketplace TEXT NOT NULL,
-    deployment_block INTEGER NOT NULL,
-    bound_at TEXT NOT NULL
+    deployment_block BIGINT NOT NULL,
+    bound_at BIGINT NOT NULL
 );

@@ -7,6 +7,13 @@ use ledger::anvil::{AnvilError, AnvilOptions};
 use ledger::devnet::{self, Devnet, DevnetError};
 use ledger::{ChainClient, ClientError, Deployment, DeploymentError};
 
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use catalog::follow::IndexFollower;
+use catalog::store::{CatalogStore, StoreError as CatalogError};
+use catalog::Index;
+
 use crate::config::{BrokerConfig, ChainConfig};
 use crate::http::{self, AppState};
 use crate::ledger_link::LedgerLink;
@@ -28,6 +35,8 @@ pub enum StartError {
     Chain(#[from] ClientError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
     #[error("cannot listen on {addr}: {source}; is another broker running there?")]
     Listen {
         addr: SocketAddr,
@@ -37,13 +46,18 @@ pub enum StartError {
     DataDir(std::io::Error),
 }
 
+/// How often the index reads the catalog's change log.
+const CATALOG_POLL: Duration = Duration::from_millis(250);
+
 /// A started broker: where it listens and what it runs.
 pub struct Broker {
     pub addr: SocketAddr,
     pub ledger: LedgerLink,
     /// The embedded chain, when the broker runs one.
     pub devnet: Option<Devnet>,
+    pub index: Arc<RwLock<Index>>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
+    follow: tokio::task::JoinHandle<()>,
 }
 
 impl Broker {
@@ -84,6 +98,19 @@ impl Broker {
         };
         let store = Store::open(&config.database_url()).await?;
         store.bind_ledger(&ledger.deployment).await?;
+        let catalog = CatalogStore::open(&config.database_url()).await?;
+        let mut follower = IndexFollower::start(catalog.clone()).await?;
+        let index = follower.index();
+        // Follow the catalog's change log: writes by this or any other broker process on the
+        // same database reach this index within a poll.
+        let follow = tokio::spawn(async move {
+            loop {
+                if let Err(e) = follower.catch_up().await {
+                    tracing::warn!(error = %e, "catalog change log unreadable, retrying");
+                }
+                tokio::time::sleep(CATALOG_POLL).await;
+            }
+        });
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|source| StartError::Listen {
@@ -97,19 +124,24 @@ impl Broker {
         let app = http::router(AppState {
             store,
             ledger: ledger.clone(),
+            catalog,
+            index: index.clone(),
         });
         let server = tokio::spawn(async move { axum::serve(listener, app).await });
         Ok(Self {
             addr,
             ledger,
             devnet,
+            index,
             server,
+            follow,
         })
     }
 
     /// Stops the server and the embedded chain (its state is kept).
     pub async fn stop(self) {
         self.server.abort();
+        self.follow.abort();
         if let Some(net) = self.devnet {
             net.chain.stop().await;
         }

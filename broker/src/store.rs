@@ -1,8 +1,8 @@
 //! The broker's database (SQLite embedded; PostgreSQL comes with the catalog's storage).
 
 use ledger::Deployment;
-use sqlx::sqlite::SqlitePoolOptions;
-use sqlx::SqlitePool;
+use sqlx::any::AnyPoolOptions;
+use sqlx::AnyPool;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -21,14 +21,17 @@ pub enum StoreError {
     },
 }
 
+/// The broker's database: SQLite (embedded) or PostgreSQL, through sqlx's `Any` driver. The
+/// catalog's tables live in the same database (their migrations have other version numbers).
 #[derive(Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: AnyPool,
 }
 
 impl Store {
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        let pool = SqlitePoolOptions::new()
+        sqlx::any::install_default_drivers();
+        let pool = AnyPoolOptions::new()
             .max_connections(8)
             .connect(url)
             .await
@@ -36,11 +39,13 @@ impl Store {
                 url: url.to_string(),
                 source,
             })?;
-        sqlx::migrate!("./migrations").run(&pool).await?;
+        let mut migrator = sqlx::migrate!("./migrations");
+        migrator.set_ignore_missing(true);
+        migrator.run(&pool).await?;
         Ok(Self { pool })
     }
 
-    pub fn pool(&self) -> &SqlitePool {
+    pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
 
@@ -66,11 +71,16 @@ impl Store {
             None => {
                 sqlx::query(
                     "INSERT INTO ledger_binding (id, chain_id, marketplace, deployment_block, bound_at) \
-                     VALUES (1, ?, ?, ?, datetime('now'))",
+                     VALUES (1, $1, $2, $3, $4)",
                 )
                 .bind(deployment.chain_id as i64)
-                .bind(&marketplace)
+                .bind(marketplace.clone())
                 .bind(deployment.deployment_block as i64)
+                .bind(
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs() as i64),
+                )
                 .execute(&self.pool)
                 .await?;
                 Ok(())

@@ -6,6 +6,7 @@ pub mod follow;
 pub mod identity;
 pub mod index;
 pub mod model;
+pub mod params;
 pub mod pg_server;
 pub mod quantity;
 pub mod query;

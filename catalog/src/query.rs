@@ -57,7 +57,7 @@ pub struct Near {
 
 /// Every filter is optional; set-valued filters match any of their values, `classes` and `text`
 /// match all of theirs.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Query {
     pub classes: Vec<ResourceClass>,
@@ -83,6 +83,34 @@ pub struct Query {
     pub sort: SortKey,
     pub limit: usize,
     pub cursor: Option<Cursor>,
+}
+
+impl Default for Query {
+    fn default() -> Self {
+        Self {
+            classes: Vec::new(),
+            providers: Vec::new(),
+            countries: Vec::new(),
+            regions: Vec::new(),
+            gpu_models: Vec::new(),
+            architectures: Vec::new(),
+            text: Vec::new(),
+            min_cpu_millicores: None,
+            min_memory_mib: None,
+            min_gpu_memory_mib: None,
+            min_gpu_permille: None,
+            min_bandwidth_mbps: None,
+            max_latency_ms: None,
+            max_price: None,
+            min_green: None,
+            max_certified_latency_ms: None,
+            min_certified_uptime: None,
+            near: None,
+            sort: SortKey::Price,
+            limit: DEFAULT_LIMIT,
+            cursor: None,
+        }
+    }
 }
 
 /// Where the previous page ended: the sort key and the tie-break of its last row.

@@ -42,6 +42,46 @@ pub struct LedgerStatus {
     pub contracts: Contracts,
 }
 
+fn encode(q: &catalog::Query) -> String {
+    let mut out = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in catalog::params::to_pairs(q) {
+        out.append_pair(k, &v);
+    }
+    out.finish()
+}
+
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SearchItem {
+    pub offer_id: String,
+    pub version: u32,
+    pub provider: String,
+    pub name: String,
+    pub classes: Vec<catalog::ResourceClass>,
+    pub location: catalog::model::Location,
+    pub resources: catalog::model::Resources,
+    pub green_energy_percent: u8,
+    pub certified_metrics: Vec<catalog::model::CertifiedMetric>,
+    pub plan: catalog::Plan,
+    pub sort_key: f64,
+}
+
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SearchPage {
+    pub items: Vec<SearchItem>,
+    pub total: usize,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OfferDocument {
+    pub status: String,
+    pub withdrawn_at: Option<u64>,
+    pub offer: catalog::Offer,
+}
+
 #[derive(Debug, Deserialize)]
 struct Problem {
     title: String,
@@ -98,6 +138,23 @@ impl Client {
             });
         }
         serde_json::from_slice(&bytes).map_err(|e| SdkError::Decode(e.to_string()))
+    }
+
+    /// One page of catalog search results.
+    pub async fn search_offers(&self, q: &catalog::Query) -> Result<SearchPage, SdkError> {
+        self.get(&format!("/v1/offers?{}", encode(q))).await
+    }
+
+    pub async fn offer_facets(
+        &self,
+        q: &catalog::Query,
+    ) -> Result<catalog::query::Facets, SdkError> {
+        self.get(&format!("/v1/offers/facets?{}", encode(q))).await
+    }
+
+    pub async fn offer(&self, id: &str) -> Result<OfferDocument, SdkError> {
+        let id: String = url::form_urlencoded::byte_serialize(id.as_bytes()).collect();
+        self.get(&format!("/v1/offers/{id}")).await
     }
 
     pub async fn ledger(&self) -> Result<LedgerStatus, SdkError> {

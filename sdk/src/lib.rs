@@ -3,4 +3,4 @@
 
 pub mod client;
 
-pub use client::{Client, LedgerStatus, SdkError};
+pub use client::{Client, LedgerStatus, OfferDocument, SdkError, SearchItem, SearchPage};

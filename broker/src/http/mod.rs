@@ -1,6 +1,9 @@
 //! The HTTP API. Handlers are thin: they check input, call the domain, map errors to problems.
 
+pub mod offers;
 pub mod problem;
+
+use std::sync::{Arc, RwLock};
 
 use axum::extract::State;
 use axum::routing::get;
@@ -15,12 +18,22 @@ use problem::Problem;
 pub struct AppState {
     pub store: Store,
     pub ledger: LedgerLink,
+    pub catalog: catalog::store::CatalogStore,
+    pub index: Arc<RwLock<catalog::Index>>,
 }
+
+/// The OpenAPI description of this API.
+pub const OPENAPI: &str = include_str!("../../openapi.json");
 
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/v1/ledger", get(ledger_status))
+        .route("/v1/offers", get(offers::search))
+        .route("/v1/offers/facets", get(offers::facets))
+        .route("/v1/offers/{id}", get(offers::get))
+        .route("/v1/offers/{id}/history", get(offers::history))
+        .route("/v1/openapi.json", get(openapi))
         .fallback(not_found)
         .with_state(state)
 }
@@ -42,6 +55,42 @@ async fn ledger_status(State(state): State<AppState>) -> Result<Json<LedgerStatu
         .map_err(|e| Problem::unavailable("chain unavailable", e.to_string()))
 }
 
+async fn openapi() -> ([(axum::http::HeaderName, &'static str); 1], &'static str) {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        OPENAPI,
+    )
+}
+
 async fn not_found(uri: axum::http::Uri) -> Problem {
     Problem::not_found(format!("no resource at {}", uri.path()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OPENAPI;
+
+    #[test]
+    fn openapi_documents_every_search_parameter_and_route() {
+        let spec: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+        let params: Vec<&str> = spec["paths"]["/v1/offers"]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        let accepted: Vec<&str> = catalog::params::PARAMS.iter().map(|(k, _)| *k).collect();
+        assert_eq!(params, accepted);
+        let source = include_str!("mod.rs");
+        for line in source
+            .lines()
+            .filter(|l| l.trim_start().starts_with(".route(\""))
+        {
+            let path = line.split('"').nth(1).unwrap();
+            assert!(
+                spec["paths"].get(path).is_some(),
+                "{path} missing from openapi.json"
+            );
+        }
+    }
 }

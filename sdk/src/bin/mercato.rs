@@ -31,6 +31,135 @@ struct Cli {
 enum Command {
     /// Show the ledger the broker settles on: chain, block, contract addresses.
     Status,
+    /// Browse the catalog.
+    #[command(subcommand)]
+    Offers(OffersCommand),
+}
+
+#[derive(Subcommand)]
+enum OffersCommand {
+    /// Search plans: filters, ranking, pages (see `--help` for every filter).
+    Search(Box<SearchArgs>),
+    /// Show one offer (also withdrawn ones).
+    Show { id: String },
+    /// Counts per class, region, GPU model and price bucket for the filters.
+    Facets(Box<SearchArgs>),
+}
+
+#[derive(clap::Args)]
+struct SearchArgs {
+    /// Resource class the offer must have (repeatable): compute, gpu, network, data.
+    #[arg(long = "class")]
+    classes: Vec<String>,
+    #[arg(long = "region")]
+    regions: Vec<String>,
+    #[arg(long = "country")]
+    countries: Vec<String>,
+    #[arg(long = "gpu-model")]
+    gpu_models: Vec<String>,
+    #[arg(long = "provider")]
+    providers: Vec<String>,
+    #[arg(long = "arch")]
+    architectures: Vec<String>,
+    /// Words that must all appear in name, description, tags or dataset.
+    #[arg(long = "text")]
+    text: Vec<String>,
+    /// Minimum CPU cores per plan unit.
+    #[arg(long)]
+    min_cpu: Option<f64>,
+    /// Minimum memory per plan unit, GiB.
+    #[arg(long)]
+    min_memory_gib: Option<u64>,
+    /// Minimum memory per GPU, GiB.
+    #[arg(long)]
+    min_gpu_memory_gib: Option<u64>,
+    #[arg(long)]
+    min_bandwidth_mbps: Option<u64>,
+    #[arg(long)]
+    max_latency_ms: Option<f64>,
+    /// Maximum normalised price per unit-hour, in credits.
+    #[arg(long)]
+    max_price: Option<f64>,
+    #[arg(long)]
+    min_green: Option<u8>,
+    #[arg(long)]
+    max_certified_latency_ms: Option<f64>,
+    #[arg(long)]
+    min_certified_uptime: Option<f64>,
+    /// latitude,longitude,radiusKm
+    #[arg(long)]
+    near: Option<String>,
+    /// price, latency, uptime, green, reputation
+    #[arg(long, default_value = "price")]
+    sort: String,
+    #[arg(long, default_value_t = 20)]
+    limit: usize,
+    /// The cursor printed after the previous page.
+    #[arg(long)]
+    cursor: Option<String>,
+}
+
+impl SearchArgs {
+    /// Goes through the same parameter parser as the broker, so errors read the same.
+    fn query(&self) -> Result<catalog::Query> {
+        let mut pairs: Vec<(&str, String)> = Vec::new();
+        pairs.extend(self.classes.iter().map(|v| ("class", v.clone())));
+        pairs.extend(self.regions.iter().map(|v| ("region", v.clone())));
+        pairs.extend(self.countries.iter().map(|v| ("country", v.clone())));
+        pairs.extend(self.gpu_models.iter().map(|v| ("gpuModel", v.clone())));
+        pairs.extend(self.providers.iter().map(|v| ("provider", v.clone())));
+        pairs.extend(self.architectures.iter().map(|v| ("arch", v.clone())));
+        pairs.extend(self.text.iter().map(|v| ("q", v.clone())));
+        let mut opt = |k: &'static str, v: Option<String>| {
+            if let Some(v) = v {
+                pairs.push((k, v));
+            }
+        };
+        opt(
+            "minCpuMillicores",
+            self.min_cpu
+                .map(|c| ((c * 1000.0).round() as u64).to_string()),
+        );
+        opt(
+            "minMemoryMib",
+            self.min_memory_gib.map(|g| (g * 1024).to_string()),
+        );
+        opt(
+            "minGpuMemoryMib",
+            self.min_gpu_memory_gib.map(|g| (g * 1024).to_string()),
+        );
+        opt(
+            "minBandwidthMbps",
+            self.min_bandwidth_mbps.map(|v| v.to_string()),
+        );
+        opt("maxLatencyMs", self.max_latency_ms.map(|v| v.to_string()));
+        opt("maxPrice", self.max_price.map(|v| (v * CREDIT).to_string()));
+        opt("minGreen", self.min_green.map(|v| v.to_string()));
+        opt(
+            "maxCertifiedLatencyMs",
+            self.max_certified_latency_ms.map(|v| v.to_string()),
+        );
+        opt(
+            "minCertifiedUptime",
+            self.min_certified_uptime.map(|v| v.to_string()),
+        );
+        opt("near", self.near.clone());
+        opt("sort", Some(self.sort.clone()));
+        opt("limit", Some(self.limit.to_string()));
+        opt("cursor", self.cursor.clone());
+        catalog::params::parse(pairs.iter().map(|(k, v)| (*k, v.as_str())))
+            .map_err(|e| anyhow::anyhow!("{e}; see `mercato offers search --help`"))
+    }
+}
+
+const CREDIT: f64 = 1e8;
+
+fn credits(base: f64) -> String {
+    if base.is_finite() {
+        format!("{:.4}", base / CREDIT)
+    } else {
+        "-".into()
+    }
 }
 
 #[tokio::main]
@@ -73,6 +202,80 @@ async fn run() -> Result<()> {
                 }
                 println!("{table}");
             }
+        }
+        Command::Offers(OffersCommand::Search(args)) => {
+            let q = args.query()?;
+            let page = client.search_offers(&q).await?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&page)?);
+            } else {
+                let mut table = Table::new();
+                table.set_header([
+                    "offer",
+                    "plan",
+                    "classes",
+                    "region",
+                    "cpu",
+                    "mem GiB",
+                    "gpu",
+                    "price/h (MCR)",
+                    "green %",
+                ]);
+                for item in &page.items {
+                    let u = &item.plan.unit;
+                    let classes: Vec<&str> = item.classes.iter().map(|c| c.as_str()).collect();
+                    let gpu = item.resources.gpu.as_ref().map_or("-".to_string(), |g| {
+                        format!("{} x{}", g.model, u.gpu_permille as f64 / 1000.0)
+                    });
+                    let main = q
+                        .classes
+                        .first()
+                        .copied()
+                        .or(item.classes.first().copied())
+                        .unwrap_or(catalog::ResourceClass::Compute);
+                    table.add_row([
+                        item.offer_id.clone(),
+                        item.plan.id.clone(),
+                        classes.join(","),
+                        item.location.region.clone(),
+                        format!("{}", u.cpu_millicores as f64 / 1000.0),
+                        format!("{:.1}", u.memory_mib as f64 / 1024.0),
+                        gpu,
+                        credits(item.plan.normalized_price(main)),
+                        item.green_energy_percent.to_string(),
+                    ]);
+                }
+                println!("{table}");
+                println!("{} of {} plans", page.items.len(), page.total);
+                if let Some(c) = &page.next_cursor {
+                    println!("next page: --cursor {c}");
+                }
+            }
+        }
+        Command::Offers(OffersCommand::Facets(args)) => {
+            let facets = client.offer_facets(&args.query()?).await?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&facets)?);
+            } else {
+                let mut table = Table::new();
+                table.set_header(["facet", "value", "plans"]);
+                for (facet, rows) in [
+                    ("class", &facets.classes),
+                    ("region", &facets.regions),
+                    ("gpu model", &facets.gpu_models),
+                    ("price ≤ (base units/h)", &facets.price_buckets),
+                ] {
+                    for (value, n) in rows {
+                        table.add_row([facet.to_string(), value.clone(), n.to_string()]);
+                    }
+                }
+                println!("{table}");
+                println!("{} plans match", facets.total);
+            }
+        }
+        Command::Offers(OffersCommand::Show { id }) => {
+            let doc = client.offer(&id).await?;
+            println!("{}", serde_json::to_string_pretty(&doc)?);
         }
     }
     Ok(())

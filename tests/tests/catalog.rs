@@ -1,0 +1,142 @@
+//! The catalog through the broker's API and the CLI: writes reach the running broker's index
+//! through the change log, searches page and rank, errors are problems.
+
+use std::time::{Duration, Instant};
+
+use catalog::store::CatalogStore;
+use catalog::synth::Generator;
+use catalog::Query;
+use e2e::{mercato, BrokerProcess};
+
+async fn wait_for_total(client: &sdk::Client, q: &Query, want: usize) {
+    let start = Instant::now();
+    loop {
+        let total = client.search_offers(q).await.unwrap().total;
+        if total == want {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "index has {total}, want {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn search_browse_and_follow_writes_through_the_broker() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(dir.path());
+    let client = sdk::Client::new(&broker.url).unwrap();
+    let all = Query {
+        limit: 200,
+        ..Query::default()
+    };
+    assert_eq!(client.search_offers(&all).await.unwrap().total, 0);
+
+    // Another writer on the broker's database (as a second broker process would be).
+    let db = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("broker.sqlite").display()
+    );
+    let store = CatalogStore::open(&db).await.unwrap();
+    let mut g = Generator::new(4, 3, true);
+    let offers: Vec<catalog::Offer> = (0..120).map(|i| g.offer(&format!("e2e-{i}"), 2)).collect();
+    store.publish_many(&offers, 1).await.unwrap();
+    wait_for_total(&client, &all, 240).await;
+
+    // Paging with cursors visits every plan once, in order.
+    let mut q = Query {
+        limit: 50,
+        ..Query::default()
+    };
+    let mut seen = Vec::new();
+    loop {
+        let page = client.search_offers(&q).await.unwrap();
+        seen.extend(
+            page.items
+                .iter()
+                .map(|i| (i.sort_key, i.offer_id.clone(), i.plan.id.clone())),
+        );
+        match page.next_cursor {
+            Some(c) => q.cursor = catalog::query::Cursor::decode(&c),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 240);
+    assert!(seen.windows(2).all(|w| w[0].0 <= w[1].0));
+
+    // The CLI prints a table, or JSON.
+    let (ok, table, err) = mercato(
+        &broker.url,
+        &["offers", "search", "--class", "compute", "--limit", "5"],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        table.contains("price/h (MCR)") && table.contains("e2e-"),
+        "{table}"
+    );
+    let (ok, json, _) = mercato(
+        &broker.url,
+        &[
+            "--json",
+            "offers",
+            "search",
+            "--class",
+            "gpu",
+            "--min-gpu-memory-gib",
+            "40",
+        ],
+    );
+    assert!(ok);
+    let page: serde_json::Value = serde_json::from_str(&json).unwrap();
+    for item in page["items"].as_array().unwrap() {
+        assert!(item["resources"]["gpu"]["memoryMib"].as_u64().unwrap() >= 40 * 1024);
+    }
+    let (ok, facets, _) = mercato(&broker.url, &["offers", "facets", "--region", "eu-west"]);
+    assert!(ok && facets.contains("eu-west"), "{facets}");
+
+    // Bad filters: a 400 problem naming the parameter, and the CLI says what to do.
+    let resp = reqwest::get(format!("{}/v1/offers?limit=0", broker.url))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    assert_eq!(resp.headers()["content-type"], "application/problem+json");
+    let problem: serde_json::Value = resp.json().await.unwrap();
+    assert!(problem["detail"].as_str().unwrap().contains("limit"));
+    let (ok, _, err) = mercato(&broker.url, &["offers", "search", "--class", "quantum"]);
+    assert!(
+        !ok && err.contains("class") && err.contains("--help"),
+        "{err}"
+    );
+
+    // Updates and withdrawals show at once; withdrawn offers stay readable.
+    let mut v2 = offers[0].clone();
+    v2.version = 2;
+    v2.location.region = "zz-e2e".into();
+    v2.sign(
+        &g.providers
+            .iter()
+            .find(|k| catalog::identity::did_of(&k.verifying_key()) == v2.provider)
+            .unwrap()
+            .clone(),
+    );
+    store.publish(&v2, 2).await.unwrap();
+    let zz = Query {
+        regions: vec!["zz-e2e".into()],
+        ..Query::default()
+    };
+    wait_for_total(&client, &zz, 2).await;
+    store
+        .withdraw("e2e-1", &offers[1].provider, 3)
+        .await
+        .unwrap();
+    wait_for_total(&client, &all, 238).await;
+    let doc = client.offer("e2e-1").await.unwrap();
+    assert_eq!(doc.status, "withdrawn");
+    let (ok, shown, _) = mercato(&broker.url, &["offers", "show", "e2e-0"]);
+    assert!(ok && shown.contains("zz-e2e"));
+    let missing = client.offer("no-such-offer").await.unwrap_err();
+    assert!(missing.to_string().contains("404"), "{missing}");
+    broker.stop();
+}
