@@ -75,6 +75,15 @@ const PLAN_COLUMNS: &str = "offer_id, plan_index, plan_id, has_compute, has_gpu,
     cert_latency_ms, cert_uptime, tiebreak, words";
 const PLAN_PARAMS: usize = 30;
 
+/// Rows per multi-row INSERT: PostgreSQL takes big statements well (under its 65,535-parameter
+/// limit); SQLite parses huge VALUES lists slowly, so it gets short ones.
+fn rows_per_statement(backend: Backend) -> usize {
+    match backend {
+        Backend::Postgres => 1000,
+        Backend::Sqlite => 32,
+    }
+}
+
 fn parse_body(id: &str, body: &str) -> Result<Offer, StoreError> {
     serde_json::from_str(body).map_err(|e| StoreError::Corrupt {
         id: id.to_string(),
@@ -163,10 +172,18 @@ impl CatalogStore {
                 .iter()
                 .flat_map(|o| row::plan_rows(o).into_iter().map(move |r| (o, r)))
                 .collect();
-            Self::insert_plan_rows(&mut tx, &rows).await?;
+            self.insert_rows(&mut tx, &rows).await?;
         }
         tx.commit().await?;
         Ok(seq)
+    }
+
+    async fn insert_rows(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        rows: &[(&Offer, PlanRow)],
+    ) -> Result<(), StoreError> {
+        Self::insert_plan_rows(tx, rows, rows_per_statement(self.backend)).await
     }
 
     async fn publish_in(
@@ -210,7 +227,7 @@ impl CatalogStore {
             .into_iter()
             .map(|r| (offer, r))
             .collect();
-        Self::insert_plan_rows(tx, &rows).await?;
+        Self::insert_plan_rows(tx, &rows, 64).await?;
         Ok(seq)
     }
 
@@ -254,9 +271,9 @@ impl CatalogStore {
     async fn insert_plan_rows(
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         rows: &[(&Offer, PlanRow)],
+        per_statement: usize,
     ) -> Result<(), StoreError> {
-        // Multi-row inserts, under PostgreSQL's 65,535-parameter limit.
-        for chunk in rows.chunks(1000) {
+        for chunk in rows.chunks(per_statement) {
             let mut sql = format!("INSERT INTO plans ({PLAN_COLUMNS}) VALUES ");
             for i in 0..chunk.len() {
                 if i > 0 {
