@@ -72,6 +72,34 @@ struct Postings {
     region: HashMap<u16, Vec<u32>>,
     gpu_model: HashMap<u16, Vec<u32>>,
     token: HashMap<String, Vec<u32>>,
+    /// Rows per 1°×1° cell of latitude and longitude, for distance filters.
+    grid: HashMap<(i16, i16), Vec<u32>>,
+}
+
+fn cell(lat: f32, lon: f32) -> (i16, i16) {
+    (lat.floor() as i16, lon.floor() as i16)
+}
+
+/// Cells a distance query may consider before a plain scan is cheaper.
+const MAX_GRID_CELLS: usize = 4096;
+/// Candidate sets at least this large are scanned on several threads.
+const PARALLEL_ROWS: usize = 100_000;
+
+/// Rows a query has to look at.
+enum Candidates<'a> {
+    All(usize),
+    List(&'a [u32]),
+    Owned(Vec<u32>),
+}
+
+impl Candidates<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Self::All(n) => *n,
+            Self::List(l) => l.len(),
+            Self::Owned(v) => v.len(),
+        }
+    }
 }
 
 /// The index. Not synchronised: the broker keeps it behind a `RwLock`.
@@ -89,6 +117,8 @@ pub struct Index {
     offers: HashMap<String, Arc<Offer>>,
     reputation: HashMap<String, f32>,
     dead: usize,
+    /// Candidate sets at least this large are scanned on several threads (0 = the default).
+    parallel_rows: usize,
 }
 
 /// One result row.
@@ -158,6 +188,9 @@ struct Compiled<'q> {
     bbox: Option<(f32, f32, f32, f32)>,
     /// A filter value the index has never seen: nothing can match.
     impossible: bool,
+    /// Whether any set-valued / numeric filter is present (rows skip the checks otherwise).
+    sets: bool,
+    numeric: bool,
 }
 
 impl Index {
@@ -187,6 +220,11 @@ impl Index {
 
     pub fn offer(&self, id: &str) -> Option<Arc<Offer>> {
         self.offers.get(id).cloned()
+    }
+
+    /// Candidate sets at least `rows` large are scanned on all cores.
+    pub fn set_parallel_threshold(&mut self, rows: usize) {
+        self.parallel_rows = rows.max(1);
     }
 
     pub fn set_reputation(&mut self, provider: &str, score: f32) {
@@ -250,6 +288,11 @@ impl Index {
             for w in &words {
                 self.post.token.entry(w.clone()).or_default().push(row);
             }
+            self.post
+                .grid
+                .entry(cell(p.latitude, p.longitude))
+                .or_default()
+                .push(row);
             rows.push(row);
         }
         self.rows_of.insert(offer.id.clone(), rows);
@@ -276,8 +319,10 @@ impl Index {
     pub fn compact(&mut self) {
         let offers: Vec<Offer> = self.offers.values().map(|o| (**o).clone()).collect();
         let reputation = std::mem::take(&mut self.reputation);
+        let parallel_rows = self.parallel_rows;
         *self = Self::from_offers(offers);
         self.reputation = reputation;
+        self.parallel_rows = parallel_rows;
     }
 
     /// Bytes held by the columns and posting lists (not counting the offers themselves).
@@ -332,8 +377,25 @@ impl Index {
                 n.longitude as f32 + dlon,
             )
         });
+        let sets = providers.is_some()
+            || countries.is_some()
+            || regions.is_some()
+            || archs.is_some()
+            || gpu_models.is_some();
+        let numeric = q.min_cpu_millicores.is_some()
+            || q.min_memory_mib.is_some()
+            || q.min_gpu_memory_mib.is_some()
+            || q.min_gpu_permille.is_some()
+            || q.min_bandwidth_mbps.is_some()
+            || q.max_latency_ms.is_some()
+            || q.min_green.is_some()
+            || q.max_certified_latency_ms.is_some()
+            || q.min_certified_uptime.is_some()
+            || q.max_price.is_some();
         Compiled {
             q,
+            sets,
+            numeric,
             class_mask: q.classes.iter().fold(0u8, |m, c| m | class_bit(*c)),
             providers,
             countries,
@@ -347,8 +409,8 @@ impl Index {
         }
     }
 
-    /// The smallest posting list among the filters that have one, if any.
-    fn driver<'a>(&'a self, c: &Compiled) -> Option<&'a [u32]> {
+    /// The smallest candidate set among the filters that have a posting list or a grid.
+    fn candidates<'a>(&'a self, c: &Compiled) -> Candidates<'a> {
         let mut best: Option<&'a [u32]> = None;
         let mut consider = |list: Option<&'a Vec<u32>>| {
             let list: &'a [u32] = list.map(Vec::as_slice).unwrap_or(&[]);
@@ -374,7 +436,31 @@ impl Index {
         for t in &c.tokens {
             consider(self.post.token.get(t));
         }
-        best
+        let limit = best.map_or(self.cols.offer.len(), <[u32]>::len);
+        if let Some((lat0, lat1, lon0, lon1)) = c.bbox {
+            let (a, b) = (cell(lat0, lon0), cell(lat1, lon1));
+            let cells = (i64::from(b.0 - a.0) + 1) * (i64::from(b.1 - a.1) + 1);
+            if cells > 0 && (cells as usize) <= MAX_GRID_CELLS {
+                let mut rows = Vec::new();
+                'cells: for la in a.0..=b.0 {
+                    for lo in a.1..=b.1 {
+                        if let Some(list) = self.post.grid.get(&(la, lo)) {
+                            rows.extend_from_slice(list);
+                            if rows.len() >= limit {
+                                break 'cells;
+                            }
+                        }
+                    }
+                }
+                if rows.len() < limit {
+                    return Candidates::Owned(rows);
+                }
+            }
+        }
+        match best {
+            Some(list) => Candidates::List(list),
+            None => Candidates::All(self.cols.offer.len()),
+        }
     }
 
     fn price_of(&self, row: usize, c: &Compiled) -> f32 {
@@ -384,48 +470,61 @@ impl Index {
 
     fn matches(&self, row: usize, c: &Compiled) -> bool {
         let k = &self.cols;
-        let q = c.q;
         if !k.alive[row] || k.classes[row] & c.class_mask != c.class_mask {
             return false;
         }
-        if c.providers
+        if c.sets && !self.matches_sets(row, c) {
+            return false;
+        }
+        if c.numeric && !self.matches_numbers(row, c) {
+            return false;
+        }
+        self.matches_place_and_text(row, c)
+    }
+
+    fn matches_sets(&self, row: usize, c: &Compiled) -> bool {
+        let k = &self.cols;
+        c.providers
             .as_ref()
-            .is_some_and(|s| !s.contains(&k.provider[row]))
-            || c.countries
+            .is_none_or(|s| s.contains(&k.provider[row]))
+            && c.countries
                 .as_ref()
-                .is_some_and(|s| !s.contains(&k.country[row]))
-            || c.regions
+                .is_none_or(|s| s.contains(&k.country[row]))
+            && c.regions
                 .as_ref()
-                .is_some_and(|s| !s.contains(&k.region[row]))
-            || c.archs.as_ref().is_some_and(|s| !s.contains(&k.arch[row]))
-            || c.gpu_models
+                .is_none_or(|s| s.contains(&k.region[row]))
+            && c.archs.as_ref().is_none_or(|s| s.contains(&k.arch[row]))
+            && c.gpu_models
                 .as_ref()
-                .is_some_and(|s| !s.contains(&k.gpu_model[row]))
-        {
-            return false;
-        }
-        if q.min_cpu_millicores
-            .is_some_and(|v| u64::from(k.cpu[row]) < v)
-            || q.min_memory_mib
-                .is_some_and(|v| u64::from(k.memory[row]) < v)
-            || q.min_gpu_memory_mib
-                .is_some_and(|v| u64::from(k.gpu_memory[row]) < v)
-            || q.min_gpu_permille.is_some_and(|v| k.gpu_permille[row] < v)
-            || q.min_bandwidth_mbps
-                .is_some_and(|v| u64::from(k.bandwidth[row]) < v)
-            || q.max_latency_ms
-                .is_some_and(|v| f64::from(k.latency[row]) > v)
-            || q.min_green.is_some_and(|v| k.green[row] < v)
-            || q.max_certified_latency_ms
-                .is_some_and(|v| f64::from(k.cert_latency[row]) > v)
-            || q.min_certified_uptime
-                .is_some_and(|v| f64::from(k.cert_uptime[row]) < v)
-            || q.max_price
-                .is_some_and(|v| f64::from(self.price_of(row, c)) > v)
-        {
-            return false;
-        }
-        if let (Some(n), Some((lat0, lat1, lon0, lon1))) = (q.near, c.bbox) {
+                .is_none_or(|s| s.contains(&k.gpu_model[row]))
+    }
+
+    fn matches_numbers(&self, row: usize, c: &Compiled) -> bool {
+        let k = &self.cols;
+        let q = c.q;
+        q.min_cpu_millicores
+            .is_none_or(|v| u64::from(k.cpu[row]) >= v)
+            && q.min_memory_mib
+                .is_none_or(|v| u64::from(k.memory[row]) >= v)
+            && q.min_gpu_memory_mib
+                .is_none_or(|v| u64::from(k.gpu_memory[row]) >= v)
+            && q.min_gpu_permille.is_none_or(|v| k.gpu_permille[row] >= v)
+            && q.min_bandwidth_mbps
+                .is_none_or(|v| u64::from(k.bandwidth[row]) >= v)
+            && q.max_latency_ms
+                .is_none_or(|v| f64::from(k.latency[row]) <= v)
+            && q.min_green.is_none_or(|v| k.green[row] >= v)
+            && q.max_certified_latency_ms
+                .is_none_or(|v| f64::from(k.cert_latency[row]) <= v)
+            && q.min_certified_uptime
+                .is_none_or(|v| f64::from(k.cert_uptime[row]) >= v)
+            && q.max_price
+                .is_none_or(|v| f64::from(self.price_of(row, c)) <= v)
+    }
+
+    fn matches_place_and_text(&self, row: usize, c: &Compiled) -> bool {
+        let k = &self.cols;
+        if let (Some(n), Some((lat0, lat1, lon0, lon1))) = (c.q.near, c.bbox) {
             let (lat, lon) = (k.lat[row], k.lon[row]);
             if lat < lat0
                 || lat > lat1
@@ -464,27 +563,71 @@ impl Index {
         }
     }
 
-    /// Visits every matching row.
-    fn scan(&self, c: &Compiled, mut visit: impl FnMut(usize)) {
+    /// Folds every matching row into per-thread states (several threads for large candidate
+    /// sets), and returns the states.
+    fn scan<S: Send>(
+        &self,
+        c: &Compiled,
+        init: impl Fn() -> S + Sync,
+        visit: impl Fn(&mut S, usize) + Sync,
+    ) -> Vec<S> {
         if c.impossible {
-            return;
+            return vec![init()];
         }
-        match self.driver(c) {
-            Some(list) => {
-                for &row in list {
-                    if self.matches(row as usize, c) {
-                        visit(row as usize);
+        let candidates = self.candidates(c);
+        let n = candidates.len();
+        let threshold = if self.parallel_rows == 0 {
+            PARALLEL_ROWS
+        } else {
+            self.parallel_rows
+        };
+        let threads = if n >= threshold {
+            std::thread::available_parallelism()
+                .map_or(1, |p| p.get())
+                .min(8)
+        } else {
+            1
+        };
+        let run = |from: usize, to: usize| {
+            let mut state = init();
+            match &candidates {
+                Candidates::All(_) => {
+                    for row in from..to {
+                        if self.matches(row, c) {
+                            visit(&mut state, row);
+                        }
+                    }
+                }
+                Candidates::List(list) => {
+                    for &row in &list[from..to] {
+                        if self.matches(row as usize, c) {
+                            visit(&mut state, row as usize);
+                        }
+                    }
+                }
+                Candidates::Owned(list) => {
+                    for &row in &list[from..to] {
+                        if self.matches(row as usize, c) {
+                            visit(&mut state, row as usize);
+                        }
                     }
                 }
             }
-            None => {
-                for row in 0..self.cols.offer.len() {
-                    if self.matches(row, c) {
-                        visit(row);
-                    }
-                }
-            }
+            state
+        };
+        if threads == 1 {
+            return vec![run(0, n)];
         }
+        let chunk = n.div_ceil(threads);
+        std::thread::scope(|scope| {
+            let run = &run;
+            let handles: Vec<_> = (1..threads)
+                .map(|t| scope.spawn(move || run((t * chunk).min(n), ((t + 1) * chunk).min(n))))
+                .collect();
+            let mut states = vec![run(0, chunk.min(n))];
+            states.extend(handles.into_iter().map(|h| h.join().expect("scan thread")));
+            states
+        })
     }
 
     /// One page of results in sort order, after the query's cursor.
@@ -496,26 +639,31 @@ impl Index {
             tiebreak: cur.tiebreak,
             row: 0,
         });
-        let mut heap: BinaryHeap<Ranked> = BinaryHeap::with_capacity(limit + 1);
-        let mut total = 0;
-        self.scan(&c, |row| {
-            total += 1;
-            let r = Ranked {
-                key: self.key(row, &c),
-                tiebreak: self.cols.tiebreak[row],
-                row: row as u32,
-            };
-            if after.as_ref().is_some_and(|a| r <= *a) {
-                return;
-            }
-            if heap.len() < limit {
-                heap.push(r);
-            } else if heap.peek().is_some_and(|top| r < *top) {
-                heap.pop();
-                heap.push(r);
-            }
-        });
-        let ranked = heap.into_sorted_vec();
+        let states = self.scan(
+            &c,
+            || (BinaryHeap::<Ranked>::with_capacity(limit + 1), 0usize),
+            |(heap, total), row| {
+                *total += 1;
+                let r = Ranked {
+                    key: self.key(row, &c),
+                    tiebreak: self.cols.tiebreak[row],
+                    row: row as u32,
+                };
+                if after.as_ref().is_some_and(|a| r <= *a) {
+                    return;
+                }
+                if heap.len() < limit {
+                    heap.push(r);
+                } else if heap.peek().is_some_and(|top| r < *top) {
+                    heap.pop();
+                    heap.push(r);
+                }
+            },
+        );
+        let total = states.iter().map(|(_, t)| t).sum();
+        let mut ranked: Vec<Ranked> = states.into_iter().flat_map(|(h, _)| h.into_vec()).collect();
+        ranked.sort();
+        ranked.truncate(limit);
         let full = ranked.len() == limit;
         let next = ranked.last().filter(|_| full).map(|r| Cursor {
             key: r.key,
@@ -535,30 +683,62 @@ impl Index {
     /// Counts per class, region, GPU model and price bucket over everything the query matches.
     pub fn facets(&self, q: &Query) -> Facets {
         let c = self.compile(q);
-        let mut classes = [0usize; 4];
-        let mut regions = vec![0usize; self.regions.names.len()];
-        let mut gpus = vec![0usize; self.gpu_models.names.len()];
-        let mut buckets = [0usize; PRICE_BUCKETS.len()];
-        let mut total = 0;
-        self.scan(&c, |row| {
-            total += 1;
-            let k = &self.cols;
-            for (i, n) in classes.iter_mut().enumerate() {
-                if k.classes[row] & (1 << i) != 0 {
-                    *n += 1;
+        struct Counts {
+            total: usize,
+            classes: [usize; 4],
+            regions: Vec<usize>,
+            gpus: Vec<usize>,
+            buckets: [usize; PRICE_BUCKETS.len()],
+        }
+        let (nr, ng) = (self.regions.names.len(), self.gpu_models.names.len());
+        let states = self.scan(
+            &c,
+            || Counts {
+                total: 0,
+                classes: [0; 4],
+                regions: vec![0; nr],
+                gpus: vec![0; ng],
+                buckets: [0; PRICE_BUCKETS.len()],
+            },
+            |n, row| {
+                let k = &self.cols;
+                n.total += 1;
+                let mask = k.classes[row];
+                for (i, count) in n.classes.iter_mut().enumerate() {
+                    *count += usize::from(mask >> i & 1);
                 }
+                n.regions[k.region[row] as usize] += 1;
+                if k.gpu_model[row] != NONE16 {
+                    n.gpus[k.gpu_model[row] as usize] += 1;
+                }
+                let p = f64::from(self.price_of(row, &c));
+                let b = PRICE_BUCKETS
+                    .iter()
+                    .position(|ub| p <= *ub)
+                    .unwrap_or(PRICE_BUCKETS.len() - 1);
+                n.buckets[b] += 1;
+            },
+        );
+        let mut total = 0;
+        let mut classes = [0usize; 4];
+        let mut regions = vec![0usize; nr];
+        let mut gpus = vec![0usize; ng];
+        let mut buckets = [0usize; PRICE_BUCKETS.len()];
+        for s in states {
+            total += s.total;
+            for i in 0..4 {
+                classes[i] += s.classes[i];
             }
-            regions[k.region[row] as usize] += 1;
-            if k.gpu_model[row] != NONE16 {
-                gpus[k.gpu_model[row] as usize] += 1;
+            for (a, b) in regions.iter_mut().zip(s.regions) {
+                *a += b;
             }
-            let p = f64::from(self.price_of(row, &c));
-            let b = PRICE_BUCKETS
-                .iter()
-                .position(|ub| p <= *ub)
-                .unwrap_or(PRICE_BUCKETS.len() - 1);
-            buckets[b] += 1;
-        });
+            for (a, b) in gpus.iter_mut().zip(s.gpus) {
+                *a += b;
+            }
+            for (a, b) in buckets.iter_mut().zip(s.buckets) {
+                *a += b;
+            }
+        }
         let named = |dict: &Dict, counts: Vec<usize>| {
             let mut v: Vec<(String, usize)> = counts
                 .into_iter()

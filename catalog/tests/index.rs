@@ -237,6 +237,9 @@ fn random_queries_match_the_reference_through_every_page() {
         .map(|i| g.offer(&format!("o{i}"), 1 + i % 4))
         .collect();
     let index = Index::from_offers(offers.clone());
+    // The same index scanning every candidate set on all cores.
+    let mut parallel = Index::from_offers(offers.clone());
+    parallel.set_parallel_threshold(1);
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut nonempty = 0;
     for case in 0..300 {
@@ -245,6 +248,18 @@ fn random_queries_match_the_reference_through_every_page() {
         let (got, total) = all_pages(&index, &q);
         assert_eq!(total, expected.len(), "seed {seed} case {case}: {q:?}");
         assert_eq!(got, expected, "seed {seed} case {case}: {q:?}");
+        if case % 3 == 0 {
+            assert_eq!(
+                all_pages(&parallel, &q),
+                (expected.clone(), expected.len()),
+                "parallel, seed {seed} case {case}"
+            );
+            assert_eq!(
+                parallel.facets(&q),
+                index.facets(&q),
+                "parallel facets, case {case}"
+            );
+        }
         if !expected.is_empty() {
             nonempty += 1;
         }

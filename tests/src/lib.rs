@@ -36,12 +36,18 @@ pub struct BrokerProcess {
 
 impl BrokerProcess {
     pub fn start(data_dir: &std::path::Path) -> Self {
+        Self::start_with(data_dir, &[])
+    }
+
+    /// Starts with extra arguments (for example `--database-url postgres://…`).
+    pub fn start_with(data_dir: &std::path::Path, extra: &[&str]) -> Self {
         let (api, chain) = (free_port(), free_port());
         let mut child = Command::new(bin("mercato-broker"))
             .arg("--data-dir")
             .arg(data_dir)
             .args(["--listen", &format!("127.0.0.1:{api}")])
             .args(["--chain-port", &chain.to_string()])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

@@ -140,3 +140,47 @@ async fn search_browse_and_follow_writes_through_the_broker() {
     assert!(missing.to_string().contains("404"), "{missing}");
     broker.stop();
 }
+
+#[tokio::test]
+async fn two_broker_processes_on_one_postgres_both_follow_every_write() {
+    let pg = catalog::pg_server::PgServer::start().expect("PostgreSQL starts");
+    let url = pg.create_database("shared").unwrap();
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let b1 = BrokerProcess::start_with(d1.path(), &["--database-url", &url]);
+    let b2 = BrokerProcess::start_with(d2.path(), &["--database-url", &url]);
+    let (c1, c2) = (
+        sdk::Client::new(&b1.url).unwrap(),
+        sdk::Client::new(&b2.url).unwrap(),
+    );
+
+    let store = CatalogStore::open(&url).await.unwrap();
+    let mut g = Generator::new(8, 2, true);
+    let offers: Vec<catalog::Offer> = (0..30).map(|i| g.offer(&format!("pg-{i}"), 3)).collect();
+    store.publish_many(&offers[..20], 1).await.unwrap();
+    for o in &offers[20..] {
+        store.publish(o, 2).await.unwrap();
+    }
+    let all = Query {
+        limit: 200,
+        ..Query::default()
+    };
+    wait_for_total(&c1, &all, 90).await;
+    wait_for_total(&c2, &all, 90).await;
+    store
+        .withdraw("pg-3", &offers[3].provider, 3)
+        .await
+        .unwrap();
+    wait_for_total(&c1, &all, 87).await;
+    wait_for_total(&c2, &all, 87).await;
+    let p1 = c1.search_offers(&all).await.unwrap();
+    let p2 = c2.search_offers(&all).await.unwrap();
+    let ids = |p: &sdk::SearchPage| {
+        p.items
+            .iter()
+            .map(|i| (i.offer_id.clone(), i.plan.id.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&p1), ids(&p2));
+    b1.stop();
+    b2.stop();
+}
