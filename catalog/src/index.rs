@@ -58,6 +58,8 @@ struct Columns {
     price: Vec<[f32; 4]>,
     lat: Vec<f32>,
     lon: Vec<f32>,
+    /// Unit vector of the location, for a trig-free distance test.
+    xyz: Vec<[f32; 3]>,
     green: Vec<u8>,
     cert_latency: Vec<f32>,
     cert_uptime: Vec<f32>,
@@ -74,6 +76,15 @@ struct Postings {
     token: HashMap<String, Vec<u32>>,
     /// Rows per 1°×1° cell of latitude and longitude, for distance filters.
     grid: HashMap<(i16, i16), Vec<u32>>,
+}
+
+fn unit_vector(lat: f64, lon: f64) -> [f32; 3] {
+    let (la, lo) = (lat.to_radians(), lon.to_radians());
+    [
+        (la.cos() * lo.cos()) as f32,
+        (la.cos() * lo.sin()) as f32,
+        la.sin() as f32,
+    ]
 }
 
 fn cell(lat: f32, lon: f32) -> (i16, i16) {
@@ -186,6 +197,11 @@ struct Compiled<'q> {
     tokens: Vec<String>,
     price_class: Option<usize>,
     bbox: Option<(f32, f32, f32, f32)>,
+    /// For a distance filter: the centre's unit vector and cos(radius / R); rows whose dot
+    /// product is clearly above (inside) or below (outside) skip the exact great-circle test.
+    sphere: Option<([f32; 3], f32)>,
+    /// No filter but classes: rows need only the alive and class checks.
+    plain: bool,
     /// A filter value the index has never seen: nothing can match.
     impossible: bool,
     /// Whether any set-valued / numeric filter is present (rows skip the checks otherwise).
@@ -270,6 +286,8 @@ impl Index {
             c.price.push(p.price);
             c.lat.push(p.latitude);
             c.lon.push(p.longitude);
+            c.xyz
+                .push(unit_vector(f64::from(p.latitude), f64::from(p.longitude)));
             c.green.push(p.green);
             c.cert_latency.push(p.cert_latency_ms);
             c.cert_uptime.push(p.cert_uptime);
@@ -329,13 +347,17 @@ impl Index {
     pub fn column_bytes(&self) -> usize {
         let c = &self.cols;
         let n = c.offer.len();
-        let per_row = 8 + 2 + 1 + 1 + 1 + 4 + 2 + 2 + 2 + 2 + 4 * 6 + 16 + 4 + 4 + 1 + 4 + 4 + 8;
+        // offer, plan, alive, classes, main class, provider, country, region, arch, gpu model,
+        // six u32/f32 quantities, four prices, lat, lon, xyz, green, two metrics, tie-break
+        let per_row =
+            8 + 2 + 1 + 1 + 1 + 4 + 2 + 2 + 2 + 2 + 4 * 6 + 16 + 4 + 4 + 12 + 1 + 4 + 4 + 8;
         let postings: usize = self.post.class.iter().map(Vec::len).sum::<usize>()
             + self.post.provider.values().map(Vec::len).sum::<usize>()
             + self.post.country.values().map(Vec::len).sum::<usize>()
             + self.post.region.values().map(Vec::len).sum::<usize>()
             + self.post.gpu_model.values().map(Vec::len).sum::<usize>()
-            + self.post.token.values().map(Vec::len).sum::<usize>();
+            + self.post.token.values().map(Vec::len).sum::<usize>()
+            + self.post.grid.values().map(Vec::len).sum::<usize>();
         n * per_row + postings * 4
     }
 
@@ -392,10 +414,19 @@ impl Index {
             || q.max_certified_latency_ms.is_some()
             || q.min_certified_uptime.is_some()
             || q.max_price.is_some();
+        let sphere = q.near.map(|n| {
+            (
+                unit_vector(n.latitude, n.longitude),
+                ((n.radius_km / 6371.0).min(std::f64::consts::PI)).cos() as f32,
+            )
+        });
+        let plain = !sets && !numeric && q.near.is_none() && tokens.is_empty();
         Compiled {
             q,
             sets,
             numeric,
+            sphere,
+            plain,
             class_mask: q.classes.iter().fold(0u8, |m, c| m | class_bit(*c)),
             providers,
             countries,
@@ -468,10 +499,14 @@ impl Index {
         self.cols.price[row][class]
     }
 
+    #[inline]
     fn matches(&self, row: usize, c: &Compiled) -> bool {
         let k = &self.cols;
         if !k.alive[row] || k.classes[row] & c.class_mask != c.class_mask {
             return false;
+        }
+        if c.plain {
+            return true;
         }
         if c.sets && !self.matches_sets(row, c) {
             return false;
@@ -524,7 +559,9 @@ impl Index {
 
     fn matches_place_and_text(&self, row: usize, c: &Compiled) -> bool {
         let k = &self.cols;
-        if let (Some(n), Some((lat0, lat1, lon0, lon1))) = (c.q.near, c.bbox) {
+        if let (Some(n), Some((lat0, lat1, lon0, lon1)), Some((centre, cos_r))) =
+            (c.q.near, c.bbox, c.sphere)
+        {
             let (lat, lon) = (k.lat[row], k.lon[row]);
             if lat < lat0
                 || lat > lat1
@@ -532,9 +569,20 @@ impl Index {
             {
                 return false;
             }
-            if query::distance_km(n.latitude, n.longitude, f64::from(lat), f64::from(lon))
-                > n.radius_km
-            {
+            // Clearly inside or outside by the dot product of unit vectors; the exact
+            // great-circle distance only near the edge.
+            const MARGIN: f32 = 5e-6;
+            let v = k.xyz[row];
+            let dot = centre[0] * v[0] + centre[1] * v[1] + centre[2] * v[2];
+            let inside = if dot > cos_r + MARGIN {
+                true
+            } else if dot < cos_r - MARGIN {
+                false
+            } else {
+                query::distance_km(n.latitude, n.longitude, f64::from(lat), f64::from(lon))
+                    <= n.radius_km
+            };
+            if !inside {
                 return false;
             }
         }
