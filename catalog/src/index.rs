@@ -774,8 +774,8 @@ impl Index {
         let mut buckets = [0usize; PRICE_BUCKETS.len()];
         for s in states {
             total += s.total;
-            for i in 0..4 {
-                classes[i] += s.classes[i];
+            for (a, b) in classes.iter_mut().zip(s.classes) {
+                *a += b;
             }
             for (a, b) in regions.iter_mut().zip(s.regions) {
                 *a += b;

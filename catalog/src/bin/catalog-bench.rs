@@ -7,7 +7,6 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use catalog::follow::IndexFollower;
 use catalog::pg_server::PgServer;
 use catalog::query::{Near, Query, SortKey};
 use catalog::store::CatalogStore;
@@ -199,12 +198,10 @@ async fn run() -> Result<()> {
     // Rebuild the index from the database, as a broker does at start.
     let rss_before = rss_bytes();
     let start = Instant::now();
-    let follower = IndexFollower::start(sqlite.clone()).await?;
+    // What IndexFollower::start does: read the active offers, build the index.
+    let (sqlite_offers, _) = sqlite.active_offers().await?;
+    let index = Index::from_offers(sqlite_offers);
     let rebuild_sqlite = start.elapsed().as_secs_f64();
-    let index_arc = follower.index();
-    let index = index_arc
-        .read()
-        .map_err(|_| anyhow::anyhow!("index lock poisoned"))?;
     let rss_after = rss_bytes();
     let start = Instant::now();
     let (pg_offers, _) = postgres.active_offers().await?;
