@@ -12,6 +12,7 @@ use crate::query::{self, Cursor, Facets, Query, SortKey, PRICE_BUCKETS};
 use crate::row;
 
 const NONE16: u16 = u16::MAX;
+const DEAD: u8 = 0x80;
 
 /// Interned strings: a code per distinct value.
 #[derive(Default)]
@@ -40,7 +41,8 @@ impl Dict {
 struct Columns {
     offer: Vec<Arc<Offer>>,
     plan: Vec<u16>,
-    alive: Vec<bool>,
+    /// Class bits (bit i = class i) and `DEAD` for rows of replaced or withdrawn offers: one
+    /// byte answers both first questions of every scan.
     classes: Vec<u8>,
     main_class: Vec<u8>,
     provider: Vec<u32>,
@@ -269,7 +271,6 @@ impl Index {
             let c = &mut self.cols;
             c.offer.push(offer.clone());
             c.plan.push(p.plan_index as u16);
-            c.alive.push(true);
             c.classes.push(p.classes);
             c.main_class.push(p.main_class as u8);
             c.provider.push(provider);
@@ -323,7 +324,7 @@ impl Index {
             return false;
         };
         for r in &rows {
-            self.cols.alive[*r as usize] = false;
+            self.cols.classes[*r as usize] |= DEAD;
         }
         self.dead += rows.len();
         self.offers.remove(id);
@@ -347,7 +348,7 @@ impl Index {
     pub fn column_bytes(&self) -> usize {
         let c = &self.cols;
         let n = c.offer.len();
-        // offer, plan, alive, classes, main class, provider, country, region, arch, gpu model,
+        // offer, plan, classes, main class, provider, country, region, arch, gpu model,
         // six u32/f32 quantities, four prices, lat, lon, xyz, green, two metrics, tie-break
         let per_row =
             8 + 2 + 1 + 1 + 1 + 4 + 2 + 2 + 2 + 2 + 4 * 6 + 16 + 4 + 4 + 12 + 1 + 4 + 4 + 8;
@@ -502,7 +503,7 @@ impl Index {
     #[inline]
     fn matches(&self, row: usize, c: &Compiled) -> bool {
         let k = &self.cols;
-        if !k.alive[row] || k.classes[row] & c.class_mask != c.class_mask {
+        if k.classes[row] & (c.class_mask | DEAD) != c.class_mask {
             return false;
         }
         if c.plain {
@@ -692,8 +693,13 @@ impl Index {
             || (BinaryHeap::<Ranked>::with_capacity(limit + 1), 0usize),
             |(heap, total), row| {
                 *total += 1;
+                let key = self.key(row, &c);
+                // Most rows lose to the page's worst on the key alone.
+                if heap.len() == limit && heap.peek().is_some_and(|top| key > top.key) {
+                    return;
+                }
                 let r = Ranked {
-                    key: self.key(row, &c),
+                    key,
                     tiebreak: self.cols.tiebreak[row],
                     row: row as u32,
                 };
