@@ -3,27 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::cid::{Cid, CidError, DAG_PB, RAW};
-use crate::unixfs::{self, NodeError};
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("content store I/O at {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("no content {0} in the store")]
-    NotFound(Cid),
-    #[error("block {0} does not match its CID: the store is corrupt")]
-    Corrupt(Cid),
-    #[error(transparent)]
-    Node(#[from] NodeError),
-    #[error(transparent)]
-    Cid(#[from] CidError),
-    #[error("content over the {limit}-byte limit")]
-    TooLarge { limit: usize },
-}
+use crate::cid::{Cid, DAG_PB, RAW};
+use crate::unixfs;
+use crate::{BoxFuture, ContentError, ContentStore};
 
 #[derive(Debug, Clone)]
 pub struct EmbeddedStore {
@@ -31,9 +13,9 @@ pub struct EmbeddedStore {
 }
 
 impl EmbeddedStore {
-    pub fn open(dir: impl Into<PathBuf>) -> Result<Self, StoreError> {
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Self, ContentError> {
         let dir = dir.into();
-        std::fs::create_dir_all(&dir).map_err(|source| StoreError::Io {
+        std::fs::create_dir_all(&dir).map_err(|source| ContentError::Io {
             path: dir.clone(),
             source,
         })?;
@@ -44,15 +26,15 @@ impl EmbeddedStore {
         self.dir.join(cid.to_string())
     }
 
-    fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
-        move |source| StoreError::Io {
+    fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ContentError + '_ {
+        move |source| ContentError::Io {
             path: path.to_path_buf(),
             source,
         }
     }
 
     /// Stores `content`; returns the CID Kubo would give it.
-    pub async fn put(&self, content: &[u8]) -> Result<Cid, StoreError> {
+    pub async fn put(&self, content: &[u8]) -> Result<Cid, ContentError> {
         let (root, blocks) = unixfs::build(content);
         for block in blocks {
             let path = self.path(&block.cid);
@@ -71,23 +53,23 @@ impl EmbeddedStore {
         Ok(root)
     }
 
-    async fn block(&self, cid: &Cid) -> Result<Vec<u8>, StoreError> {
+    async fn block(&self, cid: &Cid) -> Result<Vec<u8>, ContentError> {
         let path = self.path(cid);
         let bytes = match tokio::fs::read(&path).await {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(StoreError::NotFound(*cid))
+                return Err(ContentError::NotFound(*cid))
             }
-            Err(source) => return Err(StoreError::Io { path, source }),
+            Err(source) => return Err(ContentError::Io { path, source }),
         };
         if !cid.verifies(&bytes) {
-            return Err(StoreError::Corrupt(*cid));
+            return Err(ContentError::Corrupt(*cid));
         }
         Ok(bytes)
     }
 
     /// Reads the content `cid` names, verifying every block; at most `limit` bytes.
-    pub async fn get(&self, cid: &Cid, limit: usize) -> Result<Vec<u8>, StoreError> {
+    pub async fn get(&self, cid: &Cid, limit: usize) -> Result<Vec<u8>, ContentError> {
         let mut out = Vec::new();
         let mut stack = vec![*cid];
         while let Some(c) = stack.pop() {
@@ -95,7 +77,7 @@ impl EmbeddedStore {
             match c.codec {
                 RAW => {
                     if out.len() + block.len() > limit {
-                        return Err(StoreError::TooLarge { limit });
+                        return Err(ContentError::TooLarge { limit });
                     }
                     out.extend_from_slice(&block);
                 }
@@ -104,7 +86,7 @@ impl EmbeddedStore {
                     children.reverse();
                     stack.extend(children);
                 }
-                _ => return Err(StoreError::Corrupt(c)),
+                _ => return Err(ContentError::Corrupt(c)),
             }
         }
         Ok(out)
@@ -112,5 +94,30 @@ impl EmbeddedStore {
 
     pub async fn contains(&self, cid: &Cid) -> bool {
         tokio::fs::try_exists(self.path(cid)).await.unwrap_or(false)
+    }
+}
+
+impl ContentStore for EmbeddedStore {
+    fn put<'a>(&'a self, content: &'a [u8]) -> BoxFuture<'a, Result<Cid, ContentError>> {
+        Box::pin(EmbeddedStore::put(self, content))
+    }
+
+    fn get<'a>(
+        &'a self,
+        cid: &'a Cid,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<u8>, ContentError>> {
+        Box::pin(EmbeddedStore::get(self, cid, limit))
+    }
+
+    fn pin<'a>(&'a self, cid: &'a Cid) -> BoxFuture<'a, Result<(), ContentError>> {
+        // Nothing is ever collected here: pinning is checking the content is present.
+        Box::pin(async move {
+            if self.contains(cid).await {
+                Ok(())
+            } else {
+                Err(ContentError::NotFound(*cid))
+            }
+        })
     }
 }
