@@ -76,9 +76,9 @@ impl KuboStore {
         let body = self.call("add", &query, Some(form)).await?;
         // One JSON object per line; the last is the file.
         let last = body
-            .split(|b| *b == b'\n')
-            .filter(|l| !l.is_empty())
-            .next_back()
+            .split(|b| *b == b'
+')
+            .rfind(|l| !l.is_empty())
             .ok_or_else(|| ContentError::Node500 {
                 status: 200,
                 body: "empty answer to add".into(),
