@@ -76,8 +76,7 @@ impl KuboStore {
         let body = self.call("add", &query, Some(form)).await?;
         // One JSON object per line; the last is the file.
         let last = body
-            .split(|b| *b == b'
-')
+            .split(|b| *b == b'\n')
             .rfind(|l| !l.is_empty())
             .ok_or_else(|| ContentError::Node500 {
                 status: 200,
