@@ -1,6 +1,7 @@
 //! Mercato's catalog: the offer and plan model for every resource class, its validation and
 //! signatures, conversion to and from FLUIDOS REAR flavors, storage, and the query engine.
 
+pub mod api;
 pub mod fluidos;
 pub mod follow;
 pub mod identity;

@@ -344,7 +344,7 @@ fn updates_and_withdrawals_are_visible_at_once() {
 
     // Many churned offers trigger compaction; results stay right.
     for round in 0..30 {
-        for o in offers.iter_mut().skip(10) {
+        for o in &mut offers[10..] {
             o.version += 1;
             o.green_energy_percent = (round * 3 % 100) as u8;
             index.upsert(o.clone());

@@ -4,6 +4,8 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use url::Url;
 
+pub use catalog::api::{OfferDocument, SearchItem, SearchPage};
+
 #[derive(Debug, thiserror::Error)]
 pub enum SdkError {
     #[error("{0} is not a broker URL (expected http://host:port)")]
@@ -48,38 +50,6 @@ fn encode(q: &catalog::Query) -> String {
         out.append_pair(k, &v);
     }
     out.finish()
-}
-
-#[derive(Debug, Clone, Deserialize, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SearchItem {
-    pub offer_id: String,
-    pub version: u32,
-    pub provider: String,
-    pub name: String,
-    pub classes: Vec<catalog::ResourceClass>,
-    pub location: catalog::model::Location,
-    pub resources: catalog::model::Resources,
-    pub green_energy_percent: u8,
-    pub certified_metrics: Vec<catalog::model::CertifiedMetric>,
-    pub plan: catalog::Plan,
-    pub sort_key: f64,
-}
-
-#[derive(Debug, Clone, Deserialize, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SearchPage {
-    pub items: Vec<SearchItem>,
-    pub total: usize,
-    pub next_cursor: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct OfferDocument {
-    pub status: String,
-    pub withdrawn_at: Option<u64>,
-    pub offer: catalog::Offer,
 }
 
 #[derive(Debug, Deserialize)]

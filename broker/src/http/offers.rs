@@ -1,50 +1,15 @@
 //! Catalog reads: search, facets, one offer, its history. Public (browsing needs no login); every
 //! write path comes with authentication in the marketplace flow.
 
-use std::sync::Arc;
-
 use axum::extract::{Path, RawQuery, State};
 use axum::Json;
-use catalog::model::{Offer, Plan};
+use catalog::api::{OfferDocument, SearchItem, SearchPage};
+use catalog::model::Offer;
 use catalog::params;
 use catalog::query::Facets;
-use serde::Serialize;
 
 use super::problem::Problem;
 use super::AppState;
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SearchItem {
-    pub offer_id: String,
-    pub version: u32,
-    pub provider: String,
-    pub name: String,
-    pub classes: Vec<catalog::ResourceClass>,
-    pub location: catalog::model::Location,
-    pub resources: catalog::model::Resources,
-    pub green_energy_percent: u8,
-    pub certified_metrics: Vec<catalog::model::CertifiedMetric>,
-    pub plan: Plan,
-    /// The value the results are sorted by (ascending; negated for "highest first" sorts).
-    pub sort_key: f64,
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SearchPage {
-    pub items: Vec<SearchItem>,
-    pub total: usize,
-    pub next_cursor: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct OfferDocument {
-    pub status: &'static str,
-    pub withdrawn_at: Option<u64>,
-    pub offer: Offer,
-}
 
 fn parse_query(raw: Option<String>) -> Result<catalog::Query, Problem> {
     let raw = raw.unwrap_or_default();
@@ -69,22 +34,7 @@ pub async fn search(
         items: page
             .hits
             .iter()
-            .map(|h| {
-                let o: &Arc<Offer> = &h.offer;
-                SearchItem {
-                    offer_id: o.id.clone(),
-                    version: o.version,
-                    provider: o.provider.clone(),
-                    name: o.name.clone(),
-                    classes: o.classes(),
-                    location: o.location.clone(),
-                    resources: o.resources.clone(),
-                    green_energy_percent: o.green_energy_percent,
-                    certified_metrics: o.certified_metrics.clone(),
-                    plan: h.plan().clone(),
-                    sort_key: h.key,
-                }
-            })
+            .map(|h| SearchItem::new(&h.offer, h.plan_index, h.key))
             .collect(),
         total: page.total,
         next_cursor: page.next.map(|c| c.encode()),
@@ -130,7 +80,8 @@ pub async fn get(
             "withdrawn"
         } else {
             "active"
-        },
+        }
+        .to_string(),
         withdrawn_at: stored.withdrawn_at,
         offer: stored.offer,
     }))
