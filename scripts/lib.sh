@@ -42,3 +42,20 @@ ensure_debs() {
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 }
+
+# A real IPFS daemon for the content-store tests: js-ipfs (Kubo is not installable here), pinned
+# to ipfs@0.66.1 with its dependencies as published before 2024-12-20, installed outside the clone
+# once (about 3.5 minutes) and reused.
+ensure_jsipfs() {
+  local dir="$HOME/.cache/mercato/ipfs" want have=""
+  want="$(sha256sum scripts/ipfs-daemon/package.json | cut -d' ' -f1)"
+  [ -f "$dir/.mercato-stamp" ] && have="$(cat "$dir/.mercato-stamp")"
+  if [ "$want" != "$have" ] || ! [ -x "$dir/node_modules/.bin/jsipfs" ]; then
+    say "installing js-ipfs for the content-store tests (once, a few minutes)"
+    mkdir -p "$dir"
+    cp scripts/ipfs-daemon/package.json "$dir/package.json"
+    (cd "$dir" && npm install --no-audit --no-fund --loglevel=error --no-package-lock --before=2024-12-20)
+    echo "$want" > "$dir/.mercato-stamp"
+  fi
+  export MERCATO_JSIPFS="$dir/node_modules/.bin/jsipfs"
+}

@@ -167,6 +167,13 @@ mod tests {
     }
 
     #[test]
+    fn base58_cids_parse_too() {
+        let cid = Cid::parse("zb2rhm3Uo1g4nXYbWQ3sjP9XdJBB99AMcoqUwJd7WSqDtu3hA").unwrap();
+        assert_eq!(cid.codec, RAW);
+        assert!(cid.to_string().starts_with("bafkrei"));
+    }
+
+    #[test]
     fn garbage_is_refused() {
         for bad in [
             "",

@@ -62,16 +62,19 @@ impl KuboStore {
 
     pub async fn put(&self, content: &[u8]) -> Result<Cid, ContentError> {
         let expected = unixfs::cid_of(content);
-        let form = reqwest::multipart::Form::new().part(
-            "file",
-            reqwest::multipart::Part::bytes(content.to_vec()).file_name("content"),
-        );
+        // Kubo and js-ipfs both want a content type on the file part.
+        let part = reqwest::multipart::Part::bytes(content.to_vec())
+            .file_name("content")
+            .mime_str("application/octet-stream")
+            .map_err(|e| self.unreachable(e))?;
+        let form = reqwest::multipart::Form::new().part("file", part);
         let query = [
             ("cid-version", "1".to_string()),
             ("raw-leaves", "true".to_string()),
             ("chunker", format!("size-{}", unixfs::CHUNK_SIZE)),
             ("hash", "sha2-256".to_string()),
             ("pin", "true".to_string()),
+            ("cid-base", "base32".to_string()),
         ];
         let body = self.call("add", &query, Some(form)).await?;
         // One JSON object per line; the last is the file.
@@ -94,10 +97,10 @@ impl KuboStore {
     }
 
     pub async fn get(&self, cid: &Cid, limit: usize) -> Result<Vec<u8>, ContentError> {
-        let query = [
-            ("arg", cid.to_string()),
-            ("length", (limit.saturating_add(1)).to_string()),
-        ];
+        // One byte past the limit tells "too large" from "exactly the limit"; JSON-number APIs
+        // (js-ipfs) take at most 2^53 - 1.
+        let length = (limit as u64).saturating_add(1).min((1 << 53) - 1);
+        let query = [("arg", cid.to_string()), ("length", length.to_string())];
         let body = self.call("cat", &query, None).await?;
         if body.len() > limit {
             return Err(ContentError::TooLarge { limit });

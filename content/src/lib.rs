@@ -5,6 +5,7 @@
 
 pub mod cid;
 pub mod embedded;
+pub mod ipfs_daemon;
 pub mod kubo;
 pub mod unixfs;
 
