@@ -124,11 +124,14 @@ impl Cid {
         Ok(Self { codec, digest })
     }
 
+    /// Parses base32 (`b…`, what Kubo prints) or base58btc (`z…`, what js-ipfs prints).
     pub fn parse(text: &str) -> Result<Self, CidError> {
-        let body = text
-            .strip_prefix('b')
-            .ok_or_else(|| CidError::Text(text.to_string()))?;
-        let bytes = unbase32(body).ok_or_else(|| CidError::Text(text.to_string()))?;
+        let bad = || CidError::Text(text.to_string());
+        let bytes = match text.split_at_checked(1) {
+            Some(("b", body)) => unbase32(body).ok_or_else(bad)?,
+            Some(("z", body)) => bs58::decode(body).into_vec().map_err(|_| bad())?,
+            _ => return Err(bad()),
+        };
         Self::from_bytes(&bytes)
     }
 
