@@ -4,6 +4,7 @@
 pub mod app;
 pub mod config;
 pub mod http;
+pub mod identity;
 pub mod ledger_link;
 pub mod store;
 

@@ -1,5 +1,6 @@
 //! The broker's database (SQLite embedded; PostgreSQL comes with the catalog's storage).
 
+use crate::identity::{Principal, Role};
 use ledger::Deployment;
 use sqlx::any::AnyPoolOptions;
 use sqlx::AnyPool;
@@ -12,6 +13,8 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("database error: {0}")]
     Sql(#[from] sqlx::Error),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
     #[error("this database belongs to chain {chain_id} marketplace {marketplace}, not to the ledger in use (chain {want_chain}, marketplace {want_marketplace}); use the data directory that goes with that ledger")]
     ForeignLedger {
         chain_id: i64,
@@ -89,6 +92,138 @@ impl Store {
     }
 }
 
+/// Why a login or a token was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AuthError {
+    #[error("the challenge is unknown, already used, expired or for another participant; ask for a new one")]
+    BadChallenge,
+    #[error("the token is unknown or expired; log in again")]
+    BadToken,
+    #[error("{0} is not registered; register it as a provider or consumer first")]
+    NotRegistered(String),
+    #[error("{did} is already registered as {role}")]
+    AlreadyRegistered { did: String, role: String },
+}
+
+impl Store {
+    pub async fn register_participant(
+        &self,
+        did: &str,
+        role: Role,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        let existing: Option<(String,)> =
+            sqlx::query_as("SELECT role FROM participants WHERE did = $1")
+                .bind(did.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
+        match existing {
+            Some((r,)) if r == role.as_str() => Ok(()),
+            Some((r,)) => Err(StoreError::Auth(AuthError::AlreadyRegistered {
+                did: did.to_string(),
+                role: r,
+            })),
+            None => {
+                sqlx::query("INSERT INTO participants (did, role, registered_at) VALUES ($1, $2, $3) ON CONFLICT (did) DO NOTHING")
+                    .bind(did.to_string())
+                    .bind(role.as_str().to_string())
+                    .bind(now as i64)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+        }
+    }
+
+    pub async fn participant_role(&self, did: &str) -> Result<Option<Role>, StoreError> {
+        let row: Option<(String,)> = sqlx::query_as("SELECT role FROM participants WHERE did = $1")
+            .bind(did.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.and_then(|(r,)| Role::parse(&r)))
+    }
+
+    pub async fn create_challenge(
+        &self,
+        did: &str,
+        nonce: &str,
+        expires_at: u64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO auth_challenges (nonce, did, expires_at, used) VALUES ($1, $2, $3, 0)",
+        )
+        .bind(nonce.to_string())
+        .bind(did.to_string())
+        .bind(expires_at as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Marks the challenge used, atomically: of two concurrent logins with one challenge, one wins.
+    pub async fn consume_challenge(
+        &self,
+        did: &str,
+        nonce: &str,
+        now: u64,
+    ) -> Result<u64, StoreError> {
+        let row: Option<(i64,)> =
+            sqlx::query_as("SELECT expires_at FROM auth_challenges WHERE nonce = $1 AND did = $2")
+                .bind(nonce.to_string())
+                .bind(did.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
+        let Some((expires_at,)) = row else {
+            return Err(StoreError::Auth(AuthError::BadChallenge));
+        };
+        let done = sqlx::query("UPDATE auth_challenges SET used = 1 WHERE nonce = $1 AND did = $2 AND used = 0 AND expires_at >= $3")
+            .bind(nonce.to_string())
+            .bind(did.to_string())
+            .bind(now as i64)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() != 1 {
+            return Err(StoreError::Auth(AuthError::BadChallenge));
+        }
+        Ok(expires_at as u64)
+    }
+
+    pub async fn store_token(
+        &self,
+        token_hash: &str,
+        did: &str,
+        role: Role,
+        expires_at: u64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO auth_tokens (token_hash, did, role, expires_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(token_hash.to_string())
+        .bind(did.to_string())
+        .bind(role.as_str().to_string())
+        .bind(expires_at as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn principal(&self, token_hash: &str, now: u64) -> Result<Principal, StoreError> {
+        let row: Option<(String, String, i64)> =
+            sqlx::query_as("SELECT did, role, expires_at FROM auth_tokens WHERE token_hash = $1")
+                .bind(token_hash.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
+        match row {
+            Some((did, role, expires_at)) if expires_at as u64 >= now => Ok(Principal {
+                did,
+                role: Role::parse(&role).ok_or(StoreError::Auth(AuthError::BadToken))?,
+                expires_at: expires_at as u64,
+            }),
+            _ => Err(StoreError::Auth(AuthError::BadToken)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,5 +267,77 @@ mod tests {
         drop(store);
         let store = Store::open(&url).await.unwrap();
         assert!(store.bind_ledger(&deployment(1337, 5)).await.is_err());
+    }
+}
+
+#[cfg(test)]
+mod auth_tests {
+    use super::*;
+
+    async fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("b.sqlite").display()
+        );
+        let store = Store::open(&url).await.unwrap();
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn challenges_are_single_use_bound_to_their_did_and_expire() {
+        let (_d, s) = store().await;
+        s.create_challenge("did:key:a", "n1", 100).await.unwrap();
+        // Another participant cannot use it.
+        assert!(matches!(
+            s.consume_challenge("did:key:b", "n1", 50).await,
+            Err(StoreError::Auth(AuthError::BadChallenge))
+        ));
+        assert_eq!(
+            s.consume_challenge("did:key:a", "n1", 50).await.unwrap(),
+            100
+        );
+        // Replayed.
+        assert!(matches!(
+            s.consume_challenge("did:key:a", "n1", 50).await,
+            Err(StoreError::Auth(AuthError::BadChallenge))
+        ));
+        // Expired.
+        s.create_challenge("did:key:a", "n2", 100).await.unwrap();
+        assert!(matches!(
+            s.consume_challenge("did:key:a", "n2", 101).await,
+            Err(StoreError::Auth(AuthError::BadChallenge))
+        ));
+        // Unknown.
+        assert!(s.consume_challenge("did:key:a", "zz", 1).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn tokens_expire_and_roles_do_not_change_by_re_registering() {
+        let (_d, s) = store().await;
+        s.register_participant("did:key:a", Role::Consumer, 1)
+            .await
+            .unwrap();
+        s.register_participant("did:key:a", Role::Consumer, 2)
+            .await
+            .unwrap();
+        assert!(matches!(
+            s.register_participant("did:key:a", Role::Operator, 3).await,
+            Err(StoreError::Auth(AuthError::AlreadyRegistered { .. }))
+        ));
+        assert_eq!(
+            s.participant_role("did:key:a").await.unwrap(),
+            Some(Role::Consumer)
+        );
+        assert_eq!(s.participant_role("did:key:b").await.unwrap(), None);
+        s.store_token("h", "did:key:a", Role::Consumer, 10)
+            .await
+            .unwrap();
+        assert_eq!(s.principal("h", 10).await.unwrap().role, Role::Consumer);
+        assert!(matches!(
+            s.principal("h", 11).await,
+            Err(StoreError::Auth(AuthError::BadToken))
+        ));
+        assert!(s.principal("other", 1).await.is_err());
     }
 }
