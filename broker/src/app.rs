@@ -121,11 +121,23 @@ impl Broker {
             addr: config.listen,
             source,
         })?;
+        // Names this deployment in signed messages: chain id and marketplace address (lower case).
+        let audience = format!(
+            "mercato:{}:{}",
+            ledger.deployment.chain_id,
+            ledger
+                .deployment
+                .contracts
+                .marketplace
+                .to_string()
+                .to_lowercase()
+        );
         let app = http::router(AppState {
             store,
             ledger: ledger.clone(),
             catalog,
             index: index.clone(),
+            audience,
         });
         let server = tokio::spawn(async move { axum::serve(listener, app).await });
         Ok(Self {

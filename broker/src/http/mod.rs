@@ -1,12 +1,14 @@
 //! The HTTP API. Handlers are thin: they check input, call the domain, map errors to problems.
 
+pub mod auth;
 pub mod offers;
 pub mod problem;
 
 use std::sync::{Arc, RwLock};
 
-use axum::extract::State;
-use axum::routing::get;
+use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
@@ -20,6 +22,34 @@ pub struct AppState {
     pub ledger: LedgerLink,
     pub catalog: catalog::store::CatalogStore,
     pub index: Arc<RwLock<catalog::Index>>,
+    /// Names this broker in signed login and registration messages.
+    pub audience: String,
+}
+
+/// Largest JSON body the API accepts.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// `Json` whose rejections are problems: a body that is not the expected JSON, too large, or
+/// without a JSON content type gets a reason, never a plain-text error.
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Problem> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(Self(v)),
+            Err(rejection) => {
+                let status = rejection.status();
+                let title = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                    "payload too large"
+                } else {
+                    "bad request"
+                };
+                Err(Problem::new(status, title, rejection.body_text()))
+            }
+        }
+    }
 }
 
 /// The OpenAPI description of this API.
@@ -34,6 +64,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/offers/{id}", get(offers::get))
         .route("/v1/offers/{id}/history", get(offers::history))
         .route("/v1/openapi.json", get(openapi))
+        .route("/v1/participants", post(auth::register))
+        .route("/v1/auth/challenge", post(auth::challenge))
+        .route("/v1/auth/token", post(auth::token))
+        .route("/v1/auth/me", get(auth::me))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .fallback(not_found)
         .with_state(state)
 }
