@@ -78,19 +78,32 @@ impl Client {
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, SdkError> {
+        self.request(reqwest::Method::GET, path, None, None).await
+    }
+
+    /// Sends a request; a problem answer becomes `SdkError::Api` with its reason.
+    pub(crate) async fn request<T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+        token: Option<&str>,
+    ) -> Result<T, SdkError> {
         let url = self
             .base
             .join(path)
             .map_err(|_| SdkError::BadUrl(path.to_string()))?;
-        let resp = self
-            .http
-            .get(url.clone())
-            .send()
-            .await
-            .map_err(|e| SdkError::Unreachable {
-                url: self.base.to_string(),
-                reason: e.to_string(),
-            })?;
+        let mut req = self.http.request(method, url);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        let resp = req.send().await.map_err(|e| SdkError::Unreachable {
+            url: self.base.to_string(),
+            reason: e.to_string(),
+        })?;
         let status = resp.status();
         let bytes = resp
             .bytes()

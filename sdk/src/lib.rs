@@ -2,5 +2,8 @@
 //! The `mercato` command-line tool is a thin layer over it.
 
 pub mod client;
+pub mod keys;
+pub mod session;
 
 pub use client::{Client, LedgerStatus, OfferDocument, SdkError, SearchItem, SearchPage};
+pub use session::{Me, Session};

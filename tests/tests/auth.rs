@@ -166,3 +166,34 @@ async fn register_log_in_and_be_recognised() {
     assert_eq!(api.post("/v1/auth/challenge", huge, None).await.0, 413);
     broker.stop();
 }
+
+#[test]
+fn the_cli_creates_a_key_registers_and_logs_in_by_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(dir.path());
+    let key = dir.path().join("keys/me.hex");
+    let key_arg = key.to_str().unwrap();
+    let run = |args: &[&str]| {
+        let mut all = vec!["--key-file", key_arg];
+        all.extend_from_slice(args);
+        e2e::mercato(&broker.url, &all)
+    };
+    let (ok, did, err) = run(&["keys", "new"]);
+    assert!(ok, "{err}");
+    let did = did.trim().to_string();
+    assert!(did.starts_with("did:key:z6Mk"), "{did}");
+    let (ok, _, err) = run(&["keys", "new"]);
+    assert!(!ok && err.contains("not overwritten"), "{err}");
+    assert_eq!(run(&["keys", "show"]).1.trim(), did);
+
+    let (ok, _, err) = run(&["whoami"]);
+    assert!(!ok && err.contains("register"), "{err}");
+    let (ok, out, err) = run(&["register", "--role", "provider"]);
+    assert!(ok && out.contains(&did), "{err}");
+    let (ok, out, err) = run(&["whoami"]);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), format!("{did} (provider)"));
+    let (ok, _, err) = e2e::mercato(&broker.url, &["--key-file", "/nonexistent/key", "whoami"]);
+    assert!(!ok && err.contains("mercato keys new"), "{err}");
+    broker.stop();
+}

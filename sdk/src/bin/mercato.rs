@@ -20,6 +20,9 @@ struct Cli {
         default_value = "http://127.0.0.1:8080"
     )]
     broker: String,
+    /// The key file (hex Ed25519 secret); default $MERCATO_KEY or ~/.config/mercato/key.hex.
+    #[arg(long, global = true)]
+    key_file: Option<std::path::PathBuf>,
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
@@ -34,6 +37,24 @@ enum Command {
     /// Browse the catalog.
     #[command(subcommand)]
     Offers(OffersCommand),
+    /// Create or show this participant's key (its did:key is its identity).
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Register this key with the broker as a provider or a consumer.
+    Register {
+        #[arg(long, value_parser = ["provider", "consumer"])]
+        role: String,
+    },
+    /// Log in (by itself) and show who the broker says this key is.
+    Whoami,
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a new key (never overwrites one).
+    New,
+    /// Show the did:key of the key.
+    Show,
 }
 
 #[derive(Subcommand)]
@@ -154,6 +175,11 @@ impl SearchArgs {
 
 const CREDIT: f64 = 1e8;
 
+fn session(cli: &Cli, client: Client) -> Result<sdk::Session> {
+    let path = cli.key_file.clone().unwrap_or_else(sdk::keys::default_path);
+    Ok(sdk::Session::new(client, sdk::keys::load(&path)?))
+}
+
 fn credits(base: f64) -> String {
     if base.is_finite() {
         format!("{:.4}", base / CREDIT)
@@ -176,7 +202,7 @@ async fn main() -> std::process::ExitCode {
 async fn run() -> Result<()> {
     let cli = Cli::parse();
     let client = Client::new(&cli.broker)?;
-    match cli.command {
+    match &cli.command {
         Command::Status => {
             let status = client.ledger().await?;
             if cli.json {
@@ -271,6 +297,35 @@ async fn run() -> Result<()> {
                 }
                 println!("{table}");
                 println!("{} plans match", facets.total);
+            }
+        }
+        Command::Keys(cmd) => {
+            let path = cli.key_file.clone().unwrap_or_else(sdk::keys::default_path);
+            let key = match cmd {
+                KeysCommand::New => sdk::keys::generate(&path)?,
+                KeysCommand::Show => sdk::keys::load(&path)?,
+            };
+            if cli.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"did": sdk::keys::did(&key), "keyFile": path})
+                );
+            } else {
+                println!("{}", sdk::keys::did(&key));
+                eprintln!("key file: {}", path.display());
+            }
+        }
+        Command::Register { role } => {
+            let session = session(&cli, client)?;
+            session.register(&role).await?;
+            println!("registered {} as {role}", session.did());
+        }
+        Command::Whoami => {
+            let me = session(&cli, client)?.me().await?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&me)?);
+            } else {
+                println!("{} ({})", me.did, me.role);
             }
         }
         Command::Offers(OffersCommand::Show { id }) => {
