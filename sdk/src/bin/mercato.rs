@@ -317,7 +317,7 @@ async fn run() -> Result<()> {
         }
         Command::Register { role } => {
             let session = session(&cli, client)?;
-            session.register(&role).await?;
+            session.register(role).await?;
             println!("registered {} as {role}", session.did());
         }
         Command::Whoami => {
@@ -329,7 +329,7 @@ async fn run() -> Result<()> {
             }
         }
         Command::Offers(OffersCommand::Show { id }) => {
-            let doc = client.offer(&id).await?;
+            let doc = client.offer(id).await?;
             println!("{}", serde_json::to_string_pretty(&doc)?);
         }
     }
