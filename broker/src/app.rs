@@ -121,16 +121,9 @@ impl Broker {
             addr: config.listen,
             source,
         })?;
-        // Names this deployment in signed messages: chain id and marketplace address (lower case).
-        let audience = format!(
-            "mercato:{}:{}",
+        let audience = crate::identity::audience(
             ledger.deployment.chain_id,
-            ledger
-                .deployment
-                .contracts
-                .marketplace
-                .to_string()
-                .to_lowercase()
+            &ledger.deployment.contracts.marketplace.to_string(),
         );
         let app = http::router(AppState {
             store,

@@ -55,20 +55,11 @@ pub struct Principal {
     pub expires_at: u64,
 }
 
-/// The exact text a participant signs to log in. It names the broker (`audience`) so a signature
-/// for one broker is worthless at another.
-pub fn login_message(audience: &str, did: &str, nonce: &str, expires_at: u64) -> String {
-    format!(
-        "mercato-login\naudience: {audience}\ndid: {did}\nnonce: {nonce}\nexpires: {expires_at}"
-    )
-}
+pub use catalog::identity::{audience, login_message};
 
 /// The text a participant signs to register itself with a role (at `issued_at`, unix seconds).
 pub fn registration_message(audience: &str, did: &str, role: Role, issued_at: u64) -> String {
-    format!(
-        "mercato-register\naudience: {audience}\ndid: {did}\nrole: {}\nissued: {issued_at}",
-        role.as_str()
-    )
+    catalog::identity::registration_message(audience, did, role.as_str(), issued_at)
 }
 
 /// 32 random bytes as hex: nonces and tokens.

@@ -35,6 +35,24 @@ pub fn key_of(did: &str) -> Result<VerifyingKey, IdentityError> {
     VerifyingKey::from_bytes(&key).map_err(|_| err())
 }
 
+/// Names a broker deployment in signed messages (chain id and marketplace address, lower case),
+/// so a signature for one deployment is worthless at another.
+pub fn audience(chain_id: u64, marketplace: &str) -> String {
+    format!("mercato:{chain_id}:{}", marketplace.to_lowercase())
+}
+
+/// The exact text a participant signs to log in with a broker's challenge.
+pub fn login_message(audience: &str, did: &str, nonce: &str, expires_at: u64) -> String {
+    format!(
+        "mercato-login\naudience: {audience}\ndid: {did}\nnonce: {nonce}\nexpires: {expires_at}"
+    )
+}
+
+/// The exact text a participant signs to register itself with `role` at `issued_at` (unix seconds).
+pub fn registration_message(audience: &str, did: &str, role: &str, issued_at: u64) -> String {
+    format!("mercato-register\naudience: {audience}\ndid: {did}\nrole: {role}\nissued: {issued_at}")
+}
+
 pub fn sign_hex(key: &SigningKey, message: &[u8]) -> String {
     hex_encode(&key.sign(message).to_bytes())
 }

@@ -59,10 +59,9 @@ impl Session {
     /// The audience the broker's signed messages name.
     pub async fn audience(&self) -> Result<String, SdkError> {
         let ledger = self.client.ledger().await?;
-        Ok(format!(
-            "mercato:{}:{}",
+        Ok(catalog::identity::audience(
             ledger.chain_id,
-            ledger.contracts.marketplace.to_lowercase()
+            &ledger.contracts.marketplace,
         ))
     }
 
@@ -70,10 +69,8 @@ impl Session {
     pub async fn register(&self, role: &str) -> Result<(), SdkError> {
         let did = self.did();
         let issued = now();
-        let message = format!(
-            "mercato-register\naudience: {}\ndid: {did}\nrole: {role}\nissued: {issued}",
-            self.audience().await?
-        );
+        let message =
+            catalog::identity::registration_message(&self.audience().await?, &did, role, issued);
         let signature = catalog::identity::sign_hex(&self.key, message.as_bytes());
         let body = json!({"did": did, "role": role, "issuedAt": issued, "signature": signature});
         self.client

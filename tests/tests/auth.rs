@@ -41,10 +41,9 @@ impl Api {
 
     async fn audience(&self) -> String {
         let (_, ledger) = self.get("/v1/ledger", None).await;
-        format!(
-            "mercato:{}:{}",
-            ledger["chainId"],
-            ledger["contracts"]["marketplace"].as_str().unwrap()
+        catalog::identity::audience(
+            ledger["chainId"].as_u64().unwrap(),
+            ledger["contracts"]["marketplace"].as_str().unwrap(),
         )
     }
 
@@ -54,10 +53,7 @@ impl Api {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_secs();
-        let msg = format!(
-            "mercato-register\naudience: {}\ndid: {did}\nrole: {role}\nissued: {now}",
-            self.audience().await
-        );
+        let msg = catalog::identity::registration_message(&self.audience().await, &did, role, now);
         let body = json!({"did": did, "role": role, "issuedAt": now, "signature": sign_hex(key, msg.as_bytes())});
         self.post("/v1/participants", body, token).await
     }
