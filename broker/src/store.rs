@@ -79,11 +79,7 @@ impl Store {
                 .bind(deployment.chain_id as i64)
                 .bind(marketplace.clone())
                 .bind(deployment.deployment_block as i64)
-                .bind(
-                    std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |d| d.as_secs() as i64),
-                )
+                .bind(crate::identity::now() as i64)
                 .execute(&self.pool)
                 .await?;
                 Ok(())

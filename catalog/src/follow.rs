@@ -5,7 +5,7 @@
 use std::sync::{Arc, RwLock};
 
 use crate::index::Index;
-use crate::store::{CatalogStore, ChangeKind, StoreError};
+use crate::store::{CatalogStore, StoreError};
 
 pub struct IndexFollower {
     store: CatalogStore,
@@ -38,22 +38,24 @@ impl IndexFollower {
             if changes.is_empty() {
                 return Ok(applied);
             }
-            for change in changes {
-                // Read the offer's current state: a later change may already be folded in, which
-                // is fine because the state, not the change, goes into the index.
-                let current = self.store.get(&change.offer_id).await?;
+            // Several changes to one offer in a batch need its current state only once: the
+            // state, not each change, goes into the index.
+            let last_seq = changes.last().map_or(self.seq, |c| c.seq);
+            let mut ids: Vec<&str> = changes.iter().map(|c| c.offer_id.as_str()).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            for id in ids {
+                let current = self.store.get(id).await?;
                 let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
-                match (change.kind, current) {
-                    (ChangeKind::Published, Some(s)) if s.withdrawn_at.is_none() => {
-                        index.upsert(s.offer)
-                    }
+                match current {
+                    Some(s) if s.withdrawn_at.is_none() => index.upsert(s.offer),
                     _ => {
-                        index.remove(&change.offer_id);
+                        index.remove(id);
                     }
                 }
-                self.seq = change.seq;
-                applied += 1;
             }
+            applied += changes.len();
+            self.seq = last_seq;
         }
     }
 }

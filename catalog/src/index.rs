@@ -251,8 +251,11 @@ impl Index {
 
     /// Adds an offer or replaces its current version.
     pub fn upsert(&mut self, offer: Offer) {
+        self.insert(Arc::new(offer));
+    }
+
+    fn insert(&mut self, offer: Arc<Offer>) {
         self.remove(&offer.id);
-        let offer = Arc::new(offer);
         let provider = self.providers.code(&offer.provider);
         let country = self.countries.code(&offer.location.country) as u16;
         let region = self.regions.code(&offer.location.region) as u16;
@@ -336,10 +339,14 @@ impl Index {
 
     /// Rebuilds the columns without dead rows.
     pub fn compact(&mut self) {
-        let offers: Vec<Offer> = self.offers.values().map(|o| (**o).clone()).collect();
+        // The offers are shared, not copied: only the columns are rebuilt.
+        let offers: Vec<Arc<Offer>> = self.offers.values().cloned().collect();
         let reputation = std::mem::take(&mut self.reputation);
         let parallel_rows = self.parallel_rows;
-        *self = Self::from_offers(offers);
+        *self = Self::new();
+        for offer in offers {
+            self.insert(offer);
+        }
         self.reputation = reputation;
         self.parallel_rows = parallel_rows;
     }

@@ -75,6 +75,18 @@ const PLAN_COLUMNS: &str = "offer_id, plan_index, plan_id, has_compute, has_gpu,
     cert_latency_ms, cert_uptime, tiebreak, words";
 const PLAN_PARAMS: usize = 30;
 
+/// A plan row ready for SQL: its offer, the offer's words (space-delimited, for LIKE) and the row.
+type SqlRow<'a> = (&'a Offer, std::sync::Arc<str>, PlanRow);
+
+/// The offer's plan rows, with the words computed once for all of them.
+fn sql_rows(offer: &Offer) -> Vec<SqlRow<'_>> {
+    let words: std::sync::Arc<str> = format!(" {} ", row::words(offer).join(" ")).into();
+    row::plan_rows(offer)
+        .into_iter()
+        .map(|r| (offer, words.clone(), r))
+        .collect()
+}
+
 /// Rows per multi-row INSERT: PostgreSQL takes big statements well (under its 65,535-parameter
 /// limit); SQLite parses huge VALUES lists slowly, so it gets short ones.
 fn rows_per_statement(backend: Backend) -> usize {
@@ -168,10 +180,7 @@ impl CatalogStore {
             for o in chunk {
                 seq = Self::record(&mut tx, o, now).await?;
             }
-            let rows: Vec<(&Offer, PlanRow)> = chunk
-                .iter()
-                .flat_map(|o| row::plan_rows(o).into_iter().map(move |r| (o, r)))
-                .collect();
+            let rows: Vec<SqlRow> = chunk.iter().flat_map(sql_rows).collect();
             self.insert_rows(&mut tx, &rows).await?;
         }
         tx.commit().await?;
@@ -181,7 +190,7 @@ impl CatalogStore {
     async fn insert_rows(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-        rows: &[(&Offer, PlanRow)],
+        rows: &[SqlRow<'_>],
     ) -> Result<(), StoreError> {
         Self::insert_plan_rows(tx, rows, rows_per_statement(self.backend)).await
     }
@@ -223,10 +232,7 @@ impl CatalogStore {
             .execute(&mut **tx)
             .await?;
         let seq = Self::record(tx, offer, now).await?;
-        let rows: Vec<(&Offer, PlanRow)> = row::plan_rows(offer)
-            .into_iter()
-            .map(|r| (offer, r))
-            .collect();
+        let rows = sql_rows(offer);
         Self::insert_plan_rows(tx, &rows, 64).await?;
         Ok(seq)
     }
@@ -270,7 +276,7 @@ impl CatalogStore {
 
     async fn insert_plan_rows(
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-        rows: &[(&Offer, PlanRow)],
+        rows: &[SqlRow<'_>],
         per_statement: usize,
     ) -> Result<(), StoreError> {
         for chunk in rows.chunks(per_statement) {
@@ -289,7 +295,7 @@ impl CatalogStore {
                 sql.push(')');
             }
             let mut q = sqlx::query(&sql);
-            for (offer, r) in chunk {
+            for (offer, words, r) in chunk {
                 let has = |c: ResourceClass| r.classes & (1 << c as u8) != 0;
                 q = q
                     .bind(offer.id.clone())
@@ -321,7 +327,7 @@ impl CatalogStore {
                     .bind(f64::from(r.cert_latency_ms))
                     .bind(f64::from(r.cert_uptime))
                     .bind(row::tiebreak_sql(r.tiebreak))
-                    .bind(format!(" {} ", row::words(offer).join(" ")));
+                    .bind(words.to_string());
             }
             q.execute(&mut **tx).await?;
         }
