@@ -11,8 +11,13 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use catalog::follow::IndexFollower;
-use catalog::store::{CatalogStore, StoreError as CatalogError};
+use catalog::store::StoreError as CatalogError;
 use catalog::Index;
+use content::{ContentError, ContentStore, EmbeddedStore, KuboStore};
+use tokio::sync::Notify;
+
+use crate::events::{self, InProcessBus};
+use crate::market::purchase::Driver;
 
 use crate::config::{BrokerConfig, ChainConfig};
 use crate::http::{self, AppState};
@@ -42,12 +47,18 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("--operator: {0}")]
+    Operator(String),
+    #[error("content store: {0}")]
+    Content(ContentError),
     #[error("cannot create the data directory: {0}")]
     DataDir(std::io::Error),
 }
 
 /// How often the index reads the catalog's change log.
 const CATALOG_POLL: Duration = Duration::from_millis(250);
+/// How often the outbox relay looks for events written by other broker processes.
+const RELAY_IDLE: Duration = Duration::from_millis(500);
 
 /// A started broker: where it listens and what it runs.
 pub struct Broker {
@@ -57,7 +68,8 @@ pub struct Broker {
     pub devnet: Option<Devnet>,
     pub index: Arc<RwLock<Index>>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
-    follow: tokio::task::JoinHandle<()>,
+    /// The index follower, the outbox relay, the purchase driver.
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Broker {
@@ -98,7 +110,25 @@ impl Broker {
         };
         let store = Store::open(&config.database_url()).await?;
         store.bind_ledger(&ledger.deployment).await?;
-        let catalog = CatalogStore::open(&config.database_url()).await?;
+        for did in &config.operators {
+            catalog::identity::key_of(did).map_err(|e| StartError::Operator(e.to_string()))?;
+            store
+                .register_participant(did, crate::identity::Role::Operator, crate::identity::now())
+                .await?;
+        }
+        let content: Arc<dyn ContentStore> = match &config.ipfs_api {
+            Some(url) => Arc::new(KuboStore::new(url)),
+            None => Arc::new(
+                EmbeddedStore::open(config.data_dir.join("content"))
+                    .map_err(StartError::Content)?,
+            ),
+        };
+        // The development faucet mints with the deployer's key, which only a dev chain has.
+        let faucet = match &devnet {
+            Some(net) => Some(ChainClient::connect(net.chain.url(), dev_signer(0)?).await?),
+            None => None,
+        };
+        let catalog = store.catalog().clone();
         let mut follower = IndexFollower::start(catalog.clone()).await?;
         let index = follower.index();
         // Follow the catalog's change log: writes by this or any other broker process on the
@@ -125,28 +155,54 @@ impl Broker {
             ledger.deployment.chain_id,
             &ledger.deployment.contracts.marketplace.to_string(),
         );
+        let relay_wake = Arc::new(Notify::new());
+        let bus = InProcessBus::default();
+        let relay = tokio::spawn(events::bus::relay(
+            store.clone(),
+            Arc::new(bus.clone()),
+            relay_wake.clone(),
+            RELAY_IDLE,
+        ));
+        let driver = Driver::new(
+            store.clone(),
+            ledger.clone(),
+            content.clone(),
+            relay_wake.clone(),
+            config.abort_at.clone(),
+        );
+        let driver_wake = driver.wake.clone();
+        let drive = tokio::spawn(driver.run());
         let app = http::router(AppState {
             store,
             ledger: ledger.clone(),
             catalog,
             index: index.clone(),
             audience,
+            content,
+            driver: driver_wake,
+            relay: relay_wake,
+            bus,
+            reservation_ttl: config.reservation_ttl,
+            faucet,
         });
         let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let tasks = vec![follow, relay, drive];
         Ok(Self {
             addr,
             ledger,
             devnet,
             index,
             server,
-            follow,
+            tasks,
         })
     }
 
     /// Stops the server and the embedded chain (its state is kept).
     pub async fn stop(self) {
         self.server.abort();
-        self.follow.abort();
+        for t in &self.tasks {
+            t.abort();
+        }
         if let Some(net) = self.devnet {
             net.chain.stop().await;
         }

@@ -23,7 +23,19 @@ pub struct BrokerConfig {
     /// `sqlite://...` (the embedded default) or, later, `postgres://...`.
     pub database_url: Option<String>,
     pub chain: ChainConfig,
+    /// An IPFS node's RPC API (`http://127.0.0.1:5001`); none: the embedded block store in
+    /// `<data_dir>/content`.
+    pub ipfs_api: Option<String>,
+    /// How long a reservation holds capacity.
+    pub reservation_ttl: std::time::Duration,
+    /// dids made operators at start (the first operator has to come from somewhere).
+    pub operators: Vec<String>,
+    /// Fault injection for crash tests: abort the process at this purchase step.
+    pub abort_at: Option<String>,
 }
+
+/// Reservations hold capacity this long by default.
+pub const DEFAULT_RESERVATION_TTL: std::time::Duration = std::time::Duration::from_secs(300);
 
 impl BrokerConfig {
     pub fn database_url(&self) -> String {

@@ -1,6 +1,11 @@
 //! The broker's link to the ledger: the chain client for its relayer account and the deployment.
 
-use alloy::primitives::Address;
+use alloy::primitives::{Address, Bytes, Signature, B256, U256};
+use alloy::providers::DynProvider;
+use alloy::sol_types::Eip712Domain;
+pub use contracts::bindings::Marketplace;
+use contracts::bindings::{CreditToken, ParticipantRegistry};
+use contracts::eip712;
 use ledger::{ChainClient, ClientError, Deployment};
 use serde::Serialize;
 
@@ -32,5 +37,252 @@ impl LedgerLink {
             broker_account: self.client.address(),
             contracts: self.deployment.contracts,
         })
+    }
+}
+
+/// The consumer's authorisations the broker relays to open a contract: its EIP-712 `OpenContract`
+/// signature and an EIP-2612 permit for the deposit, so the consumer needs no gas.
+#[derive(Debug, Clone)]
+pub struct OpenAuthorization {
+    pub request: Marketplace::OpenRequest,
+    pub open_signature: Bytes,
+    pub permit_deadline: U256,
+    pub permit_signature: Signature,
+}
+
+/// The on-chain state of a contract (`Marketplace.Status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChainStatus {
+    None,
+    Active,
+    Suspended,
+    Closing,
+    Closed,
+}
+
+impl ChainStatus {
+    fn from_u8(v: u8) -> Self {
+        match v {
+            1 => Self::Active,
+            2 => Self::Suspended,
+            3 => Self::Closing,
+            4 => Self::Closed,
+            _ => Self::None,
+        }
+    }
+}
+
+/// A contract as the chain has it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChainAgreement {
+    pub status: ChainStatus,
+    pub consumer: Address,
+    pub provider: Address,
+    pub escrow: String,
+    pub charged: String,
+    pub terms_hash: B256,
+    pub terms_cid: String,
+}
+
+impl LedgerLink {
+    fn registry(&self) -> ParticipantRegistry::ParticipantRegistryInstance<&DynProvider> {
+        ParticipantRegistry::new(
+            self.deployment.contracts.participant_registry,
+            self.client.provider(),
+        )
+    }
+
+    fn marketplace(&self) -> Marketplace::MarketplaceInstance<&DynProvider> {
+        Marketplace::new(
+            self.deployment.contracts.marketplace,
+            self.client.provider(),
+        )
+    }
+
+    pub fn registry_domain(&self) -> Eip712Domain {
+        eip712::registry_domain(
+            self.deployment.chain_id,
+            self.deployment.contracts.participant_registry,
+        )
+    }
+
+    pub fn marketplace_domain(&self) -> Eip712Domain {
+        eip712::marketplace_domain(
+            self.deployment.chain_id,
+            self.deployment.contracts.marketplace,
+        )
+    }
+
+    pub fn token_domain(&self) -> Eip712Domain {
+        eip712::token_domain(
+            self.deployment.chain_id,
+            self.deployment.contracts.credit_token,
+        )
+    }
+
+    fn read_err(&self, e: alloy::contract::Error) -> ClientError {
+        ClientError::Unreachable {
+            url: self.client.url().to_string(),
+            reason: e.to_string(),
+        }
+    }
+
+    /// The registry nonce the account's next `Link` or `SetConfig` signature must carry.
+    pub async fn registry_nonce(&self, account: Address) -> Result<U256, ClientError> {
+        self.registry()
+            .nonces(account)
+            .call()
+            .await
+            .map_err(|e| self.read_err(e))
+    }
+
+    /// The token nonce the account's next permit must carry.
+    pub async fn permit_nonce(&self, account: Address) -> Result<U256, ClientError> {
+        CreditToken::new(
+            self.deployment.contracts.credit_token,
+            self.client.provider(),
+        )
+        .nonces(account)
+        .call()
+        .await
+        .map_err(|e| self.read_err(e))
+    }
+
+    pub async fn credit_balance(&self, account: Address) -> Result<U256, ClientError> {
+        CreditToken::new(
+            self.deployment.contracts.credit_token,
+            self.client.provider(),
+        )
+        .balanceOf(account)
+        .call()
+        .await
+        .map_err(|e| self.read_err(e))
+    }
+
+    /// The did an account is linked to on chain, with its role number (0 when none).
+    pub async fn linked(&self, account: Address) -> Result<(String, u8), ClientError> {
+        let p = self
+            .registry()
+            .participant(account)
+            .call()
+            .await
+            .map_err(|e| self.read_err(e))?;
+        Ok((p.did, p.role))
+    }
+
+    /// Links `did` to `account` with `role`, relaying the account's `Link` signature.
+    pub async fn link(
+        &self,
+        did: &str,
+        account: Address,
+        role: u8,
+        deadline: U256,
+        signature: Bytes,
+    ) -> Result<B256, ClientError> {
+        let call = ParticipantRegistry::registerCall {
+            did: did.to_string(),
+            account,
+            role,
+            deadline,
+            signature,
+        };
+        let receipt = self
+            .client
+            .send_call(self.deployment.contracts.participant_registry, &call)
+            .await?;
+        Ok(receipt.transaction_hash)
+    }
+
+    /// Records a provider's new configuration CID, relaying its `SetConfig` signature.
+    pub async fn set_config(
+        &self,
+        account: Address,
+        cid: &str,
+        deadline: U256,
+        signature: Bytes,
+    ) -> Result<(B256, u64), ClientError> {
+        let call = ParticipantRegistry::setConfigForCall {
+            account,
+            cid: cid.to_string(),
+            deadline,
+            signature,
+        };
+        let receipt = self
+            .client
+            .send_call(self.deployment.contracts.participant_registry, &call)
+            .await?;
+        let version = receipt
+            .inner
+            .logs()
+            .iter()
+            .find_map(|l| {
+                l.log_decode::<ParticipantRegistry::ConfigUpdated>()
+                    .ok()
+                    .map(|e| e.inner.data.version)
+            })
+            .unwrap_or_default();
+        Ok((receipt.transaction_hash, version))
+    }
+
+    /// Opens the contract with the consumer's authorisations (one transaction: permit + open).
+    pub async fn open(&self, auth: &OpenAuthorization) -> Result<B256, ClientError> {
+        let sig = &auth.permit_signature;
+        let call = Marketplace::openWithPermitCall {
+            req: auth.request.clone(),
+            consumerSig: auth.open_signature.clone(),
+            permitDeadline: auth.permit_deadline,
+            v: 27 + u8::from(sig.v()),
+            r: sig.r().into(),
+            s: sig.s().into(),
+        };
+        let receipt = self
+            .client
+            .send_call(self.deployment.contracts.marketplace, &call)
+            .await?;
+        Ok(receipt.transaction_hash)
+    }
+
+    pub async fn agreement(&self, contract_id: B256) -> Result<ChainAgreement, ClientError> {
+        let a = self
+            .marketplace()
+            .agreement(contract_id)
+            .call()
+            .await
+            .map_err(|e| self.read_err(e))?;
+        Ok(ChainAgreement {
+            status: ChainStatus::from_u8(a.status),
+            consumer: a.consumer,
+            provider: a.provider,
+            escrow: a.escrow.to_string(),
+            charged: a.charged.to_string(),
+            terms_hash: a.termsHash,
+            terms_cid: a.termsCid,
+        })
+    }
+
+    /// Closes the contract (the broker may at any time) and returns the refund paid back.
+    pub async fn close(&self, contract_id: B256) -> Result<(B256, U256), ClientError> {
+        let receipt = self
+            .client
+            .send_call(
+                self.deployment.contracts.marketplace,
+                &Marketplace::closeCall {
+                    contractId: contract_id,
+                },
+            )
+            .await?;
+        let refund = receipt
+            .inner
+            .logs()
+            .iter()
+            .find_map(|l| {
+                l.log_decode::<Marketplace::ContractClosed>()
+                    .ok()
+                    .map(|e| e.inner.data.refund)
+            })
+            .unwrap_or_default();
+        Ok((receipt.transaction_hash, refund))
     }
 }

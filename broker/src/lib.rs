@@ -3,9 +3,11 @@
 
 pub mod app;
 pub mod config;
+pub mod events;
 pub mod http;
 pub mod identity;
 pub mod ledger_link;
+pub mod market;
 pub mod store;
 
 pub use app::{Broker, StartError};

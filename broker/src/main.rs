@@ -32,7 +32,20 @@ struct Cli {
     /// The broker relayer's private key file (hex).
     #[arg(long, env = "MERCATO_KEY_FILE")]
     key_file: Option<PathBuf>,
+    /// An IPFS node's RPC API (Kubo or compatible) for configurations and contract documents;
+    /// default: the embedded block store in the data directory.
+    #[arg(long, env = "MERCATO_IPFS_API")]
+    ipfs_api: Option<String>,
+    /// How long a reservation holds capacity, in seconds.
+    #[arg(long, env = "MERCATO_RESERVATION_TTL", default_value_t = 300)]
+    reservation_ttl: u64,
+    /// A did:key to make operator (repeatable): how the first operator comes to exist.
+    #[arg(long = "operator", env = "MERCATO_OPERATORS", value_delimiter = ',')]
+    operators: Vec<String>,
 }
+
+/// Crash tests only: abort at a purchase step (accepted, opening, opened, active).
+const ABORT_AT_ENV: &str = "MERCATO_FAULT_ABORT_AT";
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
@@ -68,6 +81,10 @@ async fn run() -> Result<()> {
         data_dir: cli.data_dir,
         database_url: cli.database_url,
         chain,
+        ipfs_api: cli.ipfs_api,
+        reservation_ttl: std::time::Duration::from_secs(cli.reservation_ttl),
+        operators: cli.operators,
+        abort_at: std::env::var(ABORT_AT_ENV).ok(),
     };
     let broker = Broker::start(&config).await?;
     let d = &broker.ledger.deployment;

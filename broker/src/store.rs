@@ -1,18 +1,18 @@
 //! The broker's database (SQLite embedded; PostgreSQL comes with the catalog's storage).
 
 use crate::identity::{Principal, Role};
+use catalog::store::{Backend, CatalogStore, StoreError as CatalogError};
 use ledger::Deployment;
-use sqlx::any::AnyPoolOptions;
 use sqlx::AnyPool;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot open the database {url}: {source}")]
-    Open { url: String, source: sqlx::Error },
     #[error("cannot migrate the database: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("database error: {0}")]
     Sql(#[from] sqlx::Error),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
     #[error(transparent)]
     Auth(#[from] AuthError),
     #[error("this database belongs to chain {chain_id} marketplace {marketplace}, not to the ledger in use (chain {want_chain}, marketplace {want_marketplace}); use the data directory that goes with that ledger")]
@@ -25,27 +25,42 @@ pub enum StoreError {
 }
 
 /// The broker's database: SQLite (embedded) or PostgreSQL, through sqlx's `Any` driver. The
-/// catalog's tables live in the same database (their migrations have other version numbers).
+/// catalog's tables live in the same database and the same pool (their migrations have other
+/// version numbers), so one transaction can change both.
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
+    catalog: CatalogStore,
 }
 
 impl Store {
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        sqlx::any::install_default_drivers();
-        let pool = AnyPoolOptions::new()
-            .max_connections(8)
-            .connect(url)
-            .await
-            .map_err(|source| StoreError::Open {
-                url: url.to_string(),
-                source,
-            })?;
-        let mut migrator = sqlx::migrate!("./migrations");
+        let catalog = CatalogStore::open(url).await?;
+        let pool = catalog.pool().clone();
+        let mut migrator = match catalog.backend() {
+            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite"),
+            Backend::Postgres => sqlx::migrate!("./migrations/postgres"),
+        };
         migrator.set_ignore_missing(true);
         migrator.run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self { pool, catalog })
+    }
+
+    pub fn catalog(&self) -> &CatalogStore {
+        &self.catalog
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.catalog.backend()
+    }
+
+    /// A write transaction (`BEGIN IMMEDIATE` on SQLite, so read-then-write never fails on a lock
+    /// upgrade).
+    pub async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        Ok(match self.backend() {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
     }
 
     pub fn pool(&self) -> &AnyPool {
@@ -335,5 +350,42 @@ mod auth_tests {
             Err(StoreError::Auth(AuthError::BadToken))
         ));
         assert!(s.principal("other", 1).await.is_err());
+    }
+}
+
+impl Store {
+    /// The EVM account linked to `did`, if any.
+    pub async fn account_of(&self, did: &str) -> Result<Option<String>, StoreError> {
+        let row: Option<(Option<String>,)> =
+            sqlx::query_as("SELECT account FROM participants WHERE did = $1")
+                .bind(did.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.and_then(|(a,)| a))
+    }
+
+    pub async fn set_account(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        did: &str,
+        account: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE participants SET account = $1 WHERE did = $2")
+            .bind(account.to_string())
+            .bind(did.to_string())
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
+    /// The provider's newest configuration: (version, cid).
+    pub async fn provider_config(&self, did: &str) -> Result<Option<(u64, String)>, StoreError> {
+        let row: Option<(i64, String)> = sqlx::query_as(
+            "SELECT version, cid FROM provider_configs WHERE did = $1 ORDER BY version DESC LIMIT 1",
+        )
+        .bind(did.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(v, c)| (v as u64, c)))
     }
 }

@@ -9,6 +9,7 @@ pub mod index;
 pub mod model;
 pub mod params;
 pub mod pg_server;
+pub mod provider_config;
 pub mod quantity;
 pub mod query;
 pub mod row;

@@ -153,9 +153,15 @@ impl CatalogStore {
         &self.pool
     }
 
-    async fn begin_write(&self) -> Result<sqlx::Transaction<'_, sqlx::Any>, StoreError> {
+    /// A write transaction that holds the catalog's write lock: `BEGIN IMMEDIATE` on SQLite (so
+    /// a read-then-write never fails on a lock upgrade), an advisory lock on PostgreSQL (so the
+    /// change log's sequence numbers commit in order). Callers may add their own rows to it.
+    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        if self.backend == Backend::Sqlite {
+            return Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?);
+        }
         let mut tx = self.pool.begin().await?;
-        if self.backend == Backend::Postgres {
+        {
             sqlx::query("SELECT pg_advisory_xact_lock(7270001)")
                 .execute(&mut *tx)
                 .await?;
@@ -195,7 +201,8 @@ impl CatalogStore {
         Self::insert_plan_rows(tx, rows, rows_per_statement(self.backend)).await
     }
 
-    async fn publish_in(
+    /// `publish` inside the caller's transaction (from `begin_write`).
+    pub async fn publish_in(
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         offer: &Offer,
         now: u64,
@@ -337,10 +344,22 @@ impl CatalogStore {
     /// Withdraws an offer: it stops being offered, stays readable with its history.
     pub async fn withdraw(&self, id: &str, provider: &str, now: u64) -> Result<u64, StoreError> {
         let mut tx = self.begin_write().await?;
+        let seq = Self::withdraw_in(&mut tx, id, provider, now).await?;
+        tx.commit().await?;
+        Ok(seq)
+    }
+
+    /// `withdraw` inside the caller's transaction (from `begin_write`).
+    pub async fn withdraw_in(
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        id: &str,
+        provider: &str,
+        now: u64,
+    ) -> Result<u64, StoreError> {
         let current: Option<(i64, String, String)> =
             sqlx::query("SELECT version, provider, status FROM offers WHERE id = $1")
                 .bind(id)
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&mut **tx)
                 .await?
                 .map(|r: AnyRow| (r.get(0), r.get(1), r.get(2)));
         let version = match current {
@@ -354,20 +373,19 @@ impl CatalogStore {
         sqlx::query("UPDATE offers SET status = 'withdrawn', withdrawn_at = $1 WHERE id = $2")
             .bind(now as i64)
             .bind(id)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
         sqlx::query("DELETE FROM plans WHERE offer_id = $1")
             .bind(id)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
         let seq: i64 = sqlx::query("INSERT INTO offer_changes (offer_id, version, kind, at) VALUES ($1, $2, 'withdrawn', $3) RETURNING seq")
             .bind(id)
             .bind(version)
             .bind(now as i64)
-            .fetch_one(&mut *tx)
+            .fetch_one(&mut **tx)
             .await?
             .get(0);
-        tx.commit().await?;
         Ok(seq as u64)
     }
 

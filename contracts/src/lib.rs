@@ -6,6 +6,7 @@ pub mod billing;
 pub mod bindings;
 pub mod eip712;
 pub mod merkle;
+pub mod purchase;
 
 pub use bindings::{
     BillingModels, CredentialRegistry, CreditToken, Marketplace, ParticipantRegistry,

@@ -1,8 +1,13 @@
 //! The HTTP API. Handlers are thin: they check input, call the domain, map errors to problems.
 
+pub mod accounts;
 pub mod auth;
+pub mod contracts;
+pub mod events;
 pub mod offers;
 pub mod problem;
+pub mod providers;
+pub mod reservations;
 
 use std::sync::{Arc, RwLock};
 
@@ -12,6 +17,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
+use crate::identity::{Principal, Role};
 use crate::ledger_link::{LedgerLink, LedgerStatus};
 use crate::store::Store;
 use problem::Problem;
@@ -24,6 +30,34 @@ pub struct AppState {
     pub index: Arc<RwLock<catalog::Index>>,
     /// Names this broker in signed login and registration messages.
     pub audience: String,
+    pub content: Arc<dyn content::ContentStore>,
+    /// Wakes the purchase driver.
+    pub driver: Arc<tokio::sync::Notify>,
+    /// Wakes the outbox relay after a commit that emitted events.
+    pub relay: Arc<tokio::sync::Notify>,
+    /// Committed events, as the relay publishes them (wakes the event streams).
+    pub bus: crate::events::InProcessBus,
+    /// How long a reservation holds capacity.
+    pub reservation_ttl: std::time::Duration,
+    /// Development chains only: the account that mints faucet credits.
+    pub faucet: Option<ledger::ChainClient>,
+}
+
+/// Refuses callers whose role is not one of `roles`.
+pub fn require(who: &Principal, roles: &[Role], what: &str) -> Result<(), Problem> {
+    if roles.contains(&who.role) {
+        return Ok(());
+    }
+    let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+    Err(Problem::new(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        format!(
+            "{what} is for {} participants; you are {}",
+            names.join(" or "),
+            who.role.as_str()
+        ),
+    ))
 }
 
 /// Largest JSON body the API accepts.
@@ -59,15 +93,31 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/v1/ledger", get(ledger_status))
-        .route("/v1/offers", get(offers::search))
+        .route("/v1/offers", get(offers::search).post(offers::publish))
         .route("/v1/offers/facets", get(offers::facets))
-        .route("/v1/offers/{id}", get(offers::get))
+        .route("/v1/offers/{id}", get(offers::get).delete(offers::withdraw))
         .route("/v1/offers/{id}/history", get(offers::history))
         .route("/v1/openapi.json", get(openapi))
         .route("/v1/participants", post(auth::register))
         .route("/v1/auth/challenge", post(auth::challenge))
         .route("/v1/auth/token", post(auth::token))
         .route("/v1/auth/me", get(auth::me))
+        .route("/v1/participants/me/account", post(accounts::link))
+        .route("/v1/accounts/{address}", get(accounts::show))
+        .route("/v1/faucet", post(accounts::faucet))
+        .route("/v1/providers/me/config", post(providers::set_config))
+        .route("/v1/providers/{did}/config", get(providers::config))
+        .route("/v1/reservations", post(reservations::create))
+        .route("/v1/reservations/{id}", get(reservations::get))
+        .route(
+            "/v1/reservations/{id}/purchase",
+            post(reservations::purchase),
+        )
+        .route("/v1/contracts", get(contracts::list))
+        .route("/v1/contracts/{id}", get(contracts::get))
+        .route("/v1/contracts/{id}/accept", post(contracts::accept))
+        .route("/v1/contracts/{id}/close", post(contracts::close))
+        .route("/v1/events", get(events::stream))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .fallback(not_found)
         .with_state(state)

@@ -1,5 +1,5 @@
-//! Catalog reads: search, facets, one offer, its history. Public (browsing needs no login); every
-//! write path comes with authentication in the marketplace flow.
+//! The catalog over HTTP: search, facets, one offer, its history (public: browsing needs no
+//! login), and publishing, updating and withdrawing (the offer's provider only).
 
 use axum::extract::{Path, RawQuery, State};
 use axum::Json;
@@ -8,8 +8,14 @@ use catalog::model::Offer;
 use catalog::params;
 use catalog::query::Facets;
 
+use axum::http::StatusCode;
+use catalog::store::{CatalogStore, StoreError as CatalogError};
+use serde_json::json;
+
 use super::problem::Problem;
-use super::AppState;
+use super::{require, AppState};
+use crate::events::outbox::{self, Audience, Topic};
+use crate::identity::{self as id, Principal, Role};
 
 fn parse_query(raw: Option<String>) -> Result<catalog::Query, Problem> {
     let raw = raw.unwrap_or_default();
@@ -101,4 +107,105 @@ pub async fn history(
         return Err(Problem::not_found(format!("no offer {id}")));
     }
     Ok(Json(versions))
+}
+
+/// Publishes a new offer or a new version of one. The body is the offer signed by its provider,
+/// who must be the caller; the offer and its `offer.published`/`offer.updated` event commit
+/// together.
+pub async fn publish(
+    State(state): State<AppState>,
+    who: Principal,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<serde_json::Value>), Problem> {
+    require(&who, &[Role::Provider], "publishing offers")?;
+    let offer = catalog::validate::parse_offer(&body, true)
+        .map_err(|e| Problem::bad_request(e.to_string()))?;
+    if offer.provider != who.did {
+        return Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "an offer names its provider; you can publish only your own offers",
+        ));
+    }
+    let now = id::now();
+    let mut tx = state.catalog.begin_write().await.map_err(catalog_problem)?;
+    CatalogStore::publish_in(&mut tx, &offer, now)
+        .await
+        .map_err(catalog_problem)?;
+    let topic = if offer.version == 1 {
+        Topic::OfferPublished
+    } else {
+        Topic::OfferUpdated
+    };
+    let payload = json!({"offer": offer.id, "version": offer.version, "provider": offer.provider});
+    outbox::emit(
+        &mut tx,
+        state.store.backend(),
+        topic,
+        &offer.id,
+        &Audience::Everyone,
+        payload,
+        now,
+    )
+    .await
+    .map_err(|e| Problem::unavailable("database unavailable", e.to_string()))?;
+    tx.commit()
+        .await
+        .map_err(|e| Problem::unavailable("database unavailable", e.to_string()))?;
+    state.relay.notify_one();
+    let status = if offer.version == 1 {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        Json(json!({"id": offer.id, "version": offer.version})),
+    ))
+}
+
+/// Withdraws an offer of the caller's.
+pub async fn withdraw(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, Problem> {
+    require(&who, &[Role::Provider], "withdrawing offers")?;
+    let now = id::now();
+    let mut tx = state.catalog.begin_write().await.map_err(catalog_problem)?;
+    let seq = CatalogStore::withdraw_in(&mut tx, &id, &who.did, now)
+        .await
+        .map_err(catalog_problem)?;
+    let payload = json!({"offer": id, "provider": who.did});
+    outbox::emit(
+        &mut tx,
+        state.store.backend(),
+        Topic::OfferWithdrawn,
+        &id,
+        &Audience::Everyone,
+        payload,
+        now,
+    )
+    .await
+    .map_err(|e| Problem::unavailable("database unavailable", e.to_string()))?;
+    tx.commit()
+        .await
+        .map_err(|e| Problem::unavailable("database unavailable", e.to_string()))?;
+    state.relay.notify_one();
+    Ok(Json(json!({"id": id, "withdrawn": true, "change": seq})))
+}
+
+fn catalog_problem(e: CatalogError) -> Problem {
+    match e {
+        CatalogError::NotOwner(_) => {
+            Problem::new(StatusCode::FORBIDDEN, "forbidden", e.to_string())
+        }
+        CatalogError::NotFound(_) => Problem::not_found(e.to_string()),
+        CatalogError::VersionConflict { .. }
+        | CatalogError::NotFirstVersion { .. }
+        | CatalogError::Withdrawn(_) => {
+            Problem::new(StatusCode::CONFLICT, "conflict", e.to_string())
+        }
+        other => Problem::unavailable("database unavailable", other.to_string()),
+    }
 }

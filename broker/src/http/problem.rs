@@ -49,3 +49,39 @@ impl IntoResponse for Problem {
             .into_response()
     }
 }
+
+impl From<crate::market::MarketError> for Problem {
+    fn from(e: crate::market::MarketError) -> Self {
+        use crate::market::MarketError as M;
+        let detail = e.to_string();
+        match e {
+            M::SoldOut { .. } | M::WrongState { .. } | M::IdempotencyConflict => {
+                Self::new(StatusCode::CONFLICT, "conflict", detail)
+            }
+            M::ReservationGone(_) => Self::new(StatusCode::GONE, "gone", detail),
+            M::NoContract(_) | M::NoOffer(_) => Self::not_found(detail),
+            M::NotLinked(_) => Self::new(
+                StatusCode::PRECONDITION_FAILED,
+                "account not linked",
+                detail,
+            ),
+            M::Terms(_) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "cannot buy this", detail),
+            M::BadSignature(_) => Self::new(StatusCode::UNAUTHORIZED, "bad signature", detail),
+            M::Chain(_) => Self::unavailable("chain unavailable", detail),
+            M::Content(_) => Self::unavailable("content store unavailable", detail),
+            M::Store(_) => Self::unavailable("database unavailable", detail),
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for Problem {
+    fn from(e: crate::store::StoreError) -> Self {
+        Self::unavailable("database unavailable", e.to_string())
+    }
+}
+
+impl From<sqlx::Error> for Problem {
+    fn from(e: sqlx::Error) -> Self {
+        Self::unavailable("database unavailable", e.to_string())
+    }
+}
