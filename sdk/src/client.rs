@@ -89,11 +89,23 @@ impl Client {
         body: Option<serde_json::Value>,
         token: Option<&str>,
     ) -> Result<T, SdkError> {
-        let url = self
-            .base
-            .join(path)
-            .map_err(|_| SdkError::BadUrl(path.to_string()))?;
+        self.request_with(method, path, body, token, &[]).await
+    }
+
+    /// `request` with extra headers.
+    pub(crate) async fn request_with<T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Result<T, SdkError> {
+        let url = self.url(path)?;
         let mut req = self.http.request(method, url);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
         if let Some(body) = body {
             req = req.json(&body);
         }
@@ -121,6 +133,20 @@ impl Client {
             });
         }
         serde_json::from_slice(&bytes).map_err(|e| SdkError::Decode(e.to_string()))
+    }
+
+    pub(crate) fn url(&self, path: &str) -> Result<Url, SdkError> {
+        self.base
+            .join(path)
+            .map_err(|_| SdkError::BadUrl(path.to_string()))
+    }
+
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    pub fn base(&self) -> &Url {
+        &self.base
     }
 
     /// One page of catalog search results.

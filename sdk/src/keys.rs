@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use alloy::signers::local::PrivateKeySigner;
 use ed25519_dalek::SigningKey;
 
 #[derive(Debug, thiserror::Error)]
@@ -10,7 +11,7 @@ pub enum KeyError {
     Exists(PathBuf),
     #[error("no key at {0}; create one with `mercato keys new`")]
     Missing(PathBuf),
-    #[error("{0} does not hold an Ed25519 key (64 hex digits)")]
+    #[error("{0} does not hold a key (64 hex digits)")]
     Malformed(PathBuf),
     #[error("cannot use {path}: {source}")]
     Io {
@@ -33,6 +34,13 @@ pub fn generate(path: &Path) -> Result<SigningKey, KeyError> {
     if path.exists() {
         return Err(KeyError::Exists(path.to_path_buf()));
     }
+    let key = SigningKey::generate(&mut rand::rngs::OsRng);
+    write_secret(path, &catalog::identity::hex_encode(&key.to_bytes()))?;
+    Ok(key)
+}
+
+/// Writes a secret to a new file only its owner can read (never over an existing one).
+fn write_secret(path: &Path, hex: &str) -> Result<(), KeyError> {
     let io = |source| KeyError::Io {
         path: path.to_path_buf(),
         source,
@@ -40,7 +48,6 @@ pub fn generate(path: &Path) -> Result<SigningKey, KeyError> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(io)?;
     }
-    let key = SigningKey::generate(&mut rand::rngs::OsRng);
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -49,10 +56,43 @@ pub fn generate(path: &Path) -> Result<SigningKey, KeyError> {
         options.mode(0o600);
     }
     use std::io::Write;
-    let mut file = options.open(path).map_err(io)?;
-    file.write_all(catalog::identity::hex_encode(&key.to_bytes()).as_bytes())
-        .map_err(io)?;
-    Ok(key)
+    let mut file = options.open(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            KeyError::Exists(path.to_path_buf())
+        } else {
+            io(e)
+        }
+    })?;
+    file.write_all(hex.as_bytes()).map_err(io)
+}
+
+/// The participant's EVM account key lives beside its did key: `evm-<name>`.
+pub fn evm_path(key_path: &Path) -> PathBuf {
+    let name = key_path
+        .file_name()
+        .map_or_else(|| "key.hex".into(), |n| n.to_string_lossy().into_owned());
+    key_path.with_file_name(format!("evm-{name}"))
+}
+
+/// Creates the EVM account key (secp256k1) at `path` (never over an existing one).
+pub fn generate_evm(path: &Path) -> Result<PrivateKeySigner, KeyError> {
+    if path.exists() {
+        return Err(KeyError::Exists(path.to_path_buf()));
+    }
+    let signer = PrivateKeySigner::random();
+    write_secret(
+        path,
+        &catalog::identity::hex_encode(signer.to_bytes().as_slice()),
+    )?;
+    Ok(signer)
+}
+
+/// Loads the EVM account key at `path`.
+pub fn load_evm(path: &Path) -> Result<PrivateKeySigner, KeyError> {
+    if !path.exists() {
+        return Err(KeyError::Missing(path.to_path_buf()));
+    }
+    ledger::accounts::signer_from_file(path).map_err(|_| KeyError::Malformed(path.to_path_buf()))
 }
 
 pub fn load(path: &Path) -> Result<SigningKey, KeyError> {

@@ -2,7 +2,9 @@
 //! The `mercato` command-line tool is a thin layer over it.
 
 pub mod client;
+pub mod events;
 pub mod keys;
+pub mod market;
 pub mod session;
 
 pub use client::{Client, LedgerStatus, OfferDocument, SdkError, SearchItem, SearchPage};

@@ -32,12 +32,12 @@ struct Token {
 }
 
 pub struct Session {
-    client: Client,
-    key: SigningKey,
+    pub(crate) client: Client,
+    pub(crate) key: SigningKey,
     token: Mutex<Option<(String, u64)>>,
 }
 
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())

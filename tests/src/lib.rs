@@ -1,5 +1,7 @@
 //! Helpers for the end-to-end tests: find the workspace's binaries and run them as a user would.
 
+pub mod market;
+
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::PathBuf;

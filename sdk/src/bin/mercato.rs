@@ -5,6 +5,9 @@ use clap::{Parser, Subcommand};
 use comfy_table::Table;
 use sdk::Client;
 
+#[path = "mercato/market.rs"]
+mod market;
+
 #[derive(Parser)]
 #[command(
     name = "mercato",
@@ -47,6 +50,36 @@ enum Command {
     },
     /// Log in (by itself) and show who the broker says this key is.
     Whoami,
+    /// This participant's EVM account (linked on chain).
+    #[command(subcommand)]
+    Account(market::AccountCommand),
+    /// Development chains only: mint credits to the linked account.
+    Faucet,
+    /// Provider onboarding and contract acceptance.
+    #[command(subcommand)]
+    Provider(market::ProviderCommand),
+    /// Buy a plan: reserve, sign, purchase, wait until the contract is active on chain.
+    Buy {
+        /// OFFER/PLAN, as `mercato offers search` lists them.
+        plan: String,
+        #[arg(long, default_value_t = 1)]
+        quantity: u32,
+        /// Reserved plans: periods to pay for in advance.
+        #[arg(long)]
+        periods: Option<u32>,
+        /// Escrow deposit in credits (required for pay-per-use plans).
+        #[arg(long)]
+        deposit: Option<f64>,
+    },
+    /// Contracts this participant is party to.
+    #[command(subcommand)]
+    Contracts(market::ContractsCommand),
+    /// Follow the broker's events (what this participant may see).
+    Events {
+        /// Start after this event (0: from the beginning).
+        #[arg(long)]
+        after: Option<u64>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -63,6 +96,11 @@ enum OffersCommand {
     Search(Box<SearchArgs>),
     /// Show one offer (also withdrawn ones).
     Show { id: String },
+    /// Publish an offer (YAML or JSON) as this provider's, signed; an existing id gets a new
+    /// version.
+    Publish { file: std::path::PathBuf },
+    /// Withdraw one of this provider's offers.
+    Withdraw { id: String },
     /// Counts per class, region, GPU model and price bucket for the filters.
     Facets(Box<SearchArgs>),
 }
@@ -175,9 +213,12 @@ impl SearchArgs {
 
 const CREDIT: f64 = 1e8;
 
+fn key_path(cli: &Cli) -> std::path::PathBuf {
+    cli.key_file.clone().unwrap_or_else(sdk::keys::default_path)
+}
+
 fn session(cli: &Cli, client: Client) -> Result<sdk::Session> {
-    let path = cli.key_file.clone().unwrap_or_else(sdk::keys::default_path);
-    Ok(sdk::Session::new(client, sdk::keys::load(&path)?))
+    Ok(sdk::Session::new(client, sdk::keys::load(&key_path(cli))?))
 }
 
 fn credits(base: f64) -> String {
@@ -305,14 +346,20 @@ async fn run() -> Result<()> {
                 KeysCommand::New => sdk::keys::generate(&path)?,
                 KeysCommand::Show => sdk::keys::load(&path)?,
             };
+            // The EVM account key comes with the did key (created when missing).
+            let evm = market::evm_key(&path, matches!(cmd, KeysCommand::New)).ok();
+            let account = evm.map(|k| k.address().to_string());
             if cli.json {
                 println!(
                     "{}",
-                    serde_json::json!({"did": sdk::keys::did(&key), "keyFile": path})
+                    serde_json::json!({"did": sdk::keys::did(&key), "keyFile": path, "account": account})
                 );
             } else {
                 println!("{}", sdk::keys::did(&key));
                 eprintln!("key file: {}", path.display());
+                if let Some(a) = account {
+                    eprintln!("EVM account: {a}");
+                }
             }
         }
         Command::Register { role } => {
@@ -326,6 +373,84 @@ async fn run() -> Result<()> {
                 println!("{}", serde_json::to_string_pretty(&me)?);
             } else {
                 println!("{} ({})", me.did, me.role);
+            }
+        }
+        Command::Account(cmd) => {
+            let path = key_path(&cli);
+            let session = session(&cli, client)?;
+            let evm = market::evm_key(&path, matches!(cmd, market::AccountCommand::Link))?;
+            let out = match cmd {
+                market::AccountCommand::Link => session.link_account(&evm).await?,
+                market::AccountCommand::Show => {
+                    serde_json::to_value(session.account(evm.address()).await?)?
+                }
+            };
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
+        Command::Faucet => {
+            let out = session(&cli, client)?.faucet().await?;
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
+        Command::Provider(market::ProviderCommand::Register { config }) => {
+            let text = std::fs::read_to_string(config)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", config.display()))?;
+            let evm = market::evm_key(&key_path(&cli), false)?;
+            let out = session(&cli, client)?.register_config(&evm, &text).await?;
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
+        Command::Provider(market::ProviderCommand::Accept { contract, watch }) => {
+            market::accept(&session(&cli, client)?, contract.as_deref(), *watch).await?;
+        }
+        Command::Offers(OffersCommand::Publish { file }) => {
+            let offer: catalog::model::Offer = market::read_document(file)?;
+            let out = session(&cli, client)?.publish_offer(offer).await?;
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
+        Command::Offers(OffersCommand::Withdraw { id }) => {
+            let out = session(&cli, client)?.withdraw_offer(id).await?;
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
+        Command::Buy {
+            plan,
+            quantity,
+            periods,
+            deposit,
+        } => {
+            let (offer_id, plan_id) = plan.split_once('/').ok_or_else(|| {
+                anyhow::anyhow!("name the plan as OFFER/PLAN (see `mercato offers search`)")
+            })?;
+            let deposit = match deposit {
+                Some(d) if !(d.is_finite() && *d > 0.0) => {
+                    anyhow::bail!("--deposit must be a positive number of credits")
+                }
+                Some(d) => Some((d * CREDIT).round() as u64),
+                None => None,
+            };
+            let req = sdk::market::ReserveRequest {
+                offer_id: offer_id.into(),
+                plan_id: plan_id.into(),
+                quantity: *quantity,
+                periods: *periods,
+                deposit,
+            };
+            let evm = market::evm_key(&key_path(&cli), false)?;
+            market::buy(&session(&cli, client)?, &evm, plan, req, cli.json).await?;
+        }
+        Command::Contracts(market::ContractsCommand::List) => {
+            let list = session(&cli, client)?.contracts().await?;
+            market::print_contracts(&list, cli.json)?;
+        }
+        Command::Contracts(market::ContractsCommand::Show { id }) => {
+            let c = session(&cli, client)?.contract(id).await?;
+            println!("{}", serde_json::to_string_pretty(&c)?);
+        }
+        Command::Contracts(market::ContractsCommand::Close { id }) => {
+            market::close(&session(&cli, client)?, id, cli.json).await?;
+        }
+        Command::Events { after } => {
+            let mut events = session(&cli, client)?.events(*after).await?;
+            while let Some(e) = events.next().await? {
+                println!("{}", serde_json::to_string(&e)?);
             }
         }
         Command::Offers(OffersCommand::Show { id }) => {

@@ -1,0 +1,83 @@
+//! The broker's event stream (server-sent events) for a logged-in participant.
+
+use serde::Deserialize;
+
+use crate::client::SdkError;
+use crate::session::Session;
+
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    pub seq: u64,
+    pub topic: String,
+    pub subject: String,
+    pub payload: serde_json::Value,
+    pub at: u64,
+}
+
+/// An open stream; `next` gives events in order.
+pub struct EventStream {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+impl Session {
+    /// Events after `after` (all the caller may see), or from now on for `None`.
+    pub async fn events(&self, after: Option<u64>) -> Result<EventStream, SdkError> {
+        let token = self.token().await?;
+        let mut url = self.client.url("/v1/events")?;
+        if let Some(a) = after {
+            url.set_query(Some(&format!("after={a}")));
+        }
+        let response = self
+            .client
+            .http()
+            .get(url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .map_err(|e| SdkError::Unreachable {
+                url: self.client.base().to_string(),
+                reason: e.to_string(),
+            })?;
+        if !response.status().is_success() {
+            return Err(SdkError::Api {
+                status: response.status().as_u16(),
+                title: "event stream refused".into(),
+                detail: response.text().await.unwrap_or_default(),
+            });
+        }
+        Ok(EventStream {
+            response,
+            buffer: String::new(),
+        })
+    }
+}
+
+impl EventStream {
+    /// The next event; `None` when the broker ended the stream.
+    pub async fn next(&mut self) -> Result<Option<Event>, SdkError> {
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let data: String = block
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data:"))
+                    .map(str::trim_start)
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                if data.is_empty() {
+                    continue; // keep-alive comment
+                }
+                return serde_json::from_str(&data)
+                    .map(Some)
+                    .map_err(|e| SdkError::Decode(e.to_string()));
+            }
+            match self.response.chunk().await {
+                Ok(Some(bytes)) => self.buffer.push_str(&String::from_utf8_lossy(&bytes)),
+                Ok(None) => return Ok(None),
+                Err(e) => return Err(SdkError::Decode(e.to_string())),
+            }
+        }
+    }
+}

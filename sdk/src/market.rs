@@ -1,0 +1,357 @@
+//! The marketplace for a logged-in participant: link an EVM account, register a provider
+//! configuration, publish offers, reserve and buy, accept, list and close contracts. Everything
+//! the participant authorises is signed here, with its own keys; the broker only relays.
+
+use alloy::primitives::{keccak256, Address, Bytes, U256};
+use alloy::signers::local::PrivateKeySigner;
+use alloy::signers::SignerSync;
+use alloy::sol_types::SolStruct;
+use catalog::model::Offer;
+use contracts::eip712;
+use contracts::purchase::PurchaseTerms;
+use reqwest::Method;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::client::SdkError;
+use crate::session::{now, Session};
+
+/// What the chain says of an account.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountInfo {
+    pub account: Address,
+    pub did: String,
+    pub role: u8,
+    pub registry_nonce: String,
+    pub permit_nonce: String,
+    pub credits: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Reservation {
+    pub id: String,
+    pub status: String,
+    pub offer_id: String,
+    pub plan_id: String,
+    pub quantity: u32,
+    pub expires_at: u64,
+    pub document: String,
+    pub document_cid: String,
+    pub terms: PurchaseTerms,
+}
+
+/// A contract as the broker reports it.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Contract {
+    pub id: String,
+    pub reservation_id: String,
+    pub consumer: String,
+    pub provider: String,
+    pub offer_id: String,
+    pub plan_id: String,
+    pub quantity: u32,
+    pub state: String,
+    pub document_cid: String,
+    pub signatures_cid: Option<String>,
+    pub consumer_signature: String,
+    pub provider_signature: Option<String>,
+    pub deadline: u64,
+    pub tx_hash: Option<String>,
+    pub refund: Option<String>,
+    pub failure: Option<String>,
+    pub created_at: u64,
+    pub updated_at: u64,
+    #[serde(default)]
+    pub document: Option<String>,
+    #[serde(default)]
+    pub chain: Option<Value>,
+}
+
+impl Contract {
+    pub fn is_final(&self) -> bool {
+        matches!(self.state.as_str(), "active" | "closed" | "failed")
+    }
+}
+
+/// What to reserve.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReserveRequest {
+    pub offer_id: String,
+    pub plan_id: String,
+    pub quantity: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub periods: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deposit: Option<u64>,
+}
+
+/// Deadline for signatures the broker relays right away.
+const SIGNATURE_TTL_SECS: u64 = 600;
+
+fn sign_typed<T: SolStruct>(
+    signer: &PrivateKeySigner,
+    message: &T,
+    domain: &alloy::sol_types::Eip712Domain,
+) -> Result<Bytes, SdkError> {
+    let sig = signer
+        .sign_hash_sync(&eip712::digest(message, domain))
+        .map_err(|e| SdkError::Decode(format!("cannot sign: {e}")))?;
+    Ok(Bytes::from(sig.as_bytes().to_vec()))
+}
+
+fn parse_u256(s: &str) -> Result<U256, SdkError> {
+    s.parse()
+        .map_err(|_| SdkError::Decode(format!("not a number: {s}")))
+}
+
+fn mismatch(what: &str) -> SdkError {
+    SdkError::Decode(format!(
+        "the broker's reservation does not match what was asked ({what}); not signing it"
+    ))
+}
+
+impl Session {
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<T, SdkError> {
+        let token = self.token().await?;
+        self.client.request(method, path, body, Some(&token)).await
+    }
+
+    pub async fn account(&self, account: Address) -> Result<AccountInfo, SdkError> {
+        self.call(Method::GET, &format!("/v1/accounts/{account}"), None)
+            .await
+    }
+
+    /// Links `evm`'s account to this did on chain (the account signs its consent).
+    pub async fn link_account(&self, evm: &PrivateKeySigner) -> Result<Value, SdkError> {
+        let me = self.me().await?;
+        let role = match me.role.as_str() {
+            "provider" => 1,
+            "consumer" => 2,
+            "auditor" => 3,
+            _ => 4,
+        };
+        let ledger = self.client.ledger().await?;
+        let registry: Address = ledger
+            .contracts
+            .participant_registry
+            .parse()
+            .map_err(|_| SdkError::Decode("registry address".into()))?;
+        let info = self.account(evm.address()).await?;
+        let deadline = now() + SIGNATURE_TTL_SECS;
+        let link = eip712::Link {
+            did: self.did(),
+            account: evm.address(),
+            role,
+            nonce: parse_u256(&info.registry_nonce)?,
+            deadline: U256::from(deadline),
+        };
+        let signature = sign_typed(
+            evm,
+            &link,
+            &eip712::registry_domain(ledger.chain_id, registry),
+        )?;
+        self.call(
+            Method::POST,
+            "/v1/participants/me/account",
+            Some(json!({"account": evm.address(), "deadline": deadline, "signature": signature})),
+        )
+        .await
+    }
+
+    /// Development chains: credits for the linked account.
+    pub async fn faucet(&self) -> Result<Value, SdkError> {
+        self.call(Method::POST, "/v1/faucet", None).await
+    }
+
+    /// Registers a provider configuration: the CID is computed here and signed by the account.
+    pub async fn register_config(
+        &self,
+        evm: &PrivateKeySigner,
+        config: &str,
+    ) -> Result<Value, SdkError> {
+        let cid = content::unixfs::cid_of(config.as_bytes()).to_string();
+        let ledger = self.client.ledger().await?;
+        let registry: Address = ledger
+            .contracts
+            .participant_registry
+            .parse()
+            .map_err(|_| SdkError::Decode("registry address".into()))?;
+        let info = self.account(evm.address()).await?;
+        let deadline = now() + SIGNATURE_TTL_SECS;
+        let message = eip712::SetConfig {
+            account: evm.address(),
+            cid: cid.clone(),
+            nonce: parse_u256(&info.registry_nonce)?,
+            deadline: U256::from(deadline),
+        };
+        let signature = sign_typed(
+            evm,
+            &message,
+            &eip712::registry_domain(ledger.chain_id, registry),
+        )?;
+        self.call(
+            Method::POST,
+            "/v1/providers/me/config",
+            Some(
+                json!({"config": config, "cid": cid, "deadline": deadline, "signature": signature}),
+            ),
+        )
+        .await
+    }
+
+    /// Publishes `offer` as this provider's: the next version of it if it exists, signed.
+    pub async fn publish_offer(&self, mut offer: Offer) -> Result<Value, SdkError> {
+        offer.provider = self.did();
+        offer.version = match self.client.offer(&offer.id).await {
+            Ok(current) => current.offer.version + 1,
+            Err(SdkError::Api { status: 404, .. }) => 1,
+            Err(e) => return Err(e),
+        };
+        offer.sign(&self.key);
+        let body = serde_json::to_value(&offer).map_err(|e| SdkError::Decode(e.to_string()))?;
+        self.call(Method::POST, "/v1/offers", Some(body)).await
+    }
+
+    pub async fn withdraw_offer(&self, id: &str) -> Result<Value, SdkError> {
+        self.call(Method::DELETE, &format!("/v1/offers/{id}"), None)
+            .await
+    }
+
+    pub async fn reserve(&self, req: &ReserveRequest) -> Result<Reservation, SdkError> {
+        let body = serde_json::to_value(req).map_err(|e| SdkError::Decode(e.to_string()))?;
+        self.call(Method::POST, "/v1/reservations", Some(body))
+            .await
+    }
+
+    /// Checks the reservation is what was asked for, signs the document and the terms, and buys.
+    /// The answer comes before the chain confirms: follow it with `wait_contract`.
+    pub async fn purchase(
+        &self,
+        asked: &ReserveRequest,
+        r: &Reservation,
+        evm: &PrivateKeySigner,
+        idempotency_key: &str,
+    ) -> Result<Contract, SdkError> {
+        let doc: Value =
+            serde_json::from_str(&r.document).map_err(|_| mismatch("document is not JSON"))?;
+        let t = &r.terms;
+        if doc["offerId"] != json!(asked.offer_id)
+            || doc["plan"]["id"] != json!(asked.plan_id)
+            || doc["quantity"] != json!(asked.quantity)
+        {
+            return Err(mismatch("offer, plan or quantity"));
+        }
+        if doc["consumer"]["did"] != json!(self.did()) || t.consumer != evm.address() {
+            return Err(mismatch("consumer"));
+        }
+        if doc["contractId"] != json!(t.contract_id.to_string())
+            || keccak256(r.document.as_bytes()) != t.terms_hash
+            || content::unixfs::cid_of(r.document.as_bytes()).to_string() != t.terms_cid
+            || doc["deposit"].as_u64().map(U256::from) != Some(t.deposit)
+        {
+            return Err(mismatch("terms hash, CID or deposit"));
+        }
+        if let Some(d) = asked.deposit {
+            if U256::from(d) != t.deposit {
+                return Err(mismatch("deposit"));
+            }
+        }
+        let (open_digest, permit_digest) = t.digests();
+        let sign = |d| {
+            evm.sign_hash_sync(&d)
+                .map(|s| Bytes::from(s.as_bytes().to_vec()))
+                .map_err(|e| SdkError::Decode(format!("cannot sign: {e}")))
+        };
+        let body = json!({
+            "documentSignature": catalog::identity::sign_hex(&self.key, r.document.as_bytes()),
+            "openSignature": sign(open_digest)?,
+            "permitSignature": sign(permit_digest)?,
+        });
+        let token = self.token().await?;
+        self.client
+            .request_with(
+                Method::POST,
+                &format!("/v1/reservations/{}/purchase", r.id),
+                Some(body),
+                Some(&token),
+                &[("idempotency-key", idempotency_key)],
+            )
+            .await
+    }
+
+    pub async fn contract(&self, id: &str) -> Result<Contract, SdkError> {
+        self.call(Method::GET, &format!("/v1/contracts/{id}"), None)
+            .await
+    }
+
+    pub async fn contracts(&self) -> Result<Vec<Contract>, SdkError> {
+        self.call(Method::GET, "/v1/contracts", None).await
+    }
+
+    /// The provider signs a proposed contract's document (after checking it names it).
+    pub async fn accept(&self, id: &str) -> Result<Contract, SdkError> {
+        let c = self.contract(id).await?;
+        let document = c
+            .document
+            .ok_or_else(|| SdkError::Decode("the broker sent no document".into()))?;
+        let doc: Value = serde_json::from_str(&document)
+            .map_err(|_| SdkError::Decode("the document is not JSON".into()))?;
+        if doc["provider"]["did"] != json!(self.did()) {
+            return Err(SdkError::Decode(
+                "the document does not name this provider; not signing it".into(),
+            ));
+        }
+        let signature = catalog::identity::sign_hex(&self.key, document.as_bytes());
+        self.call(
+            Method::POST,
+            &format!("/v1/contracts/{id}/accept"),
+            Some(json!({ "signature": signature })),
+        )
+        .await
+    }
+
+    pub async fn close(&self, id: &str) -> Result<Contract, SdkError> {
+        self.call(Method::POST, &format!("/v1/contracts/{id}/close"), None)
+            .await
+    }
+
+    /// Polls the contract until `done` says so, calling `progress` on each change of state.
+    pub async fn wait_contract(
+        &self,
+        id: &str,
+        done: impl Fn(&Contract) -> bool,
+        mut progress: impl FnMut(&Contract),
+        timeout: std::time::Duration,
+    ) -> Result<Contract, SdkError> {
+        let start = std::time::Instant::now();
+        let mut last = String::new();
+        let mut pause = std::time::Duration::from_millis(5);
+        loop {
+            let c = self.contract(id).await?;
+            if c.state != last {
+                last = c.state.clone();
+                progress(&c);
+            }
+            if done(&c) {
+                return Ok(c);
+            }
+            if start.elapsed() > timeout {
+                return Err(SdkError::Decode(format!(
+                    "contract {id} is still {} after {timeout:?}",
+                    c.state
+                )));
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(std::time::Duration::from_millis(250));
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! Participants for the marketplace tests: keys, registration, a linked EVM account, credits.
+
+use alloy::signers::local::PrivateKeySigner;
+use catalog::model::{Offer, Pricing, ReservedPrice};
+use ed25519_dalek::SigningKey;
+use sdk::market::{Contract, ReserveRequest};
+use sdk::{Client, Session};
+
+pub struct Participant {
+    pub session: Session,
+    pub evm: PrivateKeySigner,
+}
+
+impl Participant {
+    /// A new participant with `role`, its account linked on chain; consumers get faucet credits.
+    pub async fn new(url: &str, role: &str) -> Self {
+        let key = SigningKey::generate(&mut rand::rngs::OsRng);
+        let session = Session::new(Client::new(url).unwrap(), key);
+        session.register(role).await.unwrap();
+        let evm = PrivateKeySigner::random();
+        session.link_account(&evm).await.unwrap();
+        if role == "consumer" {
+            session.faucet().await.unwrap();
+        }
+        Self { session, evm }
+    }
+
+    pub fn did(&self) -> String {
+        self.session.did()
+    }
+
+    pub async fn credits(&self) -> u128 {
+        let info = self.session.account(self.evm.address()).await.unwrap();
+        info.credits.parse().unwrap()
+    }
+}
+
+pub const PROVIDER_CONFIG: &str = "name: edge-1\nendpoints:\n  - name: api\n    url: https://edge-1.example:8443\npolicies:\n  autoAccept: true\n";
+
+/// A compute offer of `provider` with one reserved plan: `capacity` units at `price` per hour.
+pub fn offer(id: &str, capacity: u32, price: u64) -> Offer {
+    let mut o = catalog::synth::Generator::new(7, 1, false).offer(id, 1);
+    o.plans.truncate(1);
+    o.plans[0].capacity = capacity;
+    // One unit: one core and 1 GiB, so up to 16 units fit the generated offer's resources.
+    o.plans[0].unit = catalog::model::PlanUnit {
+        cpu_millicores: 1000,
+        memory_mib: 1024,
+        ..Default::default()
+    };
+    o.plans[0].pricing = Pricing {
+        reserved: Some(ReservedPrice {
+            price,
+            period_seconds: 3600,
+        }),
+        pay_per_use: None,
+    };
+    o.availability = Default::default();
+    o
+}
+
+pub fn request(offer: &Offer, quantity: u32) -> ReserveRequest {
+    ReserveRequest {
+        offer_id: offer.id.clone(),
+        plan_id: offer.plans[0].id.clone(),
+        quantity,
+        periods: None,
+        deposit: None,
+    }
+}
+
+/// Reserves, purchases, and has the provider accept; returns the contract once final.
+pub async fn buy(consumer: &Participant, provider: &Participant, req: &ReserveRequest) -> Contract {
+    let r = consumer.session.reserve(req).await.unwrap();
+    let key = format!("k-{}", r.id);
+    let c = consumer
+        .session
+        .purchase(req, &r, &consumer.evm, &key)
+        .await
+        .unwrap();
+    provider.session.accept(&c.id).await.unwrap();
+    consumer
+        .session
+        .wait_contract(
+            &c.id,
+            Contract::is_final,
+            |_| {},
+            std::time::Duration::from_secs(60),
+        )
+        .await
+        .unwrap()
+}

@@ -1,0 +1,205 @@
+//! The marketplace flow through a running broker on the embedded stack: a provider is onboarded
+//! and publishes, a consumer reserves, buys, and closes; the chain agrees at every step.
+
+use std::time::Duration;
+
+use e2e::market::{buy, offer, request, Participant, PROVIDER_CONFIG};
+use e2e::BrokerProcess;
+use sdk::market::Contract;
+use sdk::SdkError;
+
+fn status(e: &SdkError) -> u16 {
+    match e {
+        SdkError::Api { status, .. } => *status,
+        other => panic!("expected a problem, got {other}"),
+    }
+}
+
+#[tokio::test]
+async fn a_consumer_buys_a_plan_into_an_on_chain_contract_and_closes_it_with_a_refund() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(dir.path());
+    let provider = Participant::new(&broker.url, "provider").await;
+    let consumer = Participant::new(&broker.url, "consumer").await;
+    let bystander = Participant::new(&broker.url, "consumer").await;
+    let mut consumer_events = consumer.session.events(Some(0)).await.unwrap();
+    let mut bystander_events = bystander.session.events(Some(0)).await.unwrap();
+
+    // Onboarding: the configuration goes to the content store and its CID on chain.
+    let cfg = provider
+        .session
+        .register_config(&provider.evm, PROVIDER_CONFIG)
+        .await
+        .unwrap();
+    assert_eq!(cfg["version"], 1);
+    let cid = cfg["cid"].as_str().unwrap().to_string();
+    assert_eq!(
+        cid,
+        content::unixfs::cid_of(PROVIDER_CONFIG.as_bytes()).to_string()
+    );
+    let changed = provider
+        .session
+        .register_config(&provider.evm, &PROVIDER_CONFIG.replace("edge-1", "edge-2"))
+        .await
+        .unwrap();
+    assert_eq!(changed["version"], 2);
+    assert_ne!(changed["cid"], cfg["cid"]);
+
+    // Publishing: only the provider's own, signed offers.
+    let o = offer("flow-1", 3, 5_000_000);
+    let published = provider.session.publish_offer(o.clone()).await.unwrap();
+    assert_eq!(published["version"], 1);
+    let err = consumer.session.publish_offer(o.clone()).await.unwrap_err();
+    assert_eq!(status(&err), 403, "{err}");
+
+    // Reserve 2 of 3 and buy them.
+    let req = request(&o, 2);
+    let r = consumer.session.reserve(&req).await.unwrap();
+    let before = consumer.credits().await;
+    // A wrong document signature is refused and changes nothing.
+    let mut forged = r.clone();
+    forged.document = forged.document.replace("flow-1", "flow-X");
+    let err = consumer
+        .session
+        .purchase(&req, &forged, &consumer.evm, "forged")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("does not match"), "{err}");
+    let key = "purchase-1";
+    let c = consumer
+        .session
+        .purchase(&req, &r, &consumer.evm, key)
+        .await
+        .unwrap();
+    assert_eq!(c.state, "proposed");
+    // A retry with the same key returns the same purchase, never a second one.
+    let again = consumer
+        .session
+        .purchase(&req, &r, &consumer.evm, key)
+        .await
+        .unwrap();
+    assert_eq!(again.id, c.id);
+    // Only the provider of the contract accepts it.
+    let err = bystander.session.accept(&c.id).await.unwrap_err();
+    assert!(matches!(status(&err), 403 | 404), "{err}");
+    provider.session.accept(&c.id).await.unwrap();
+    let active = consumer
+        .session
+        .wait_contract(&c.id, Contract::is_final, |_| {}, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(active.state, "active", "{active:?}");
+    let shown = consumer.session.contract(&c.id).await.unwrap();
+    let chain = shown.chain.expect("on-chain state");
+    assert_eq!(chain["status"], "active");
+    assert_eq!(chain["termsCid"], serde_json::json!(r.terms.terms_cid));
+    let doc: serde_json::Value = serde_json::from_str(shown.document.as_ref().unwrap()).unwrap();
+    assert_eq!(doc["providerConfigCid"], changed["cid"]);
+    assert!(shown.provider_signature.is_some() && shown.signatures_cid.is_some());
+    // The deposit (two units for one period) left the consumer's account once.
+    let deposit: u128 = r.terms.deposit.to::<u128>();
+    assert_eq!(deposit, 2 * 5_000_000);
+    assert_eq!(consumer.credits().await, before - deposit);
+
+    // The third unit is all that is left.
+    let err = consumer.session.reserve(&request(&o, 2)).await.unwrap_err();
+    assert_eq!(status(&err), 409, "{err}");
+    // Contracts are visible to their parties only.
+    assert_eq!(consumer.session.contracts().await.unwrap().len(), 1);
+    assert_eq!(provider.session.contracts().await.unwrap().len(), 1);
+    assert!(bystander.session.contracts().await.unwrap().is_empty());
+    let err = bystander.session.contract(&c.id).await.unwrap_err();
+    assert_eq!(status(&err), 404);
+
+    // Closing refunds what the first period did not use: nothing of the period price, the
+    // rest of the escrow (here zero: the deposit paid exactly one period).
+    consumer.session.close(&c.id).await.unwrap();
+    let closed = consumer
+        .session
+        .wait_contract(
+            &c.id,
+            |c| c.state == "closed",
+            |_| {},
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    assert_eq!(closed.refund.as_deref(), Some("0"));
+    assert_eq!(
+        consumer
+            .session
+            .contract(&c.id)
+            .await
+            .unwrap()
+            .chain
+            .unwrap()["status"],
+        "closed"
+    );
+    // Closed contracts give their units back.
+    consumer.session.reserve(&request(&o, 3)).await.unwrap();
+
+    // A pay-more-than-needed deposit is refunded on close.
+    let o2 = offer("flow-2", 1, 1_000_000);
+    provider.session.publish_offer(o2.clone()).await.unwrap();
+    let mut req2 = request(&o2, 1);
+    req2.deposit = Some(3_000_000);
+    let before = consumer.credits().await;
+    let c2 = buy(&consumer, &provider, &req2).await;
+    assert_eq!(c2.state, "active");
+    provider.session.close(&c2.id).await.unwrap();
+    let closed = consumer
+        .session
+        .wait_contract(
+            &c2.id,
+            |c| c.state == "closed",
+            |_| {},
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    assert_eq!(closed.refund.as_deref(), Some("2000000"));
+    assert_eq!(consumer.credits().await, before - 1_000_000);
+
+    // Events: the consumer saw its own flow; the bystander saw catalog events but none of it.
+    let mut seen = Vec::new();
+    while !seen
+        .iter()
+        .any(|(t, s): &(String, String)| t == "contract.closed" && *s == c2.id)
+    {
+        let e = tokio::time::timeout(Duration::from_secs(20), consumer_events.next())
+            .await
+            .expect("events keep coming")
+            .unwrap()
+            .unwrap();
+        seen.push((e.topic, e.subject));
+    }
+    for topic in [
+        "offer.published",
+        "reservation.created",
+        "contract.proposed",
+        "contract.accepted",
+        "contract.activated",
+        "contract.closed",
+    ] {
+        assert!(
+            seen.iter().any(|(t, _)| t == topic),
+            "{topic} missing from {seen:?}"
+        );
+    }
+    let mut other = Vec::new();
+    while let Ok(Some(Ok(Some(e)))) =
+        tokio::time::timeout(Duration::from_secs(2), bystander_events.next())
+            .await
+            .map(Some)
+    {
+        other.push(e.topic);
+    }
+    assert!(other.iter().any(|t| t == "offer.published"), "{other:?}");
+    assert!(
+        other
+            .iter()
+            .all(|t| !t.starts_with("contract.") && !t.starts_with("reservation.")),
+        "{other:?}"
+    );
+    broker.stop();
+}
