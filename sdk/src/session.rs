@@ -52,6 +52,10 @@ impl Session {
         }
     }
 
+    pub fn key(&self) -> &SigningKey {
+        &self.key
+    }
+
     pub fn did(&self) -> String {
         keys::did(&self.key)
     }

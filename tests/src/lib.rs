@@ -51,7 +51,11 @@ impl BrokerProcess {
             .args(["--chain-port", &chain.to_string()])
             .args(extra)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(
+                std::fs::File::create(data_dir.join("broker.log"))
+                    .map(Stdio::from)
+                    .unwrap_or_else(|_| Stdio::null()),
+            )
             .spawn()
             .expect("start mercato-broker");
         let stdout = child.stdout.take().expect("stdout");
@@ -73,7 +77,10 @@ impl BrokerProcess {
                         break;
                     }
                 }
-                Err(_) => panic!("mercato-broker did not start: {output}"),
+                Err(_) => panic!(
+                    "mercato-broker did not start: {output}{}",
+                    std::fs::read_to_string(data_dir.join("broker.log")).unwrap_or_default()
+                ),
             }
         }
         Self {

@@ -57,7 +57,7 @@ CREATE TABLE contracts (
     signatures_cid TEXT,
     consumer_signature TEXT NOT NULL,
     provider_signature TEXT,
-    authorization TEXT NOT NULL,
+    open_authorization TEXT NOT NULL,
     deadline BIGINT NOT NULL,
     tx_hash TEXT,
     refund TEXT,

@@ -314,7 +314,7 @@ pub struct ContractRecord {
     pub updated_at: u64,
 }
 
-const CONTRACT_COLUMNS: &str = "id, reservation_id, consumer, provider, offer_id, plan_id, quantity, idempotency_key, request_hash, state, document_cid, signatures_cid, consumer_signature, provider_signature, authorization, deadline, tx_hash, refund, failure, created_at, updated_at";
+const CONTRACT_COLUMNS: &str = "id, reservation_id, consumer, provider, offer_id, plan_id, quantity, idempotency_key, request_hash, state, document_cid, signatures_cid, consumer_signature, provider_signature, open_authorization, deadline, tx_hash, refund, failure, created_at, updated_at";
 
 fn contract(r: &AnyRow) -> ContractRecord {
     ContractRecord {
