@@ -43,8 +43,14 @@ impl BrokerProcess {
 
     /// Starts with extra arguments (for example `--database-url postgres://…`).
     pub fn start_with(data_dir: &std::path::Path, extra: &[&str]) -> Self {
+        Self::start_env(data_dir, extra, &[])
+    }
+
+    /// Starts with extra arguments and environment variables.
+    pub fn start_env(data_dir: &std::path::Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let (api, chain) = (free_port(), free_port());
         let mut child = Command::new(bin("mercato-broker"))
+            .envs(env.iter().copied())
             .arg("--data-dir")
             .arg(data_dir)
             .args(["--listen", &format!("127.0.0.1:{api}")])
@@ -94,6 +100,18 @@ impl BrokerProcess {
         self.terminate();
     }
 
+    /// Waits for the process to end by itself (a crash); false if it is still running.
+    pub fn wait_exit(&mut self, timeout: Duration) -> bool {
+        let start = std::time::Instant::now();
+        while start.elapsed() < timeout {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
     fn terminate(&mut self) {
         let _ = Command::new("kill")
             .arg("-TERM")
@@ -123,4 +141,71 @@ pub fn mercato(broker: &str, args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// A chain of its own (`ledger-node up`), as in production: it outlives the broker.
+pub struct LedgerProcess {
+    child: Child,
+    pub rpc_url: String,
+    pub deployment: PathBuf,
+    /// The broker relayer's key (development account 1), for `--key-file`.
+    pub broker_key: PathBuf,
+}
+
+impl LedgerProcess {
+    pub fn start(dir: &std::path::Path) -> Self {
+        let port = free_port();
+        let mut child = Command::new(bin("ledger-node"))
+            .args(["up", "--port", &port.to_string(), "--data-dir"])
+            .arg(dir.join("ledger"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start ledger-node");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let mut output = String::new();
+        for line in lines.by_ref().map_while(Result::ok) {
+            output.push_str(&line);
+            output.push('\n');
+            if line.starts_with("ready") {
+                break;
+            }
+        }
+        assert!(output.contains("ready"), "ledger-node did not start: {output}");
+        // Keep draining stdout so the chain never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
+        let broker_key = dir.join("broker.key");
+        let signer = ledger::accounts::dev_signer(ledger::accounts::BROKER_INDEX).expect("dev key");
+        std::fs::write(&broker_key, catalog::identity::hex_encode(signer.to_bytes().as_slice()))
+            .expect("write key");
+        Self {
+            child,
+            rpc_url: format!("http://127.0.0.1:{port}"),
+            deployment: dir.join("ledger").join("deployment.json"),
+            broker_key,
+        }
+    }
+
+    /// Arguments that make a broker use this chain.
+    pub fn broker_args(&self) -> Vec<String> {
+        vec![
+            "--rpc-url".into(),
+            self.rpc_url.clone(),
+            "--deployment".into(),
+            self.deployment.display().to_string(),
+            "--key-file".into(),
+            self.broker_key.display().to_string(),
+        ]
+    }
+}
+
+impl Drop for LedgerProcess {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
 }

@@ -14,15 +14,34 @@ pub struct Participant {
 impl Participant {
     /// A new participant with `role`, its account linked on chain; consumers get faucet credits.
     pub async fn new(url: &str, role: &str) -> Self {
+        let p = Self::with_account(url, role, PrivateKeySigner::random()).await;
+        if role == "consumer" {
+            p.session.faucet().await.unwrap();
+        }
+        p
+    }
+
+    /// A participant whose account is `evm` (a funded development account, say).
+    pub async fn with_account(url: &str, role: &str, evm: PrivateKeySigner) -> Self {
         let key = SigningKey::generate(&mut rand::rngs::OsRng);
         let session = Session::new(Client::new(url).unwrap(), key);
         session.register(role).await.unwrap();
-        let evm = PrivateKeySigner::random();
         session.link_account(&evm).await.unwrap();
-        if role == "consumer" {
-            session.faucet().await.unwrap();
-        }
         Self { session, evm }
+    }
+
+    /// A participant on development account `index` (funded with credits at deployment).
+    pub async fn new_funded(url: &str, role: &str, index: u32) -> Self {
+        let evm = ledger::accounts::dev_signer(index).unwrap();
+        Self::with_account(url, role, evm).await
+    }
+
+    /// The same participant talking to another broker URL.
+    pub fn reconnect(self, url: &str) -> Self {
+        Self {
+            session: Session::new(Client::new(url).unwrap(), self.session.key().clone()),
+            evm: self.evm,
+        }
     }
 
     pub fn did(&self) -> String {
