@@ -172,13 +172,19 @@ impl LedgerProcess {
                 break;
             }
         }
-        assert!(output.contains("ready"), "ledger-node did not start: {output}");
+        assert!(
+            output.contains("ready"),
+            "ledger-node did not start: {output}"
+        );
         // Keep draining stdout so the chain never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
         let broker_key = dir.join("broker.key");
         let signer = ledger::accounts::dev_signer(ledger::accounts::BROKER_INDEX).expect("dev key");
-        std::fs::write(&broker_key, catalog::identity::hex_encode(signer.to_bytes().as_slice()))
-            .expect("write key");
+        std::fs::write(
+            &broker_key,
+            catalog::identity::hex_encode(signer.to_bytes().as_slice()),
+        )
+        .expect("write key");
         Self {
             child,
             rpc_url: format!("http://127.0.0.1:{port}"),

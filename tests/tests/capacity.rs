@@ -39,7 +39,11 @@ async fn race(urls: &[String], offer_id: &str) -> (usize, usize) {
                 assert_eq!(r.status, "held");
                 held += 1;
             }
-            Err(SdkError::Api { status: 409, detail, .. }) => {
+            Err(SdkError::Api {
+                status: 409,
+                detail,
+                ..
+            }) => {
                 assert!(detail.contains("free"), "{detail}");
                 refused += 1;
             }
@@ -80,7 +84,11 @@ async fn a_hundred_concurrent_reservations_on_postgres_and_two_brokers_hold_exac
         .to_string();
     let key = d2.path().join("broker.key");
     let signer = ledger::accounts::dev_signer(ledger::accounts::BROKER_INDEX).unwrap();
-    std::fs::write(&key, catalog::identity::hex_encode(signer.to_bytes().as_slice())).unwrap();
+    std::fs::write(
+        &key,
+        catalog::identity::hex_encode(signer.to_bytes().as_slice()),
+    )
+    .unwrap();
     let deployment = d1.path().join("ledger").join("deployment.json");
     assert!(deployment.is_file(), "{}", deployment.display());
     let b2 = BrokerProcess::start_with(
@@ -96,7 +104,10 @@ async fn a_hundred_concurrent_reservations_on_postgres_and_two_brokers_hold_exac
             key.to_str().unwrap(),
         ],
     );
-    assert_eq!(race(&[b1.url.clone(), b2.url.clone()], "cap-two").await, (10, 90));
+    assert_eq!(
+        race(&[b1.url.clone(), b2.url.clone()], "cap-two").await,
+        (10, 90)
+    );
     b2.stop();
     b1.stop();
 }

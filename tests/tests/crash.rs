@@ -50,10 +50,20 @@ async fn a_broker_killed_at_any_purchase_step_completes_the_purchase_once_on_res
             .await
             .unwrap();
         assert_eq!(done.state, "active", "after a crash at {step}: {done:?}");
-        let onchain = consumer.session.contract(&c.id).await.unwrap().chain.unwrap();
+        let onchain = consumer
+            .session
+            .contract(&c.id)
+            .await
+            .unwrap()
+            .chain
+            .unwrap();
         assert_eq!(onchain["status"], "active", "{step}");
         let id: B256 = c.id.parse().unwrap();
-        assert_eq!(onchain["termsHash"], serde_json::json!(r.terms.terms_hash), "{id}");
+        assert_eq!(
+            onchain["termsHash"],
+            serde_json::json!(r.terms.terms_hash),
+            "{id}"
+        );
         assert_eq!(
             consumer.credits().await,
             before - 7_000_000,
