@@ -16,7 +16,8 @@ use catalog::Index;
 use content::{ContentError, ContentStore, EmbeddedStore, KuboStore};
 use tokio::sync::Notify;
 
-use crate::events::{self, InProcessBus};
+use crate::events::rabbit::{RabbitBus, Tee};
+use crate::events::{self, Bus, InProcessBus};
 use crate::market::purchase::Driver;
 
 use crate::config::{BrokerConfig, ChainConfig};
@@ -157,9 +158,14 @@ impl Broker {
         );
         let relay_wake = Arc::new(Notify::new());
         let bus = InProcessBus::default();
+        let local: Arc<dyn Bus> = Arc::new(bus.clone());
+        let relay_to: Arc<dyn Bus> = match &config.amqp_url {
+            Some(url) => Arc::new(Tee(vec![Arc::new(RabbitBus::new(url)), local])),
+            None => local,
+        };
         let relay = tokio::spawn(events::bus::relay(
             store.clone(),
-            Arc::new(bus.clone()),
+            relay_to,
             relay_wake.clone(),
             RELAY_IDLE,
         ));

@@ -26,6 +26,8 @@ pub struct BrokerConfig {
     /// An IPFS node's RPC API (`http://127.0.0.1:5001`); none: the embedded block store in
     /// `<data_dir>/content`.
     pub ipfs_api: Option<String>,
+    /// RabbitMQ (`amqp://…`) for events; none: the in-process bus only.
+    pub amqp_url: Option<String>,
     /// How long a reservation holds capacity.
     pub reservation_ttl: std::time::Duration,
     /// dids made operators at start (the first operator has to come from somewhere).

@@ -36,6 +36,10 @@ struct Cli {
     /// default: the embedded block store in the data directory.
     #[arg(long, env = "MERCATO_IPFS_API")]
     ipfs_api: Option<String>,
+    /// RabbitMQ URL (amqp://user:password@host:port/vhost): events also go to its topic exchange
+    /// `mercato.events`, with publisher confirms.
+    #[arg(long, env = "MERCATO_AMQP_URL")]
+    amqp_url: Option<String>,
     /// How long a reservation holds capacity, in seconds.
     #[arg(long, env = "MERCATO_RESERVATION_TTL", default_value_t = 300)]
     reservation_ttl: u64,
@@ -82,6 +86,7 @@ async fn run() -> Result<()> {
         database_url: cli.database_url,
         chain,
         ipfs_api: cli.ipfs_api,
+        amqp_url: cli.amqp_url,
         reservation_ttl: std::time::Duration::from_secs(cli.reservation_ttl),
         operators: cli.operators,
         abort_at: std::env::var(ABORT_AT_ENV).ok(),

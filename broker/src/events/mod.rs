@@ -4,6 +4,8 @@
 
 pub mod bus;
 pub mod outbox;
+pub mod rabbit;
+pub mod rabbit_server;
 
 pub use bus::{Bus, BusError, InProcessBus};
 pub use outbox::{Audience, Event, Topic};
