@@ -125,6 +125,7 @@ async fn the_cli_flow_runs_on_postgres_rabbitmq_and_ipfs() {
     let bought: Value =
         serde_json::from_str(&ok(url, c, &["--json", "buy", &plan, "--quantity", "2"])).unwrap();
     let _ = watcher.kill();
+    let _ = watcher.wait();
     assert_eq!(bought["state"], "active", "{bought}");
     let id = bought["id"].as_str().unwrap();
 

@@ -91,7 +91,7 @@ impl Audience {
         match self {
             Self::Everyone => true,
             Self::Only(_) if matches!(who.role, Role::Auditor | Role::Operator) => true,
-            Self::Only(dids) => dids.iter().any(|d| *d == who.did),
+            Self::Only(dids) => dids.contains(&who.did),
         }
     }
 }
