@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod anvil;
+pub mod bench;
 pub mod client;
 pub mod deploy;
 pub mod deployment;

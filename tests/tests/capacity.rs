@@ -57,7 +57,10 @@ async fn race(urls: &[String], offer_id: &str) -> (usize, usize) {
 async fn a_hundred_concurrent_reservations_on_sqlite_hold_exactly_the_capacity() {
     let dir = tempfile::tempdir().unwrap();
     let broker = BrokerProcess::start(dir.path());
-    assert_eq!(race(std::slice::from_ref(&broker.url), "cap-sqlite").await, (10, 90));
+    assert_eq!(
+        race(std::slice::from_ref(&broker.url), "cap-sqlite").await,
+        (10, 90)
+    );
     broker.stop();
 }
 
@@ -68,7 +71,10 @@ async fn a_hundred_concurrent_reservations_on_postgres_and_two_brokers_hold_exac
     let url = pg.create_database("one").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let broker = BrokerProcess::start_with(dir.path(), &["--database-url", &url]);
-    assert_eq!(race(std::slice::from_ref(&broker.url), "cap-pg").await, (10, 90));
+    assert_eq!(
+        race(std::slice::from_ref(&broker.url), "cap-pg").await,
+        (10, 90)
+    );
     broker.stop();
 
     // Two brokers on one PostgreSQL and one chain: the second uses the first's chain.

@@ -2,9 +2,7 @@
 //! with 32 concurrent senders) and the gas of each marketplace operation. Later benchmarks use the
 //! transfer rate as their ceiling. The last line of output is one JSON object with the figures.
 
-use std::time::Instant;
-
-use alloy::primitives::{keccak256, Address, Bytes, B256, U256};
+use alloy::primitives::{keccak256, Bytes, B256, U256};
 use alloy::providers::Provider;
 use alloy::signers::local::PrivateKeySigner;
 use alloy::signers::SignerSync;
@@ -16,9 +14,9 @@ use contracts::{
     eip712, CredentialRegistry, CreditToken, Marketplace, ParticipantRegistry, UsageSettlement,
     CREDIT,
 };
-use indicatif::{ProgressBar, ProgressStyle};
-use ledger::accounts::{dev_signer, BROKER_INDEX, DEPLOYER_INDEX};
+use ledger::accounts::{dev_signer, BROKER_INDEX};
 use ledger::anvil::{free_port, AnvilOptions};
+use ledger::bench::{fresh_senders, transfers};
 use ledger::deployment::Deployment;
 use ledger::{devnet, ChainClient};
 
@@ -34,50 +32,6 @@ struct Cli {
     /// Transfers per concurrent sender.
     #[arg(long, default_value_t = 50)]
     per_sender: usize,
-}
-
-fn bar(len: usize, what: &str) -> ProgressBar {
-    let b = ProgressBar::new(len as u64);
-    b.set_style(
-        ProgressStyle::with_template("{msg:>24} {bar:40} {pos}/{len} {per_sec}").expect("template"),
-    );
-    b.set_message(what.to_string());
-    b
-}
-
-async fn transfers(
-    clients: &[ChainClient],
-    token: Address,
-    per_sender: usize,
-    label: &str,
-) -> Result<f64> {
-    let to = Address::repeat_byte(0xee);
-    let progress = bar(clients.len() * per_sender, label);
-    let start = Instant::now();
-    let tasks = clients.iter().cloned().map(|client| {
-        let progress = progress.clone();
-        tokio::spawn(async move {
-            for _ in 0..per_sender {
-                client
-                    .send_call(
-                        token,
-                        &CreditToken::transferCall {
-                            to,
-                            value: U256::from(1),
-                        },
-                    )
-                    .await?;
-                progress.inc(1);
-            }
-            Ok::<_, ledger::ClientError>(())
-        })
-    });
-    for t in futures::future::join_all(tasks).await {
-        t??;
-    }
-    let secs = start.elapsed().as_secs_f64();
-    progress.finish_and_clear();
-    Ok((clients.len() * per_sender) as f64 / secs)
 }
 
 struct Gas(Vec<(&'static str, u64)>);
@@ -376,34 +330,6 @@ async fn marketplace_gas(url: &str, d: &Deployment) -> Result<Gas> {
             .await?,
     );
     Ok(gas)
-}
-
-/// Funds `n` fresh accounts with gas money and credits from the deployer.
-async fn fresh_senders(url: &str, token: Address, n: usize) -> Result<Vec<ChainClient>> {
-    let admin = ChainClient::connect(url, dev_signer(DEPLOYER_INDEX)?).await?;
-    let mut clients = Vec::new();
-    for _ in 0..n {
-        let signer = PrivateKeySigner::random();
-        let to = signer.address();
-        admin
-            .send(
-                alloy::rpc::types::TransactionRequest::default()
-                    .to(to)
-                    .value(U256::from(10u128.pow(20))),
-            )
-            .await?;
-        admin
-            .send_call(
-                token,
-                &CreditToken::mintCall {
-                    to,
-                    amount: U256::from(1_000 * CREDIT),
-                },
-            )
-            .await?;
-        clients.push(ChainClient::connect(url, signer).await?);
-    }
-    Ok(clients)
 }
 
 async fn run() -> Result<()> {
