@@ -191,6 +191,12 @@ impl Broker {
             reservation_ttl: config.reservation_ttl,
             faucet,
         });
+        // No Nagle delay: event streams and small answers go out at once.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+            }
+        });
         let server = tokio::spawn(async move { axum::serve(listener, app).await });
         let tasks = vec![follow, relay, drive];
         Ok(Self {

@@ -208,6 +208,11 @@ impl DevChain {
         })
     }
 
+    /// The Anvil process id (for measuring its CPU time).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(|c| c.id())
+    }
+
     pub fn url(&self) -> &str {
         &self.url
     }

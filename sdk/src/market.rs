@@ -324,8 +324,52 @@ impl Session {
             .await
     }
 
-    /// Polls the contract until `done` says so, calling `progress` on each change of state.
+    /// Follows the contract until `done` says so, calling `progress` on each change of state:
+    /// woken by the contract's events, with a slow poll as a safety net.
     pub async fn wait_contract(
+        &self,
+        id: &str,
+        done: impl Fn(&Contract) -> bool,
+        mut progress: impl FnMut(&Contract),
+        timeout: std::time::Duration,
+    ) -> Result<Contract, SdkError> {
+        let start = std::time::Instant::now();
+        // Opened before the first look, so no change after it can be missed.
+        let mut events = self.events(None).await?;
+        let mut last = String::new();
+        loop {
+            let c = self.contract(id).await?;
+            if c.state != last {
+                last = c.state.clone();
+                progress(&c);
+            }
+            if done(&c) {
+                return Ok(c);
+            }
+            let left = timeout.saturating_sub(start.elapsed());
+            if left.is_zero() {
+                return Err(SdkError::Decode(format!(
+                    "contract {id} is still {} after {timeout:?}",
+                    c.state
+                )));
+            }
+            let pause = left.min(std::time::Duration::from_secs(2));
+            // Until an event about this contract, or the safety-net poll.
+            let _ = tokio::time::timeout(pause, async {
+                while let Ok(Some(e)) = events.next().await {
+                    if e.subject == id && e.topic.starts_with("contract.") {
+                        return;
+                    }
+                }
+                // The stream ended (token expired): poll.
+                tokio::time::sleep(pause).await;
+            })
+            .await;
+        }
+    }
+
+    /// Polls the contract until `done` says so (no event stream).
+    pub async fn poll_contract(
         &self,
         id: &str,
         done: impl Fn(&Contract) -> bool,

@@ -201,5 +201,26 @@ async fn a_consumer_buys_a_plan_into_an_on_chain_contract_and_closes_it_with_a_r
             .all(|t| !t.starts_with("contract.") && !t.starts_with("reservation.")),
         "{other:?}"
     );
+
+    // A consumer without credits: the chain refuses the open, the purchase is undone, the units
+    // come back and nothing moved.
+    let broke = Participant::with_account(
+        &broker.url,
+        "consumer",
+        alloy::signers::local::PrivateKeySigner::random(),
+    )
+    .await;
+    let o3 = offer("flow-3", 1, 1_000_000);
+    provider.session.publish_offer(o3.clone()).await.unwrap();
+    let failed = buy(&broke, &provider, &request(&o3, 1)).await;
+    assert_eq!(failed.state, "failed", "{failed:?}");
+    assert!(
+        failed.failure.as_deref().unwrap_or("").contains("refused"),
+        "{failed:?}"
+    );
+    assert_eq!(broke.credits().await, 0);
+    let shown = broke.session.contract(&failed.id).await.unwrap();
+    assert!(shown.chain.is_none() || shown.chain.unwrap()["status"] == "none");
+    consumer.session.reserve(&request(&o3, 1)).await.unwrap();
     broker.stop();
 }

@@ -59,7 +59,7 @@ async fn participant(url: &str, role: &str) -> Result<(Session, PrivateKeySigner
 }
 
 fn offer(capacity: u32) -> Offer {
-    let mut o = catalog::synth::Generator::new(11, 1, false).offer("bench-offer", 1);
+    let mut o = catalog::synth::Generator::new(7, 1, false).offer("bench-offer", 1);
     o.plans.truncate(1);
     o.plans[0].capacity = capacity;
     o.plans[0].unit = PlanUnit {
@@ -159,6 +159,49 @@ async fn run_purchases(
     })
 }
 
+/// CPU seconds (user + system) a process has used, from /proc (Linux; 0 elsewhere).
+fn cpu_secs(pid: Option<u32>) -> f64 {
+    let path = pid.map_or_else(
+        || "/proc/self/stat".to_string(),
+        |p| format!("/proc/{p}/stat"),
+    );
+    let Ok(stat) = std::fs::read_to_string(path) else {
+        return 0.0;
+    };
+    // Fields after the command name (which may hold spaces) start at its closing parenthesis.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of stat, 12 and 13 after the name; 100 ticks/s.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// CPU milliseconds per operation of the chain (Anvil) and of this process over a run.
+struct Cpu {
+    chain_ms: f64,
+    broker_and_clients_ms: f64,
+}
+
+async fn measured<T>(
+    anvil: Option<u32>,
+    ops: impl Fn(&T) -> usize,
+    f: impl std::future::Future<Output = Result<T>>,
+) -> Result<(T, Cpu)> {
+    let (c0, s0) = (cpu_secs(anvil), cpu_secs(None));
+    let out = f.await?;
+    let n = ops(&out).max(1) as f64;
+    let cpu = Cpu {
+        chain_ms: (cpu_secs(anvil) - c0) * 1000.0 / n,
+        broker_and_clients_ms: (cpu_secs(None) - s0) * 1000.0 / n,
+    };
+    Ok((out, cpu))
+}
+
 fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     if v.is_empty() {
@@ -236,9 +279,13 @@ async fn run() -> Result<()> {
     // The ceiling: raw transfers on the same chain, 1 and N senders.
     let single = fresh_senders(&chain_url, token, 1).await?;
     let many = fresh_senders(&chain_url, token, cli.consumers.max(1)).await?;
+    let anvil = broker.devnet.as_ref().and_then(|n| n.chain.pid());
     transfers(&single, token, 20, "chain warm-up").await?;
     let tps_1 = transfers(&single, token, 300, "chain, 1 sender").await?;
-    let tps_n = transfers(&many, token, 30, "chain, N senders").await?;
+    let (tps_n, transfer_cpu) = measured(anvil, |_| many.len() * 30, async {
+        Ok(transfers(&many, token, 30, "chain, N senders").await?)
+    })
+    .await?;
 
     let (provider, _) = participant(&url, "provider").await?;
     let provider = Arc::new(provider);
@@ -260,7 +307,12 @@ async fn run() -> Result<()> {
     }
     run_purchases(&consumers[..1], 5, &req, "purchase warm-up").await?;
     let one = run_purchases(&consumers[..1], cli.single, &req, "purchases, 1 consumer").await?;
-    let n = run_purchases(&consumers, cli.per_consumer, &req, "purchases, N consumers").await?;
+    let (n, purchase_cpu) = measured(
+        anvil,
+        |r: &Run| r.timings.len(),
+        run_purchases(&consumers, cli.per_consumer, &req, "purchases, N consumers"),
+    )
+    .await?;
     accept.abort();
     broker.stop().await;
 
@@ -271,6 +323,14 @@ async fn run() -> Result<()> {
     );
     report("1 consumer", &one, tps_1);
     report(&format!("{} consumers", cli.consumers), &n, tps_n);
+    println!("where the CPU goes (2 cores shared by the chain, the broker and the clients)");
+    println!(
+        "  transfer: chain {:.2} ms CPU;  purchase: chain {:.2} ms CPU ({:.1}x a transfer), broker + clients {:.2} ms CPU",
+        transfer_cpu.chain_ms,
+        purchase_cpu.chain_ms,
+        purchase_cpu.chain_ms / transfer_cpu.chain_ms.max(1e-9),
+        purchase_cpu.broker_and_clients_ms
+    );
     println!(
         "{}",
         serde_json::json!({
@@ -278,6 +338,9 @@ async fn run() -> Result<()> {
             "single": json_run(&one, tps_1),
             "concurrent": json_run(&n, tps_n),
             "consumers": cli.consumers,
+            "chain_cpu_ms_per_transfer": round(transfer_cpu.chain_ms, 2),
+            "chain_cpu_ms_per_purchase": round(purchase_cpu.chain_ms, 2),
+            "broker_and_clients_cpu_ms_per_purchase": round(purchase_cpu.broker_and_clients_ms, 2),
         })
     );
     Ok(())

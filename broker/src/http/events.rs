@@ -24,8 +24,8 @@ pub struct EventsQuery {
     pub after: Option<u64>,
 }
 
-/// How long a quiet stream waits before looking at the outbox again (events from other broker
-/// processes arrive this way).
+/// How long a quiet stream waits before looking at the outbox again (events relayed by other
+/// broker processes arrive this way).
 const POLL: Duration = Duration::from_millis(500);
 
 struct Cursor {
@@ -33,7 +33,18 @@ struct Cursor {
     who: Principal,
     seq: u64,
     ready: VecDeque<Event>,
-    wake: tokio::sync::broadcast::Receiver<Event>,
+    /// Read the outbox before trusting the bus again (start, a gap, a lag, a quiet spell).
+    catch_up: bool,
+    bus: tokio::sync::broadcast::Receiver<Event>,
+}
+
+impl Cursor {
+    fn take(&mut self, e: Event) {
+        self.seq = e.seq;
+        if e.audience.admits(&self.who) {
+            self.ready.push_back(e);
+        }
+    }
 }
 
 pub async fn stream(
@@ -54,13 +65,16 @@ pub async fn stream(
         Some(s) => s,
         None => outbox::head(state.store.pool()).await?,
     };
-    let wake = state.bus.subscribe();
+    // Events come from this process's bus as they are relayed; the outbox fills any gap (events
+    // relayed by another broker process, a lagging receiver) and serves the catch-up.
+    let bus = state.bus.subscribe();
     let cursor = Cursor {
         state,
         who,
         seq,
         ready: VecDeque::new(),
-        wake,
+        catch_up: true,
+        bus,
     };
     let events = futures::stream::unfold(cursor, |mut c| async move {
         loop {
@@ -75,19 +89,27 @@ pub async fn stream(
             if now() > c.who.expires_at {
                 return None;
             }
-            match outbox::since(c.state.store.pool(), c.seq, 200).await {
-                Ok(batch) if !batch.is_empty() => {
-                    c.seq = batch.last().map_or(c.seq, |e| e.seq);
-                    c.ready
-                        .extend(batch.into_iter().filter(|e| e.audience.admits(&c.who)));
+            if c.catch_up {
+                match outbox::since(c.state.store.pool(), c.seq, 200).await {
+                    Ok(batch) if !batch.is_empty() => {
+                        for e in batch {
+                            c.take(e);
+                        }
+                    }
+                    Ok(_) => c.catch_up = false,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "event stream cannot read the outbox");
+                        tokio::time::sleep(POLL).await;
+                    }
                 }
-                Ok(_) => {
-                    let _ = tokio::time::timeout(POLL, c.wake.recv()).await;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "event stream cannot read the outbox");
-                    tokio::time::sleep(POLL).await;
-                }
+                continue;
+            }
+            match tokio::time::timeout(POLL, c.bus.recv()).await {
+                Ok(Ok(e)) if e.seq <= c.seq => {}
+                Ok(Ok(e)) if e.seq == c.seq + 1 => c.take(e),
+                Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => return None,
+                // A gap, a lag, or quiet: look at the outbox.
+                _ => c.catch_up = true,
             }
         }
     });

@@ -105,9 +105,14 @@ impl Driver {
     }
 
     pub async fn run(self) {
+        let mut last_sweep = std::time::Instant::now() - TICK;
         loop {
-            if let Err(e) = records::expire_due(&self.store, now()).await {
-                tracing::warn!(error = %e, "cannot expire reservations");
+            // Expiry is a write transaction: on the tick, not on every wake-up.
+            if last_sweep.elapsed() >= TICK {
+                last_sweep = std::time::Instant::now();
+                if let Err(e) = records::expire_due(&self.store, now()).await {
+                    tracing::warn!(error = %e, "cannot expire reservations");
+                }
             }
             match records::unfinished(&self.store).await {
                 Ok(list) => {
@@ -146,11 +151,17 @@ impl Driver {
 
     /// Runs the contract's steps until it waits for someone else or is final.
     async fn advance(&self, mut c: ContractRecord) -> Result<(), MarketError> {
+        // True once this task itself moved the contract to opening: nothing can have been sent
+        // for it yet, so the chain need not be asked first.
+        let mut opened_here = false;
         loop {
             let moved = match c.state {
                 State::Proposed => self.proposed(&c).await?,
-                State::Accepted => self.accepted(&c).await?,
-                State::Opening => self.opening(&c).await?,
+                State::Accepted => {
+                    opened_here = self.accepted(&c).await?;
+                    opened_here
+                }
+                State::Opening => self.opening(&c, !opened_here).await?,
                 State::Closing => self.closing(&c).await?,
                 State::Active | State::Closed | State::Failed => false,
             };
@@ -244,13 +255,13 @@ impl Driver {
     }
 
     /// Opens on chain, or finds out that it is open already, or that it never will be.
-    async fn opening(&self, c: &ContractRecord) -> Result<bool, MarketError> {
+    async fn opening(&self, c: &ContractRecord, ask_chain: bool) -> Result<bool, MarketError> {
         self.checkpoint("opening");
         let auth: StoredAuthorization = serde_json::from_str(&c.authorization)
             .map_err(|e| MarketError::BadSignature(e.to_string()))?;
         let id: B256 = auth.terms.contract_id;
-        let onchain = self.ledger.agreement(id).await?;
-        if onchain.status != ChainStatus::None {
+        // Resumed (after a crash or an error): an open may have been sent; the chain says.
+        if ask_chain && self.ledger.agreement(id).await?.status != ChainStatus::None {
             return self.activate(c, None).await;
         }
         if now() > c.deadline + DEADLINE_MARGIN_SECS {
