@@ -37,12 +37,15 @@ impl Store {
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         let catalog = CatalogStore::open(url).await?;
         let pool = catalog.pool().clone();
-        let mut migrator = match catalog.backend() {
+        // Shared SQL first, then what differs per backend; versions never collide.
+        let specific = match catalog.backend() {
             Backend::Sqlite => sqlx::migrate!("./migrations/sqlite"),
             Backend::Postgres => sqlx::migrate!("./migrations/postgres"),
         };
-        migrator.set_ignore_missing(true);
-        migrator.run(&pool).await?;
+        for mut migrator in [sqlx::migrate!("./migrations/shared"), specific] {
+            migrator.set_ignore_missing(true);
+            migrator.run(&pool).await?;
+        }
         Ok(Self { pool, catalog })
     }
 

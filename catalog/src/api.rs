@@ -57,3 +57,19 @@ pub struct OfferDocument {
     pub withdrawn_at: Option<u64>,
     pub offer: Offer,
 }
+
+/// What a consumer asks to reserve (`POST /v1/reservations`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReserveRequest {
+    pub offer_id: String,
+    pub plan_id: String,
+    pub quantity: u32,
+    /// Reserved plans: periods to escrow for (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub periods: Option<u32>,
+    /// Pay-per-use plans: the escrow deposit in credit base units (required); reserved plans:
+    /// optional, at least the price of the periods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deposit: Option<u64>,
+}

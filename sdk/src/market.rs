@@ -76,18 +76,7 @@ impl Contract {
     }
 }
 
-/// What to reserve.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ReserveRequest {
-    pub offer_id: String,
-    pub plan_id: String,
-    pub quantity: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub periods: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub deposit: Option<u64>,
-}
+pub use catalog::api::ReserveRequest;
 
 /// Deadline for signatures the broker relays right away.
 const SIGNATURE_TTL_SECS: u64 = 600;
@@ -130,6 +119,25 @@ impl Session {
             .await
     }
 
+    /// What a registry signature of `evm` needs: the domain, the account's nonce, a deadline.
+    async fn registry_terms(
+        &self,
+        evm: &PrivateKeySigner,
+    ) -> Result<(alloy::sol_types::Eip712Domain, U256, u64), SdkError> {
+        let ledger = self.client.ledger().await?;
+        let registry: Address = ledger
+            .contracts
+            .participant_registry
+            .parse()
+            .map_err(|_| SdkError::Decode("registry address".into()))?;
+        let info = self.account(evm.address()).await?;
+        Ok((
+            eip712::registry_domain(ledger.chain_id, registry),
+            parse_u256(&info.registry_nonce)?,
+            now() + SIGNATURE_TTL_SECS,
+        ))
+    }
+
     /// Links `evm`'s account to this did on chain (the account signs its consent).
     pub async fn link_account(&self, evm: &PrivateKeySigner) -> Result<Value, SdkError> {
         let me = self.me().await?;
@@ -139,26 +147,15 @@ impl Session {
             "auditor" => 3,
             _ => 4,
         };
-        let ledger = self.client.ledger().await?;
-        let registry: Address = ledger
-            .contracts
-            .participant_registry
-            .parse()
-            .map_err(|_| SdkError::Decode("registry address".into()))?;
-        let info = self.account(evm.address()).await?;
-        let deadline = now() + SIGNATURE_TTL_SECS;
+        let (domain, nonce, deadline) = self.registry_terms(evm).await?;
         let link = eip712::Link {
             did: self.did(),
             account: evm.address(),
             role,
-            nonce: parse_u256(&info.registry_nonce)?,
+            nonce,
             deadline: U256::from(deadline),
         };
-        let signature = sign_typed(
-            evm,
-            &link,
-            &eip712::registry_domain(ledger.chain_id, registry),
-        )?;
+        let signature = sign_typed(evm, &link, &domain)?;
         self.call(
             Method::POST,
             "/v1/participants/me/account",
@@ -179,25 +176,14 @@ impl Session {
         config: &str,
     ) -> Result<Value, SdkError> {
         let cid = content::unixfs::cid_of(config.as_bytes()).to_string();
-        let ledger = self.client.ledger().await?;
-        let registry: Address = ledger
-            .contracts
-            .participant_registry
-            .parse()
-            .map_err(|_| SdkError::Decode("registry address".into()))?;
-        let info = self.account(evm.address()).await?;
-        let deadline = now() + SIGNATURE_TTL_SECS;
+        let (domain, nonce, deadline) = self.registry_terms(evm).await?;
         let message = eip712::SetConfig {
             account: evm.address(),
             cid: cid.clone(),
-            nonce: parse_u256(&info.registry_nonce)?,
+            nonce,
             deadline: U256::from(deadline),
         };
-        let signature = sign_typed(
-            evm,
-            &message,
-            &eip712::registry_domain(ledger.chain_id, registry),
-        )?;
+        let signature = sign_typed(evm, &message, &domain)?;
         self.call(
             Method::POST,
             "/v1/providers/me/config",
@@ -365,37 +351,6 @@ impl Session {
                 tokio::time::sleep(pause).await;
             })
             .await;
-        }
-    }
-
-    /// Polls the contract until `done` says so (no event stream).
-    pub async fn poll_contract(
-        &self,
-        id: &str,
-        done: impl Fn(&Contract) -> bool,
-        mut progress: impl FnMut(&Contract),
-        timeout: std::time::Duration,
-    ) -> Result<Contract, SdkError> {
-        let start = std::time::Instant::now();
-        let mut last = String::new();
-        let mut pause = std::time::Duration::from_millis(5);
-        loop {
-            let c = self.contract(id).await?;
-            if c.state != last {
-                last = c.state.clone();
-                progress(&c);
-            }
-            if done(&c) {
-                return Ok(c);
-            }
-            if start.elapsed() > timeout {
-                return Err(SdkError::Decode(format!(
-                    "contract {id} is still {} after {timeout:?}",
-                    c.state
-                )));
-            }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(std::time::Duration::from_millis(250));
         }
     }
 }

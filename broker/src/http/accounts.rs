@@ -10,10 +10,10 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::problem::Problem;
-use super::{require, ApiJson, AppState};
+use super::{commit_with_events, require, ApiJson, AppState};
 use crate::events::outbox::{Audience, Topic};
 use crate::identity::{now, Principal, Role};
-use crate::market::records::{flush, Pending};
+use crate::market::records::Pending;
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -80,9 +80,7 @@ pub async fn link(
         audience: Audience::parties(&[&who.did]),
         payload: json!({"did": who.did, "account": account, "tx": tx.to_string()}),
     };
-    flush(&mut db, &state.store, vec![event], now()).await?;
-    db.commit().await?;
-    state.relay.notify_one();
+    commit_with_events(&state, db, vec![event], now()).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({"did": who.did, "account": account, "txHash": tx.to_string()})),

@@ -19,6 +19,7 @@ use serde_json::json;
 
 use crate::identity::{Principal, Role};
 use crate::ledger_link::{LedgerLink, LedgerStatus};
+use crate::market::records::{flush, Pending};
 use crate::store::Store;
 use problem::Problem;
 
@@ -41,6 +42,20 @@ pub struct AppState {
     pub reservation_ttl: std::time::Duration,
     /// Development chains only: the account that mints faucet credits.
     pub faucet: Option<ledger::ChainClient>,
+}
+
+/// Writes `events` into `tx` (the outbox), commits, and wakes the relay: the change and its
+/// events exist together or not at all.
+pub async fn commit_with_events(
+    state: &AppState,
+    mut tx: sqlx::Transaction<'static, sqlx::Any>,
+    events: Vec<Pending>,
+    now: u64,
+) -> Result<(), Problem> {
+    flush(&mut tx, &state.store, events, now).await?;
+    tx.commit().await?;
+    state.relay.notify_one();
+    Ok(())
 }
 
 /// Refuses callers whose role is not one of `roles`.

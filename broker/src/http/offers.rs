@@ -13,9 +13,10 @@ use catalog::store::{CatalogStore, StoreError as CatalogError};
 use serde_json::json;
 
 use super::problem::Problem;
-use super::{require, AppState};
-use crate::events::outbox::{self, Audience, Topic};
+use super::{commit_with_events, require, AppState};
+use crate::events::outbox::{Audience, Topic};
 use crate::identity::{self as id, Principal, Role};
+use crate::market::records::Pending;
 
 fn parse_query(raw: Option<String>) -> Result<catalog::Query, Problem> {
     let raw = raw.unwrap_or_default();
@@ -137,22 +138,13 @@ pub async fn publish(
     } else {
         Topic::OfferUpdated
     };
-    let payload = json!({"offer": offer.id, "version": offer.version, "provider": offer.provider});
-    outbox::emit(
-        &mut tx,
-        state.store.backend(),
+    let event = Pending {
         topic,
-        &offer.id,
-        &Audience::Everyone,
-        payload,
-        now,
-    )
-    .await
-    .map_err(|e| Problem::unavailable("database unavailable", e.to_string()))?;
-    tx.commit()
-        .await
-        .map_err(|e| Problem::unavailable("database unavailable", e.to_string()))?;
-    state.relay.notify_one();
+        subject: offer.id.clone(),
+        audience: Audience::Everyone,
+        payload: json!({"offer": offer.id, "version": offer.version, "provider": offer.provider}),
+    };
+    commit_with_events(&state, tx, vec![event], now).await?;
     let status = if offer.version == 1 {
         StatusCode::CREATED
     } else {
@@ -176,22 +168,13 @@ pub async fn withdraw(
     let seq = CatalogStore::withdraw_in(&mut tx, &id, &who.did, now)
         .await
         .map_err(catalog_problem)?;
-    let payload = json!({"offer": id, "provider": who.did});
-    outbox::emit(
-        &mut tx,
-        state.store.backend(),
-        Topic::OfferWithdrawn,
-        &id,
-        &Audience::Everyone,
-        payload,
-        now,
-    )
-    .await
-    .map_err(|e| Problem::unavailable("database unavailable", e.to_string()))?;
-    tx.commit()
-        .await
-        .map_err(|e| Problem::unavailable("database unavailable", e.to_string()))?;
-    state.relay.notify_one();
+    let event = Pending {
+        topic: Topic::OfferWithdrawn,
+        subject: id.clone(),
+        audience: Audience::Everyone,
+        payload: json!({"offer": id, "provider": who.did}),
+    };
+    commit_with_events(&state, tx, vec![event], now).await?;
     Ok(Json(json!({"id": id, "withdrawn": true, "change": seq})))
 }
 

@@ -10,10 +10,10 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::problem::Problem;
-use super::{require, ApiJson, AppState};
+use super::{commit_with_events, require, ApiJson, AppState};
 use crate::events::outbox::{Audience, Topic};
 use crate::identity::{now, Principal, Role};
-use crate::market::records::{flush, Pending};
+use crate::market::records::Pending;
 use crate::market::MarketError;
 
 #[derive(Debug, Deserialize)]
@@ -99,9 +99,7 @@ pub async fn set_config(
         audience: Audience::Everyone,
         payload: json!({"provider": who.did, "version": version, "cid": cid}),
     };
-    flush(&mut db, &state.store, vec![event], now).await?;
-    db.commit().await?;
-    state.relay.notify_one();
+    commit_with_events(&state, db, vec![event], now).await?;
     Ok((
         StatusCode::CREATED,
         Json(

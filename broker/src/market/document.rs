@@ -60,21 +60,7 @@ pub struct ContractDocument {
     pub sla: Sla,
 }
 
-/// What a consumer asks to reserve.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ReservationRequest {
-    pub offer_id: String,
-    pub plan_id: String,
-    pub quantity: u32,
-    /// Reserved plans: periods to escrow for (default 1).
-    #[serde(default)]
-    pub periods: Option<u32>,
-    /// Pay-per-use plans: the escrow deposit (required); reserved plans: optional, at least the
-    /// price of the periods.
-    #[serde(default)]
-    pub deposit: Option<Credits>,
-}
+pub use catalog::api::ReserveRequest as ReservationRequest;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TermsError {

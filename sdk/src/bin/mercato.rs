@@ -434,7 +434,7 @@ async fn run() -> Result<()> {
                 deposit,
             };
             let evm = market::evm_key(&key_path(&cli), false)?;
-            market::buy(&session(&cli, client)?, &evm, plan, req, cli.json).await?;
+            market::buy(&session(&cli, client)?, &evm, req, cli.json).await?;
         }
         Command::Contracts(market::ContractsCommand::List) => {
             let list = session(&cli, client)?.contracts().await?;

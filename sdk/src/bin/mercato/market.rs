@@ -127,27 +127,17 @@ pub fn print_contracts(list: &[Contract], json: bool) -> Result<()> {
     Ok(())
 }
 
-/// `mercato buy OFFER/PLAN`: reserve, check and sign, purchase, follow until active.
-pub async fn buy(
+/// Shows the contract's progress until `done`, then prints it.
+async fn follow(
     session: &Session,
-    evm: &alloy::signers::local::PrivateKeySigner,
-    plan: &str,
-    req: ReserveRequest,
+    bar: &ProgressBar,
+    id: &str,
+    done: impl Fn(&Contract) -> bool,
+    timeout: Duration,
     json: bool,
-) -> Result<()> {
-    let _ = plan;
-    let bar = spinner("reserving");
-    let r = session.reserve(&req).await?;
-    bar.set_message(format!("reserved {} until {}", r.id, r.expires_at));
-    let key = format!("buy-{}", r.id);
-    let c = session.purchase(&req, &r, evm, &key).await?;
+) -> Result<Contract> {
     let c = session
-        .wait_contract(
-            &c.id,
-            |c| matches!(c.state.as_str(), "active" | "failed" | "closed"),
-            |c| bar.set_message(state_message(c)),
-            Duration::from_secs(900),
-        )
+        .wait_contract(id, done, |c| bar.set_message(state_message(c)), timeout)
         .await?;
     bar.finish_and_clear();
     if json {
@@ -155,6 +145,30 @@ pub async fn buy(
     } else {
         println!("contract {}: {}", c.id, state_message(&c));
     }
+    Ok(c)
+}
+
+/// `mercato buy OFFER/PLAN`: reserve, check and sign, purchase, follow until active.
+pub async fn buy(
+    session: &Session,
+    evm: &alloy::signers::local::PrivateKeySigner,
+    req: ReserveRequest,
+    json: bool,
+) -> Result<()> {
+    let bar = spinner("reserving");
+    let r = session.reserve(&req).await?;
+    bar.set_message(format!("reserved {} until {}", r.id, r.expires_at));
+    let key = format!("buy-{}", r.id);
+    let c = session.purchase(&req, &r, evm, &key).await?;
+    let c = follow(
+        session,
+        &bar,
+        &c.id,
+        |c| matches!(c.state.as_str(), "active" | "failed" | "closed"),
+        Duration::from_secs(900),
+        json,
+    )
+    .await?;
     if c.state != "active" {
         bail!("the purchase did not complete: {}", state_message(&c));
     }
@@ -164,20 +178,15 @@ pub async fn buy(
 pub async fn close(session: &Session, id: &str, json: bool) -> Result<()> {
     let bar = spinner("asking the broker to close");
     session.close(id).await?;
-    let c = session
-        .wait_contract(
-            id,
-            |c| c.state == "closed",
-            |c| bar.set_message(state_message(c)),
-            Duration::from_secs(300),
-        )
-        .await?;
-    bar.finish_and_clear();
-    if json {
-        println!("{}", serde_json::to_string_pretty(&c)?);
-    } else {
-        println!("contract {}: {}", c.id, state_message(&c));
-    }
+    follow(
+        session,
+        &bar,
+        id,
+        |c| c.state == "closed",
+        Duration::from_secs(300),
+        json,
+    )
+    .await?;
     Ok(())
 }
 

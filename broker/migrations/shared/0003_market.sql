@@ -1,5 +1,5 @@
--- The marketplace flow: linked accounts, provider configurations, reservations, contracts and
--- the transactional outbox every state change goes through.
+-- The marketplace flow: linked accounts, provider configurations, reservations and contracts.
+-- (The outbox is 0004, one file per backend: its sequence is AUTOINCREMENT / BIGSERIAL.)
 
 ALTER TABLE participants ADD COLUMN account TEXT;
 CREATE UNIQUE INDEX participants_account ON participants (account);
@@ -69,16 +69,3 @@ CREATE TABLE contracts (
 CREATE INDEX contracts_state ON contracts (state);
 CREATE INDEX contracts_consumer ON contracts (consumer);
 CREATE INDEX contracts_provider ON contracts (provider);
-
--- Written in the same transaction as the change it reports; relayed to the bus afterwards.
-CREATE TABLE outbox (
-    seq BIGSERIAL PRIMARY KEY,
-    topic TEXT NOT NULL,
-    subject TEXT NOT NULL,
-    -- Who may see the event: a comma-separated list of dids, or '*' for everyone.
-    audience TEXT NOT NULL,
-    payload TEXT NOT NULL,
-    at BIGINT NOT NULL,
-    published_at BIGINT
-);
-CREATE INDEX outbox_unpublished ON outbox (published_at, seq);
