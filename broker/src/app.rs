@@ -175,8 +175,10 @@ impl Broker {
             content.clone(),
             relay_wake.clone(),
             config.abort_at.clone(),
+            config.credentials,
         );
         let driver_wake = driver.wake.clone();
+        let issuer = driver.clone();
         let drive = tokio::spawn(driver.run());
         let app = http::router(AppState {
             store,
@@ -189,6 +191,7 @@ impl Broker {
             relay: relay_wake,
             bus,
             reservation_ttl: config.reservation_ttl,
+            issuer,
             faucet,
         });
         // No Nagle delay: event streams and small answers go out at once.

@@ -34,6 +34,8 @@ pub struct BrokerConfig {
     pub operators: Vec<String>,
     /// Fault injection for crash tests: abort the process at this purchase step.
     pub abort_at: Option<String>,
+    /// Lifetime of peering credentials and the grace of replaced ones.
+    pub credentials: crate::market::credentials::CredentialPolicy,
 }
 
 /// Reservations hold capacity this long by default.

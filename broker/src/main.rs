@@ -43,6 +43,12 @@ struct Cli {
     /// How long a reservation holds capacity, in seconds.
     #[arg(long, env = "MERCATO_RESERVATION_TTL", default_value_t = 300)]
     reservation_ttl: u64,
+    /// Lifetime of peering credentials, in seconds.
+    #[arg(long, env = "MERCATO_CREDENTIAL_TTL", default_value_t = 3600)]
+    credential_ttl: u64,
+    /// How long a replaced credential keeps working after a renewal, in seconds.
+    #[arg(long, env = "MERCATO_CREDENTIAL_GRACE", default_value_t = 60)]
+    credential_grace: u64,
     /// A did:key to make operator (repeatable): how the first operator comes to exist.
     #[arg(long = "operator", env = "MERCATO_OPERATORS", value_delimiter = ',')]
     operators: Vec<String>,
@@ -90,6 +96,10 @@ async fn run() -> Result<()> {
         reservation_ttl: std::time::Duration::from_secs(cli.reservation_ttl),
         operators: cli.operators,
         abort_at: std::env::var(ABORT_AT_ENV).ok(),
+        credentials: broker::market::credentials::CredentialPolicy {
+            ttl_secs: cli.credential_ttl.max(1),
+            grace_secs: cli.credential_grace,
+        },
     };
     let broker = Broker::start(&config).await?;
     let d = &broker.ledger.deployment;

@@ -96,6 +96,10 @@ impl AdmissionTable {
         Ok(a)
     }
 
+    pub fn get(&self, hash: &str) -> Option<&Admission> {
+        self.entries.get(hash)
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }

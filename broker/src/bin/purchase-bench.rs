@@ -270,6 +270,7 @@ async fn run() -> Result<()> {
         reservation_ttl: Duration::from_secs(300),
         operators: Vec::new(),
         abort_at: None,
+        credentials: Default::default(),
     };
     let broker = Broker::start(&config).await?;
     let url = format!("http://{}", broker.addr);

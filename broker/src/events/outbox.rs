@@ -23,10 +23,13 @@ pub enum Topic {
     ContractClosed,
     ProviderConfigChanged,
     AccountLinked,
+    CredentialIssued,
+    CredentialRotated,
+    CredentialRevoked,
 }
 
 impl Topic {
-    pub const ALL: [Topic; 12] = [
+    pub const ALL: [Topic; 15] = [
         Self::OfferPublished,
         Self::OfferUpdated,
         Self::OfferWithdrawn,
@@ -39,6 +42,9 @@ impl Topic {
         Self::ContractClosed,
         Self::ProviderConfigChanged,
         Self::AccountLinked,
+        Self::CredentialIssued,
+        Self::CredentialRotated,
+        Self::CredentialRevoked,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -55,6 +61,9 @@ impl Topic {
             Self::ContractClosed => "contract.closed",
             Self::ProviderConfigChanged => "provider.config_changed",
             Self::AccountLinked => "participant.account_linked",
+            Self::CredentialIssued => "credential.issued",
+            Self::CredentialRotated => "credential.rotated",
+            Self::CredentialRevoked => "credential.revoked",
         }
     }
 }

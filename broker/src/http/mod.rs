@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod auth;
 pub mod contracts;
+pub mod credentials;
 pub mod events;
 pub mod offers;
 pub mod problem;
@@ -40,6 +41,8 @@ pub struct AppState {
     pub bus: crate::events::InProcessBus,
     /// How long a reservation holds capacity.
     pub reservation_ttl: std::time::Duration,
+    /// Mints peering credentials (the purchase driver, which also mints them on activation).
+    pub issuer: crate::market::purchase::Driver,
     /// Development chains only: the account that mints faucet credits.
     pub faucet: Option<ledger::ChainClient>,
 }
@@ -132,6 +135,15 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/contracts/{id}", get(contracts::get))
         .route("/v1/contracts/{id}/accept", post(contracts::accept))
         .route("/v1/contracts/{id}/close", post(contracts::close))
+        .route("/v1/contracts/{id}/credentials", get(credentials::list))
+        .route(
+            "/v1/contracts/{id}/credentials/renew",
+            post(credentials::renew),
+        )
+        .route(
+            "/v1/contracts/{id}/credentials/revoke",
+            post(credentials::revoke),
+        )
         .route("/v1/events", get(events::stream))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .fallback(not_found)

@@ -1,6 +1,7 @@
 //! The marketplace flow: reservations that hold plan capacity, the contract document both
 //! parties sign, and the purchase state machine that opens the contract on chain.
 
+pub mod credentials;
 pub mod document;
 pub mod purchase;
 pub mod records;

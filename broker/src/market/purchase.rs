@@ -10,11 +10,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use alloy::primitives::{Bytes, Signature, B256};
+use catalog::provider_config::ProviderConfig;
 use content::ContentStore;
 use contracts::purchase::PurchaseTerms;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
+use super::credentials::{self, CredentialPolicy};
 use super::document::SignedDocument;
 use super::records::{self, Change, ContractRecord, State};
 use super::MarketError;
@@ -75,6 +77,7 @@ pub struct Driver {
     pub events: Arc<Notify>,
     /// Fault injection for the crash tests: abort the process at this step.
     pub abort_at: Option<String>,
+    pub credentials: CredentialPolicy,
     busy: Arc<Mutex<HashSet<String>>>,
 }
 
@@ -85,6 +88,7 @@ impl Driver {
         content: Arc<dyn ContentStore>,
         events: Arc<Notify>,
         abort_at: Option<String>,
+        credentials: CredentialPolicy,
     ) -> Self {
         Self {
             store,
@@ -93,8 +97,39 @@ impl Driver {
             wake: Arc::new(Notify::new()),
             events,
             abort_at,
+            credentials,
             busy: Arc::default(),
         }
+    }
+
+    /// The provider's current configuration (for the credential's endpoints and kind).
+    pub async fn provider_config_of(&self, did: &str) -> Option<ProviderConfig> {
+        let (_, cid) = self.store.provider_config(did).await.ok()??;
+        let cid = content::Cid::parse(&cid).ok()?;
+        let bytes = self
+            .content
+            .get(&cid, catalog::provider_config::MAX_CONFIG_BYTES)
+            .await
+            .ok()?;
+        catalog::provider_config::parse(&bytes).ok()
+    }
+
+    /// Mints a credential for an active contract that has none that works.
+    pub async fn ensure_credential(&self, id: &str) -> Result<(), MarketError> {
+        let now = now();
+        if !credentials::live(&self.store, id, now).await?.is_empty() {
+            return Ok(());
+        }
+        let Some(c) = records::get_contract(&self.store, id).await? else {
+            return Ok(());
+        };
+        if c.state != State::Active {
+            return Ok(());
+        }
+        let config = self.provider_config_of(&c.provider).await;
+        credentials::issue(&self.store, &c, config.as_ref(), self.credentials, now).await?;
+        self.events.notify_one();
+        Ok(())
     }
 
     fn checkpoint(&self, step: &str) {
@@ -112,6 +147,18 @@ impl Driver {
                 last_sweep = std::time::Instant::now();
                 if let Err(e) = records::expire_due(&self.store, now()).await {
                     tracing::warn!(error = %e, "cannot expire reservations");
+                }
+            }
+            match credentials::missing(&self.store, now()).await {
+                Ok(ids) => {
+                    for id in ids {
+                        if let Err(e) = self.ensure_credential(&id).await {
+                            tracing::warn!(contract = %id, error = %e, "cannot issue a credential");
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot look for contracts without credentials")
                 }
             }
             match records::unfinished(&self.store).await {
@@ -251,6 +298,9 @@ impl Driver {
         )
         .await?;
         self.checkpoint("active");
+        if moved {
+            self.ensure_credential(&c.id).await?;
+        }
         Ok(moved)
     }
 

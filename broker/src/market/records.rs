@@ -530,7 +530,12 @@ pub async fn transition(
     if matches!(to, State::Failed | State::Closed) {
         release_capacity(&mut tx, &c.offer_id, &c.plan_id, c.quantity).await?;
     }
-    let events = topic.map(|t| contract_event(&c, t)).into_iter().collect();
+    let mut events: Vec<Pending> = topic.map(|t| contract_event(&c, t)).into_iter().collect();
+    // A contract that ends takes its peering credentials with it, in the same transaction.
+    if matches!(to, State::Closing | State::Closed | State::Failed) {
+        let why = format!("contract {}", to.as_str());
+        events.extend(super::credentials::revoke_in(&mut tx, &c, &why, now).await?);
+    }
     flush(&mut tx, store, events, now).await?;
     tx.commit().await?;
     Ok(true)

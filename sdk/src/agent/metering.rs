@@ -1,0 +1,118 @@
+//! Usage records: what a consumer used through the agent (connection time, bytes each way),
+//! signed with the provider's key and appended durably (fsync) to a JSON-lines file. The
+//! settlement issue prices and settles them.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::SigningKey;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UsageRecord {
+    /// Unique per record (random), so a record sent twice counts once.
+    pub id: String,
+    pub contract: String,
+    pub provider: String,
+    pub consumer: String,
+    /// The credential the session used (its hash).
+    pub credential: String,
+    pub from: u64,
+    pub to: u64,
+    pub connection_millis: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// Hex Ed25519 signature of the provider over the record without this field.
+    #[serde(default)]
+    pub signature: String,
+}
+
+impl UsageRecord {
+    pub fn signing_bytes(&self) -> Vec<u8> {
+        let mut unsigned = self.clone();
+        unsigned.signature.clear();
+        serde_json::to_vec(&unsigned).unwrap_or_default()
+    }
+
+    pub fn sign(&mut self, key: &SigningKey) {
+        self.signature = catalog::identity::sign_hex(key, &self.signing_bytes());
+    }
+
+    pub fn verify(&self) -> bool {
+        catalog::identity::verify_hex(&self.provider, &self.signing_bytes(), &self.signature)
+            .is_ok()
+    }
+}
+
+/// The agent's usage log.
+pub struct UsageLog {
+    path: PathBuf,
+    lock: std::sync::Mutex<()>,
+}
+
+impl UsageLog {
+    pub fn new(dir: &Path) -> Self {
+        Self {
+            path: dir.join("usage.jsonl"),
+            lock: std::sync::Mutex::new(()),
+        }
+    }
+
+    /// Appends the record and syncs it to disk before returning.
+    pub fn append(&self, record: &UsageRecord) -> std::io::Result<()> {
+        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
+        let mut line = serde_json::to_vec(record).map_err(std::io::Error::other)?;
+        line.push(b'\n');
+        f.write_all(&line)?;
+        f.sync_data()
+    }
+
+    pub fn read(&self) -> std::io::Result<Vec<UsageRecord>> {
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        Ok(text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_are_signed_and_kept() {
+        let key = SigningKey::generate(&mut rand::rngs::OsRng);
+        let dir = tempfile::tempdir().unwrap();
+        let log = UsageLog::new(dir.path());
+        let mut r = UsageRecord {
+            id: "r1".into(),
+            contract: "c".into(),
+            provider: catalog::identity::did_of(&key.verifying_key()),
+            consumer: "did:key:c".into(),
+            credential: "h".into(),
+            from: 1,
+            to: 2,
+            connection_millis: 1000,
+            bytes_in: 10,
+            bytes_out: 20,
+            signature: String::new(),
+        };
+        r.sign(&key);
+        assert!(r.verify());
+        log.append(&r).unwrap();
+        assert_eq!(log.read().unwrap(), vec![r.clone()]);
+        let mut forged = r;
+        forged.bytes_out += 1;
+        assert!(!forged.verify());
+    }
+}

@@ -1,0 +1,285 @@
+//! The provider agent (`mercato agent`): runs on the provider's machine with its keys, follows
+//! the broker's events for its contracts (resuming where it left off), keeps the table of
+//! credentials to admit on disk, serves the data plane — consumers connect over the Noise channel
+//! and are admitted only with a valid credential, also while the broker is down — and meters
+//! every session into signed usage records.
+
+pub mod discovery;
+pub mod metering;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::SigningKey;
+use peering::channel::{self, Counters, Decision};
+use peering::envelope::secret_hash;
+use peering::{Admission, AdmissionTable, Refusal};
+use rand::RngCore;
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::credentials::{Answer, Presentation};
+use crate::events::Event;
+use crate::session::{now, Session};
+use metering::{UsageLog, UsageRecord};
+
+/// How often live sessions re-check their credential (revocation takes effect within this).
+const RECHECK: Duration = Duration::from_millis(500);
+
+pub struct AgentConfig {
+    pub listen: SocketAddr,
+    /// The purchased service the generic kind connects consumers to.
+    pub service: SocketAddr,
+    pub state_dir: PathBuf,
+    /// Sign proposed contracts for this provider's offers by itself (the provider's policy).
+    pub auto_accept: bool,
+}
+
+pub struct Agent {
+    session: Arc<Session>,
+    key: SigningKey,
+    config: AgentConfig,
+    table: Arc<Mutex<AdmissionTable>>,
+    usage: Arc<UsageLog>,
+}
+
+fn lock(t: &Mutex<AdmissionTable>) -> std::sync::MutexGuard<'_, AdmissionTable> {
+    t.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn table_path(dir: &Path) -> PathBuf {
+    dir.join("admission.json")
+}
+
+/// Writes the table atomically (temporary file, then rename).
+fn save(dir: &Path, table: &AdmissionTable) -> std::io::Result<()> {
+    let tmp = dir.join("admission.json.tmp");
+    std::fs::write(
+        &tmp,
+        serde_json::to_vec(table).map_err(std::io::Error::other)?,
+    )?;
+    std::fs::rename(tmp, table_path(dir))
+}
+
+/// Applies one broker event to the table; true when it changed what is admitted.
+pub fn apply(table: &mut AdmissionTable, e: &Event) -> bool {
+    let p = &e.payload;
+    let strings = |k: &str| -> Vec<String> {
+        p[k].as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    match e.topic.as_str() {
+        "credential.issued" => {
+            table.admit(Admission {
+                hash: p["hash"].as_str().unwrap_or_default().to_string(),
+                contract_id: p["contract"].as_str().unwrap_or_default().to_string(),
+                consumer: p["consumer"].as_str().unwrap_or_default().to_string(),
+                not_before: p["notBefore"].as_u64().unwrap_or(u64::MAX),
+                expires_at: p["expiresAt"].as_u64().unwrap_or(0),
+                revoked: false,
+            });
+            true
+        }
+        "credential.rotated" => {
+            let until = p["until"].as_u64().unwrap_or(0);
+            for h in strings("replaced") {
+                table.expire_at(&h, until);
+            }
+            true
+        }
+        "credential.revoked" => {
+            for h in strings("revoked") {
+                table.revoke(&h);
+            }
+            true
+        }
+        "contract.closed" | "contract.failed" => {
+            table.revoke_contract(&e.subject);
+            true
+        }
+        _ => false,
+    }
+}
+
+impl Agent {
+    /// Loads the agent's state (admission table, event cursor) from `config.state_dir`.
+    pub fn new(session: Session, key: SigningKey, config: AgentConfig) -> std::io::Result<Self> {
+        std::fs::create_dir_all(&config.state_dir)?;
+        let table = match std::fs::read(table_path(&config.state_dir)) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(std::io::Error::other)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => AdmissionTable::default(),
+            Err(e) => return Err(e),
+        };
+        let usage = Arc::new(UsageLog::new(&config.state_dir));
+        Ok(Self {
+            session: Arc::new(session),
+            key,
+            config,
+            table: Arc::new(Mutex::new(table)),
+            usage,
+        })
+    }
+
+    /// Follows the broker's events for ever, reconnecting (and catching up) after outages.
+    async fn follow(
+        session: Arc<Session>,
+        table: Arc<Mutex<AdmissionTable>>,
+        dir: PathBuf,
+        auto_accept: bool,
+    ) {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            let cursor = lock(&table).cursor;
+            match session.events(Some(cursor)).await {
+                Ok(mut stream) => {
+                    backoff = Duration::from_millis(200);
+                    while let Ok(Some(e)) = stream.next().await {
+                        if auto_accept
+                            && e.topic == "contract.proposed"
+                            && e.payload["provider"] == serde_json::json!(session.did())
+                        {
+                            let s = session.clone();
+                            let id = e.subject.clone();
+                            tokio::spawn(async move {
+                                if let Err(err) = s.accept(&id).await {
+                                    tracing::warn!(contract = %id, error = %err, "cannot accept");
+                                }
+                            });
+                        }
+                        let mut t = lock(&table);
+                        apply(&mut t, &e);
+                        t.cursor = e.seq;
+                        if let Err(err) = save(&dir, &t) {
+                            tracing::error!(error = %err, "cannot save the admission table");
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "broker unreachable; admitting from the local table")
+                }
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    /// Runs the agent: the event follower and the data plane.
+    pub async fn run(self) -> std::io::Result<()> {
+        let listener = TcpListener::bind(self.config.listen).await?;
+        self.serve(listener).await
+    }
+
+    pub async fn serve(self, listener: TcpListener) -> std::io::Result<()> {
+        tokio::spawn(Self::follow(
+            self.session.clone(),
+            self.table.clone(),
+            self.config.state_dir.clone(),
+            self.config.auto_accept,
+        ));
+        let me = Arc::new(self);
+        loop {
+            let (stream, peer) = listener.accept().await?;
+            let me = me.clone();
+            tokio::spawn(async move {
+                if let Err(e) = me.handle(stream).await {
+                    tracing::info!(%peer, error = %e, "session ended");
+                }
+            });
+        }
+    }
+
+    fn decide(&self, remote: &[u8], hello: &[u8]) -> Decision<(Admission, String)> {
+        let refuse = |why: String| {
+            Decision::Refuse(
+                serde_json::to_vec(&Answer {
+                    ok: false,
+                    reason: why,
+                })
+                .unwrap_or_default(),
+            )
+        };
+        let Ok(p) = serde_json::from_slice::<Presentation>(hello) else {
+            return refuse("not a credential presentation".into());
+        };
+        let hash = secret_hash(&p.secret);
+        let table = lock(&self.table);
+        let Some(entry) = table.get(&hash) else {
+            return refuse(Refusal::Unknown.to_string());
+        };
+        let key_matches = peering::keys::x25519_public(&entry.consumer).is_ok_and(|k| k == remote);
+        if !key_matches {
+            return refuse(Refusal::WrongConsumer.to_string());
+        }
+        match table.check(&hash, &p.contract, &entry.consumer, now()) {
+            Ok(a) => Decision::Admit(
+                (a.clone(), hash),
+                serde_json::to_vec(&Answer {
+                    ok: true,
+                    reason: String::new(),
+                })
+                .unwrap_or_default(),
+            ),
+            Err(r) => refuse(r.to_string()),
+        }
+    }
+
+    async fn handle(&self, stream: TcpStream) -> Result<(), channel::ChannelError> {
+        let admitted = channel::respond(stream, &self.key, |remote, hello| {
+            self.decide(remote, hello)
+        })
+        .await?;
+        let Some((ch, (admission, hash))) = admitted else {
+            return Ok(());
+        };
+        let service = TcpStream::connect(self.config.service).await?;
+        let counters = Arc::new(Counters::default());
+        let started = (now(), Instant::now());
+        // Ends the session when its credential stops being valid (revoked, expired).
+        let table = self.table.clone();
+        let watch = {
+            let (hash, contract, consumer) = (
+                hash.clone(),
+                admission.contract_id.clone(),
+                admission.consumer.clone(),
+            );
+            async move {
+                loop {
+                    tokio::time::sleep(RECHECK).await;
+                    if lock(&table)
+                        .check(&hash, &contract, &consumer, now())
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+        };
+        let result = channel::splice(ch, service, counters.clone(), watch).await;
+        let mut id = [0u8; 16];
+        rand::rngs::OsRng.fill_bytes(&mut id);
+        let mut record = UsageRecord {
+            id: catalog::identity::hex_encode(&id),
+            contract: admission.contract_id.clone(),
+            provider: self.session.did(),
+            consumer: admission.consumer.clone(),
+            credential: hash,
+            from: started.0,
+            to: now(),
+            connection_millis: started.1.elapsed().as_millis() as u64,
+            bytes_in: counters.received.load(std::sync::atomic::Ordering::Relaxed),
+            bytes_out: counters.sent.load(std::sync::atomic::Ordering::Relaxed),
+            signature: String::new(),
+        };
+        record.sign(&self.key);
+        if let Err(e) = self.usage.append(&record) {
+            tracing::error!(error = %e, "cannot store a usage record");
+        }
+        result
+    }
+}

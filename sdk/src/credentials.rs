@@ -1,0 +1,147 @@
+//! The consumer's side of peering: read and open its credentials, renew them, and connect
+//! straight to the provider's agent — proxying a local port through the channel.
+
+use std::sync::Arc;
+
+use peering::channel::{self, Counters};
+use peering::{Credential, SealedCredential};
+use reqwest::Method;
+use serde::{Deserialize, Serialize};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::client::SdkError;
+use crate::session::{now, Session};
+
+/// A credential as the broker lists it: metadata and the envelope sealed to this consumer.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialInfo {
+    pub hash: String,
+    pub contract_id: String,
+    pub version: u64,
+    pub not_before: u64,
+    pub expires_at: u64,
+    pub renew_before: u64,
+    pub sealed: SealedCredential,
+}
+
+/// What the consumer presents to the agent in the channel's first message.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Presentation {
+    pub contract: String,
+    pub secret: String,
+}
+
+/// The agent's answer.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Answer {
+    pub ok: bool,
+    #[serde(default)]
+    pub reason: String,
+}
+
+fn peer_error(e: impl std::fmt::Display) -> SdkError {
+    SdkError::Decode(e.to_string())
+}
+
+impl Session {
+    pub async fn credentials(&self, contract: &str) -> Result<Vec<CredentialInfo>, SdkError> {
+        let token = self.token().await?;
+        self.client
+            .request(
+                Method::GET,
+                &format!("/v1/contracts/{contract}/credentials"),
+                None,
+                Some(&token),
+            )
+            .await
+    }
+
+    /// The newest working credential of the contract, opened with this participant's key;
+    /// renewed first when it is due.
+    pub async fn credential(&self, contract: &str) -> Result<Credential, SdkError> {
+        let list = self.credentials(contract).await?;
+        let newest = list
+            .first()
+            .ok_or_else(|| SdkError::Decode(format!("contract {contract} has no credential")))?;
+        let c = peering::open(&newest.sealed, &self.key).map_err(peer_error)?;
+        if c.needs_renewal(now()) {
+            return self.renew_credential(contract).await;
+        }
+        Ok(c)
+    }
+
+    pub async fn renew_credential(&self, contract: &str) -> Result<Credential, SdkError> {
+        let token = self.token().await?;
+        let fresh: CredentialInfo = self
+            .client
+            .request(
+                Method::POST,
+                &format!("/v1/contracts/{contract}/credentials/renew"),
+                None,
+                Some(&token),
+            )
+            .await?;
+        peering::open(&fresh.sealed, &self.key).map_err(peer_error)
+    }
+}
+
+/// Opens a channel to the credential's agent and presents the credential.
+pub async fn dial(
+    key: &ed25519_dalek::SigningKey,
+    credential: &Credential,
+) -> Result<channel::Channel, SdkError> {
+    let addr = credential
+        .agent_address()
+        .ok_or_else(|| SdkError::Decode("the credential names no tcp:// endpoint".into()))?;
+    let hello = serde_json::to_vec(&Presentation {
+        contract: credential.contract_id.clone(),
+        secret: credential.secret.clone(),
+    })
+    .map_err(peer_error)?;
+    let (ch, answer) = channel::initiate(&addr, key, &credential.provider_node_id, &hello)
+        .await
+        .map_err(peer_error)?;
+    let answer: Answer = serde_json::from_slice(&answer).map_err(peer_error)?;
+    if !answer.ok {
+        return Err(SdkError::Api {
+            status: 403,
+            title: "refused by the provider".into(),
+            detail: answer.reason,
+        });
+    }
+    Ok(ch)
+}
+
+/// Serves `local`: every connection to it is carried over its own channel to the agent, which
+/// connects it to the purchased service. Runs until the listener fails.
+pub async fn proxy(
+    key: ed25519_dalek::SigningKey,
+    credential: Credential,
+    local: TcpListener,
+) -> Result<(), SdkError> {
+    let credential = Arc::new(credential);
+    loop {
+        let (stream, _) = local.accept().await.map_err(peer_error)?;
+        let (key, credential) = (key.clone(), credential.clone());
+        tokio::spawn(async move {
+            match dial(&key, &credential).await {
+                Ok(ch) => {
+                    let _ = channel::splice(
+                        ch,
+                        stream,
+                        Arc::new(Counters::default()),
+                        std::future::pending(),
+                    )
+                    .await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "connection refused by the provider");
+                    drop::<TcpStream>(stream);
+                }
+            }
+        });
+    }
+}
