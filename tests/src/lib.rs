@@ -48,7 +48,17 @@ impl BrokerProcess {
 
     /// Starts with extra arguments and environment variables.
     pub fn start_env(data_dir: &std::path::Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
-        let (api, chain) = (free_port(), free_port());
+        Self::start_on(free_port(), data_dir, extra, env)
+    }
+
+    /// Starts with its API on `api` (a restart where clients expect it).
+    pub fn start_on(
+        api: u16,
+        data_dir: &std::path::Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
+        let chain = free_port();
         let mut child = Command::new(bin("mercato-broker"))
             .envs(env.iter().copied())
             .arg("--data-dir")

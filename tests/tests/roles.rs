@@ -218,6 +218,24 @@ async fn every_endpoint_checks_role_and_ownership() {
             Value::Null,
             "uhhffoo",
         ),
+        (
+            Method::GET,
+            format!("/v1/contracts/{c}/credentials"),
+            Value::Null,
+            "ufhffof",
+        ),
+        (
+            Method::POST,
+            format!("/v1/contracts/{c}/credentials/renew"),
+            Value::Null,
+            "ufhffof",
+        ),
+        (
+            Method::POST,
+            format!("/v1/contracts/{c}/credentials/revoke"),
+            Value::Null,
+            "ufffoff",
+        ),
         (Method::GET, "/v1/events".into(), Value::Null, "uoooooo"),
     ];
     let mut got_table = Vec::new();

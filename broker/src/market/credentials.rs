@@ -189,9 +189,9 @@ pub async fn issue(
     };
     flush(&mut tx, store, vec![event], now).await?;
     tx.commit().await?;
-    Ok(get(store, &hash)
+    get(store, &hash)
         .await?
-        .ok_or(MarketError::NoContract(contract.id.clone()))?)
+        .ok_or(MarketError::NoContract(contract.id.clone()))
 }
 
 pub async fn get(store: &Store, hash: &str) -> Result<Option<CredentialRecord>, MarketError> {

@@ -7,6 +7,8 @@ use sdk::Client;
 
 #[path = "mercato/market.rs"]
 mod market;
+#[path = "mercato/peer.rs"]
+mod peer;
 
 #[derive(Parser)]
 #[command(
@@ -74,6 +76,22 @@ enum Command {
     /// Contracts this participant is party to.
     #[command(subcommand)]
     Contracts(market::ContractsCommand),
+    /// The provider agent: data plane, contract follower, resource discovery.
+    #[command(subcommand)]
+    Agent(peer::AgentCommand),
+    /// Peering credentials of a contract (its consumer only).
+    #[command(subcommand)]
+    Credentials(peer::CredentialsCommand),
+    /// Open a local port carried straight to the provider (the broker stays off the data path).
+    Connect {
+        contract: String,
+        /// The local address to listen on.
+        #[arg(long, default_value = "127.0.0.1:7000")]
+        local: std::net::SocketAddr,
+        /// Use this credential file (from `mercato credentials get`) instead of asking the broker.
+        #[arg(long)]
+        credential: Option<std::path::PathBuf>,
+    },
     /// Follow the broker's events (what this participant may see).
     Events {
         /// Start after this event (0: from the beginning).
@@ -241,6 +259,13 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MERCATO_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let cli = Cli::parse();
     let client = Client::new(&cli.broker)?;
     match &cli.command {
@@ -446,6 +471,28 @@ async fn run() -> Result<()> {
         }
         Command::Contracts(market::ContractsCommand::Close { id }) => {
             market::close(&session(&cli, client)?, id, cli.json).await?;
+        }
+        Command::Agent(cmd) => {
+            let key = sdk::keys::load(&key_path(&cli))?;
+            peer::agent(session(&cli, client)?, key, cmd).await?;
+        }
+        Command::Credentials(cmd) => {
+            peer::credentials(&session(&cli, client)?, cmd).await?;
+        }
+        Command::Connect {
+            contract,
+            local,
+            credential,
+        } => {
+            let key = sdk::keys::load(&key_path(&cli))?;
+            peer::connect(
+                &session(&cli, client)?,
+                key,
+                contract,
+                *local,
+                credential.as_deref(),
+            )
+            .await?;
         }
         Command::Events { after } => {
             let mut events = session(&cli, client)?.events(*after).await?;

@@ -1,0 +1,291 @@
+//! After a purchase the consumer reaches the provider directly: the provider's agent admits only
+//! valid credentials of active contracts, keeps working while the broker is down, follows
+//! rotations and revocations, and meters what passes.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use e2e::market::{offer, request, Participant};
+use e2e::{bin, free_port, BrokerProcess};
+use sdk::market::Contract;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn echo_server() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let (mut r, mut w) = s.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    port
+}
+
+async fn wait_port(port: u16) {
+    for _ in 0..200 {
+        if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("nothing listens on {port}");
+}
+
+/// Round trip through a connection: what goes out comes back (the service echoes).
+async fn round_trip(stream: &mut TcpStream, data: &[u8]) {
+    let (mut r, mut w) = stream.split();
+    let send = async {
+        w.write_all(data).await.unwrap();
+    };
+    let mut back = vec![0u8; data.len()];
+    let recv = async {
+        r.read_exact(&mut back).await.unwrap();
+    };
+    tokio::time::timeout(Duration::from_secs(20), async { tokio::join!(send, recv) })
+        .await
+        .expect("the data comes back");
+    assert_eq!(back, data);
+}
+
+fn refused(e: sdk::SdkError) -> String {
+    match e {
+        sdk::SdkError::Api {
+            status: 403,
+            detail,
+            ..
+        } => detail,
+        other => panic!("expected a refusal, got {other}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumers_connect_directly_with_valid_credentials_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = free_port();
+    let args = ["--credential-ttl", "600", "--credential-grace", "2"];
+    let broker = BrokerProcess::start_on(api, &dir.path().join("broker"), &args, &[]);
+    let url = broker.url.clone();
+    let provider = Participant::new(&url, "provider").await;
+    let consumer = Participant::new(&url, "consumer").await;
+    let other = Participant::new(&url, "consumer").await;
+
+    // The provider: its agent's address in its configuration, the agent running.
+    let agent_port = free_port();
+    let service = echo_server().await;
+    let config = format!(
+        "name: edge-1\nendpoints:\n  - name: agent\n    url: tcp://127.0.0.1:{agent_port}\npolicies:\n  autoAccept: true\n"
+    );
+    provider
+        .session
+        .register_config(&provider.evm, &config)
+        .await
+        .unwrap();
+    let pkey = dir.path().join("provider.hex");
+    std::fs::write(
+        &pkey,
+        catalog::identity::hex_encode(&provider.session.key().to_bytes()),
+    )
+    .unwrap();
+    let state = dir.path().join("agent");
+    let _agent = Killed(
+        Command::new(bin("mercato"))
+            .args([
+                "--broker",
+                &url,
+                "--key-file",
+                pkey.to_str().unwrap(),
+                "agent",
+                "run",
+            ])
+            .args(["--listen", &format!("127.0.0.1:{agent_port}")])
+            .args(["--service", &format!("127.0.0.1:{service}")])
+            .arg("--state-dir")
+            .arg(&state)
+            .arg("--auto-accept")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_port(agent_port).await;
+
+    // A purchase (the agent signs it by its policy) gives the consumer a credential.
+    let o = offer("peer-1", 4, 1_000);
+    provider.session.publish_offer(o.clone()).await.unwrap();
+    let req = request(&o, 1);
+    let r = consumer.session.reserve(&req).await.unwrap();
+    let c = consumer
+        .session
+        .purchase(&req, &r, &consumer.evm, "p1")
+        .await
+        .unwrap();
+    let c = consumer
+        .session
+        .wait_contract(&c.id, Contract::is_final, |_| {}, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(c.state, "active");
+    let cred_file = dir.path().join("credential.json");
+    let ckey = dir.path().join("consumer.hex");
+    std::fs::write(
+        &ckey,
+        catalog::identity::hex_encode(&consumer.session.key().to_bytes()),
+    )
+    .unwrap();
+    let (ok, _, err) = e2e::mercato(
+        &url,
+        &[
+            "--key-file",
+            ckey.to_str().unwrap(),
+            "credentials",
+            "get",
+            &c.id,
+            "--out",
+            cred_file.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "{err}");
+    let credential: peering::Credential =
+        serde_json::from_str(&std::fs::read_to_string(&cred_file).unwrap()).unwrap();
+    assert_eq!(credential.consumer_key, consumer.did());
+    // Only the consumer reads it; the broker has no plaintext secret.
+    let err = other.session.credentials(&c.id).await.unwrap_err();
+    assert!(err.to_string().contains("404"), "{err}");
+    let err = provider.session.credentials(&c.id).await.unwrap_err();
+    assert!(err.to_string().contains("403"), "{err}");
+    let db = std::fs::read(dir.path().join("broker").join("broker.sqlite")).unwrap();
+    assert!(
+        !db.windows(credential.secret.len())
+            .any(|w| w == credential.secret.as_bytes()),
+        "the secret is not in the broker's database"
+    );
+
+    // `mercato connect` with the credential file: data both ways, straight to the provider.
+    let local = free_port();
+    let _connect = Killed(
+        Command::new(bin("mercato"))
+            .args([
+                "--broker",
+                &url,
+                "--key-file",
+                ckey.to_str().unwrap(),
+                "connect",
+                &c.id,
+            ])
+            .args(["--local", &format!("127.0.0.1:{local}")])
+            .arg("--credential")
+            .arg(&cred_file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_port(local).await;
+    let mut live = TcpStream::connect(("127.0.0.1", local)).await.unwrap();
+    round_trip(&mut live, b"hello provider").await;
+    let big: Vec<u8> = (0..1_500_000u32).map(|i| (i % 251) as u8).collect();
+    round_trip(&mut live, &big).await;
+
+    // The broker stops: the live connection and new connections keep working.
+    broker.stop();
+    round_trip(&mut live, b"still here").await;
+    let mut fresh = TcpStream::connect(("127.0.0.1", local)).await.unwrap();
+    round_trip(&mut fresh, b"new connection, no broker").await;
+    drop(fresh);
+    let broker = BrokerProcess::start_on(api, &dir.path().join("broker"), &args, &[]);
+
+    // Refusals: a tampered secret, another consumer presenting this credential.
+    let mut tampered = credential.clone();
+    tampered.secret = "00".repeat(32);
+    let why = refused(
+        sdk::credentials::dial(consumer.session.key(), &tampered)
+            .await
+            .err()
+            .unwrap(),
+    );
+    assert!(why.contains("unknown"), "{why}");
+    let why = refused(
+        sdk::credentials::dial(other.session.key(), &credential)
+            .await
+            .err()
+            .unwrap(),
+    );
+    assert!(why.contains("another consumer"), "{why}");
+    assert!(sdk::credentials::dial(consumer.session.key(), &credential)
+        .await
+        .is_ok());
+
+    // Rotation: the new credential works; the old one for the grace period, then no more.
+    let renewed = consumer.session.renew_credential(&c.id).await.unwrap();
+    assert_ne!(renewed.secret, credential.secret);
+    let mut admitted = false;
+    for _ in 0..100 {
+        if sdk::credentials::dial(consumer.session.key(), &renewed)
+            .await
+            .is_ok()
+        {
+            admitted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(admitted, "the agent learns the new credential");
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    let why = refused(
+        sdk::credentials::dial(consumer.session.key(), &credential)
+            .await
+            .err()
+            .unwrap(),
+    );
+    assert!(why.contains("expired"), "{why}");
+    assert!(sdk::credentials::dial(consumer.session.key(), &renewed)
+        .await
+        .is_ok());
+
+    // Revocation: closing the contract ends live sessions and refuses new ones within seconds.
+    consumer.session.close(&c.id).await.unwrap();
+    let mut refused_now = false;
+    for _ in 0..100 {
+        match sdk::credentials::dial(consumer.session.key(), &renewed).await {
+            Err(e) => {
+                let why = refused(e);
+                assert!(why.contains("revoked"), "{why}");
+                refused_now = true;
+                break;
+            }
+            Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    assert!(
+        refused_now,
+        "a revoked credential is refused within seconds"
+    );
+    // The old live connection (first credential) is cut too.
+    let mut buf = [0u8; 1];
+    let _ = live.write_all(b"x").await;
+    let closed = tokio::time::timeout(Duration::from_secs(5), live.read(&mut buf)).await;
+    assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "{closed:?}");
+
+    // Every session was metered: signed records with the bytes that passed.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let usage = sdk::agent::metering::UsageLog::new(&state).read().unwrap();
+    assert!(!usage.is_empty());
+    assert!(usage.iter().all(|u| u.verify() && u.contract == c.id));
+    let total: u64 = usage.iter().map(|u| u.bytes_in).sum();
+    assert!(total >= big.len() as u64, "{total}");
+    broker.stop();
+}
