@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use ed25519_dalek::SigningKey;
 use snow::{Builder, TransportState};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
@@ -170,12 +170,23 @@ pub async fn splice(
     counters: Arc<Counters>,
     stop: impl Future<Output = ()>,
 ) -> Result<(), ChannelError> {
+    let (r, w) = local.into_split();
+    splice_io(channel, r, w, counters, stop).await
+}
+
+/// `splice` with any byte source and sink (a socket's halves, a process's stdout and stdin).
+pub async fn splice_io(
+    channel: Channel,
+    mut local_read: impl AsyncRead + Unpin,
+    mut local_write: impl AsyncWrite + Unpin,
+    counters: Arc<Counters>,
+    stop: impl Future<Output = ()>,
+) -> Result<(), ChannelError> {
     let Channel {
         mut read,
         mut write,
         noise,
     } = channel;
-    let (mut local_read, mut local_write) = local.into_split();
     let noise_in = noise.clone();
     let c_in = counters.clone();
     let inbound = async move {

@@ -289,3 +289,138 @@ async fn consumers_connect_directly_with_valid_credentials_only() {
     assert!(total >= big.len() as u64, "{total}");
     broker.stop();
 }
+
+/// The agent sells this machine (discovered resources), catches up on what happened while it was
+/// offline, and runs metered compute sessions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_sells_this_machine_catches_up_and_meters_compute_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(&dir.path().join("broker"));
+    let url = broker.url.clone();
+    let provider = Participant::new(&url, "provider").await;
+    let consumer = Participant::new(&url, "consumer").await;
+    let agent_port = free_port();
+    let config = format!(
+        "name: edge-2\nendpoints:\n  - name: agent\n    url: tcp://127.0.0.1:{agent_port}\n"
+    );
+    provider
+        .session
+        .register_config(&provider.evm, &config)
+        .await
+        .unwrap();
+    let pkey = dir.path().join("provider.hex");
+    std::fs::write(
+        &pkey,
+        catalog::identity::hex_encode(&provider.session.key().to_bytes()),
+    )
+    .unwrap();
+    let p = pkey.to_str().unwrap();
+
+    // Discovery, and an offer of this machine from a plan template.
+    let (ok, out, err) = e2e::mercato(&url, &["--key-file", p, "agent", "discover"]);
+    assert!(ok, "{err}");
+    let found: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let cores = found["cores"].as_u64().unwrap();
+    assert!(
+        cores >= 1 && found["memoryMib"].as_u64().unwrap() > 0,
+        "{found}"
+    );
+    if found["gpus"].as_array().unwrap().is_empty() {
+        assert!(
+            !found["gpuNote"].as_str().unwrap().is_empty(),
+            "no GPU says why"
+        );
+    }
+    let sample = offer("machine-1", 1, 5_000);
+    let mut plan = serde_json::to_value(&sample.plans[0]).unwrap();
+    plan["unit"] = serde_json::json!({"cpuMillicores": 1000, "memoryMib": 256});
+    let template = serde_json::json!({
+        "id": "machine-1", "name": "this machine", "location": sample.location, "plans": [plan],
+    });
+    let file = dir.path().join("template.json");
+    std::fs::write(&file, template.to_string()).unwrap();
+    let (ok, _, err) = e2e::mercato(
+        &url,
+        &["--key-file", p, "agent", "publish", file.to_str().unwrap()],
+    );
+    assert!(ok, "{err}");
+    let published = sdk::Client::new(&url)
+        .unwrap()
+        .offer("machine-1")
+        .await
+        .unwrap()
+        .offer;
+    assert_eq!(
+        published.resources.compute.as_ref().unwrap().cpu_millicores,
+        cores * 1000
+    );
+    assert_eq!(published.provider, provider.did());
+
+    // Bought while the agent is offline (the provider signs by hand).
+    let req = request(&published, 1);
+    let r = consumer.session.reserve(&req).await.unwrap();
+    let c = consumer
+        .session
+        .purchase(&req, &r, &consumer.evm, "offline")
+        .await
+        .unwrap();
+    provider.session.accept(&c.id).await.unwrap();
+    consumer
+        .session
+        .wait_contract(&c.id, Contract::is_final, |_| {}, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let credential = consumer.session.credential(&c.id).await.unwrap();
+
+    // The agent starts afterwards, catches up, and runs a compute session per connection.
+    let state = dir.path().join("agent");
+    let burn = "cat; i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done";
+    let _agent = Killed(
+        Command::new(bin("mercato"))
+            .args(["--broker", &url, "--key-file", p, "agent", "run"])
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{agent_port}"),
+                "--exec",
+                burn,
+            ])
+            .arg("--state-dir")
+            .arg(&state)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_port(agent_port).await;
+    let mut ch = None;
+    for _ in 0..100 {
+        match sdk::credentials::dial(consumer.session.key(), &credential).await {
+            Ok(x) => {
+                ch = Some(x);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    let mut ch = ch.expect("the agent caught up with the contract bought while it was offline");
+    ch.send(b"compute this").await.unwrap();
+    assert_eq!(ch.recv().await.unwrap().unwrap(), b"compute this");
+    drop(ch);
+    let usage = sdk::agent::metering::UsageLog::new(&state);
+    let mut records = Vec::new();
+    for _ in 0..200 {
+        records = usage.read().unwrap();
+        if !records.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let r = records.first().expect("the session was metered");
+    assert!(r.verify());
+    assert_eq!(
+        (r.contract.as_str(), r.bytes_in, r.bytes_out),
+        (c.id.as_str(), 12, 12)
+    );
+    assert!(r.cpu_millis > 10 && r.max_memory_kib > 0, "{r:?}");
+    broker.stop();
+}

@@ -23,6 +23,12 @@ pub struct UsageRecord {
     pub connection_millis: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
+    /// Compute sessions (`--exec`): CPU time (user + system) of the consumer's process.
+    #[serde(default)]
+    pub cpu_millis: u64,
+    /// Compute sessions: the process's peak resident memory.
+    #[serde(default)]
+    pub max_memory_kib: u64,
     /// Hex Ed25519 signature of the provider over the record without this field.
     #[serde(default)]
     pub signature: String,
@@ -105,6 +111,8 @@ mod tests {
             connection_millis: 1000,
             bytes_in: 10,
             bytes_out: 20,
+            cpu_millis: 0,
+            max_memory_kib: 0,
             signature: String::new(),
         };
         r.sign(&key);

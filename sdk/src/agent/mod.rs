@@ -6,9 +6,11 @@
 
 pub mod discovery;
 pub mod metering;
+pub mod session_process;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,14 +25,27 @@ use crate::credentials::{Answer, Presentation};
 use crate::events::Event;
 use crate::session::{now, Session};
 use metering::{UsageLog, UsageRecord};
+use session_process::{ProcessUsage, SessionProcess};
 
 /// How often live sessions re-check their credential (revocation takes effect within this).
 const RECHECK: Duration = Duration::from_millis(500);
 
+/// What an admitted session is connected to.
+#[derive(Debug, Clone)]
+pub enum Service {
+    /// A TCP service (the generic kind's purchased service).
+    Tcp(SocketAddr),
+    /// A compute session: `sh -c COMMAND` per session, the channel as its stdin and stdout; its
+    /// CPU time and peak memory are metered.
+    Exec(String),
+}
+
+/// How long a compute session's process may run on after its consumer left.
+const EXEC_GRACE: Duration = Duration::from_secs(10);
+
 pub struct AgentConfig {
     pub listen: SocketAddr,
-    /// The purchased service the generic kind connects consumers to.
-    pub service: SocketAddr,
+    pub service: Service,
     pub state_dir: PathBuf,
     /// Sign proposed contracts for this provider's offers by itself (the provider's policy).
     pub auto_accept: bool,
@@ -237,17 +252,18 @@ impl Agent {
         let Some((ch, (admission, hash))) = admitted else {
             return Ok(());
         };
-        let service = TcpStream::connect(self.config.service).await?;
         let counters = Arc::new(Counters::default());
         let started = (now(), Instant::now());
         // Ends the session when its credential stops being valid (revoked, expired).
         let table = self.table.clone();
+        let cut = Arc::new(AtomicBool::new(false));
         let watch = {
             let (hash, contract, consumer) = (
                 hash.clone(),
                 admission.contract_id.clone(),
                 admission.consumer.clone(),
             );
+            let cut = cut.clone();
             async move {
                 loop {
                     tokio::time::sleep(RECHECK).await;
@@ -255,12 +271,30 @@ impl Agent {
                         .check(&hash, &contract, &consumer, now())
                         .is_err()
                     {
+                        cut.store(true, Ordering::Relaxed);
                         return;
                     }
                 }
             }
         };
-        let result = channel::splice(ch, service, counters.clone(), watch).await;
+        let (result, used) = match &self.config.service {
+            Service::Tcp(addr) => {
+                let service = TcpStream::connect(addr).await?;
+                let r = channel::splice(ch, service, counters.clone(), watch).await;
+                (r, ProcessUsage::default())
+            }
+            Service::Exec(command) => {
+                let p = SessionProcess::start(command)?;
+                let pid = p.pid();
+                let r = channel::splice_io(ch, p.stdout, p.stdin, counters.clone(), watch).await;
+                let grace = if cut.load(Ordering::Relaxed) {
+                    Duration::ZERO
+                } else {
+                    EXEC_GRACE
+                };
+                (r, session_process::finish(pid, grace).await)
+            }
+        };
         let mut id = [0u8; 16];
         rand::rngs::OsRng.fill_bytes(&mut id);
         let mut record = UsageRecord {
@@ -272,8 +306,10 @@ impl Agent {
             from: started.0,
             to: now(),
             connection_millis: started.1.elapsed().as_millis() as u64,
-            bytes_in: counters.received.load(std::sync::atomic::Ordering::Relaxed),
-            bytes_out: counters.sent.load(std::sync::atomic::Ordering::Relaxed),
+            bytes_in: counters.received.load(Ordering::Relaxed),
+            bytes_out: counters.sent.load(Ordering::Relaxed),
+            cpu_millis: used.cpu_millis,
+            max_memory_kib: used.max_memory_kib,
             signature: String::new(),
         };
         record.sign(&self.key);

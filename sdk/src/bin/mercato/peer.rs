@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::Subcommand;
 use peering::{Credential, CredentialKind};
-use sdk::agent::{discovery, Agent, AgentConfig};
+use sdk::agent::{discovery, Agent, AgentConfig, Service};
 use sdk::Session;
 
 #[derive(Subcommand)]
@@ -16,9 +16,13 @@ pub enum AgentCommand {
         /// Where consumers connect (put it in the provider configuration as tcp://HOST:PORT).
         #[arg(long)]
         listen: SocketAddr,
-        /// The purchased service consumers are connected to.
+        /// The purchased TCP service consumers are connected to.
+        #[arg(long, required_unless_present = "exec", conflicts_with = "exec")]
+        service: Option<SocketAddr>,
+        /// Compute sessions instead: run `sh -c COMMAND` per session on the channel (metered:
+        /// CPU time and peak memory).
         #[arg(long)]
-        service: SocketAddr,
+        exec: Option<String>,
         /// Where the agent keeps its admission table, event cursor and usage records.
         #[arg(long, default_value = ".mercato-agent")]
         state_dir: PathBuf,
@@ -57,16 +61,25 @@ pub async fn agent(
         AgentCommand::Run {
             listen,
             service,
+            exec,
             state_dir,
             auto_accept,
         } => {
+            let service = match (service, exec) {
+                (Some(addr), _) => Service::Tcp(*addr),
+                (None, Some(cmd)) => Service::Exec(cmd.clone()),
+                (None, None) => anyhow::bail!("give --service ADDR or --exec COMMAND"),
+            };
+            eprintln!(
+                "agent for {} on {listen}, serving {service:?}",
+                session.did()
+            );
             let config = AgentConfig {
                 listen: *listen,
-                service: *service,
+                service,
                 state_dir: state_dir.clone(),
                 auto_accept: *auto_accept,
             };
-            eprintln!("agent for {} on {listen}, serving {service}", session.did());
             Agent::new(session, key, config)?.run().await?;
             Ok(())
         }
