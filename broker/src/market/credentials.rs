@@ -324,3 +324,71 @@ pub async fn revoke(
     tx.commit().await?;
     Ok(n)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(kind: &str) -> ProviderConfig {
+        let text = format!(
+            "name: edge-9\nendpoints:\n  - name: agent\n    url: tcp://10.0.0.9:7443\nconnection:\n  kind: {kind}\n  nodeId: node-9\n"
+        );
+        catalog::provider_config::parse(text.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn each_connection_kind_gets_its_own_envelope() {
+        let provider = catalog::identity::did_of(
+            &ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng).verifying_key(),
+        );
+        let secret = random_hex::<32>();
+        assert_eq!(kind_for(None, &provider, &secret), CredentialKind::Generic);
+        assert_eq!(
+            kind_for(Some(&config("generic")), &provider, &secret),
+            CredentialKind::Generic
+        );
+        match kind_for(Some(&config("liqo")), &provider, &secret) {
+            CredentialKind::Liqo {
+                cluster_id,
+                cluster_name,
+                token,
+                endpoint,
+            } => {
+                assert_eq!(
+                    (cluster_id.as_str(), cluster_name.as_str()),
+                    ("node-9", "edge-9")
+                );
+                assert_eq!(
+                    (token.as_str(), endpoint.as_str()),
+                    (secret.as_str(), "tcp://10.0.0.9:7443")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        match kind_for(Some(&config("wireguard")), &provider, &secret) {
+            CredentialKind::Wireguard {
+                private_key,
+                public_key,
+                peer_public_key,
+                peer_endpoint,
+                ..
+            } => {
+                // The consumer's key pair is a real pair; the peer is the provider's key.
+                let sk: [u8; 32] = catalog::identity::hex_decode(&private_key)
+                    .unwrap()
+                    .try_into()
+                    .unwrap();
+                let pk = x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(sk));
+                assert_eq!(catalog::identity::hex_encode(pk.as_bytes()), public_key);
+                assert_eq!(
+                    peer_public_key,
+                    catalog::identity::hex_encode(
+                        &peering::keys::x25519_public(&provider).unwrap()
+                    )
+                );
+                assert_eq!(peer_endpoint, "10.0.0.9:7443");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
