@@ -19,6 +19,7 @@ use tokio::sync::Notify;
 use crate::events::rabbit::{RabbitBus, Tee};
 use crate::events::{self, Bus, InProcessBus};
 use crate::market::purchase::Driver;
+use crate::market::settlement;
 
 use crate::config::{BrokerConfig, ChainConfig};
 use crate::http::{self, AppState};
@@ -69,7 +70,7 @@ pub struct Broker {
     pub devnet: Option<Devnet>,
     pub index: Arc<RwLock<Index>>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
-    /// The index follower, the outbox relay, the purchase driver.
+    /// The index follower, the outbox relay, the purchase driver, the settlement batcher.
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -180,6 +181,13 @@ impl Broker {
         let driver_wake = driver.wake.clone();
         let issuer = driver.clone();
         let drive = tokio::spawn(driver.run());
+        let settle = tokio::spawn(settle_loop(
+            store.clone(),
+            ledger.clone(),
+            content.clone(),
+            config.settlement,
+            relay_wake.clone(),
+        ));
         let app = http::router(AppState {
             store,
             ledger: ledger.clone(),
@@ -201,7 +209,7 @@ impl Broker {
             }
         });
         let server = tokio::spawn(async move { axum::serve(listener, app).await });
-        let tasks = vec![follow, relay, drive];
+        let tasks = vec![follow, relay, drive, settle];
         Ok(Self {
             addr,
             ledger,
@@ -221,5 +229,35 @@ impl Broker {
         if let Some(net) = self.devnet {
             net.chain.stop().await;
         }
+    }
+}
+
+/// Settles pending usage in batches: a batch as soon as there are enough records, otherwise every
+/// interval (so records never wait longer than that).
+async fn settle_loop(
+    store: Store,
+    ledger: LedgerLink,
+    content: Arc<dyn ContentStore>,
+    policy: crate::config::SettlementPolicy,
+    events: Arc<Notify>,
+) {
+    loop {
+        match settlement::settle_once(
+            &store,
+            &ledger,
+            content.as_ref(),
+            policy.limits,
+            crate::identity::now(),
+        )
+        .await
+        {
+            Ok(n) if n > 0 => {
+                events.notify_one();
+                continue;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "settlement failed; retrying"),
+        }
+        tokio::time::sleep(policy.interval).await;
     }
 }

@@ -36,6 +36,23 @@ pub struct BrokerConfig {
     pub abort_at: Option<String>,
     /// Lifetime of peering credentials and the grace of replaced ones.
     pub credentials: crate::market::credentials::CredentialPolicy,
+    pub settlement: SettlementPolicy,
+}
+
+/// When usage is settled: every `interval`, in batches within `limits`.
+#[derive(Debug, Clone, Copy)]
+pub struct SettlementPolicy {
+    pub interval: std::time::Duration,
+    pub limits: crate::market::settlement::BatchLimits,
+}
+
+impl Default for SettlementPolicy {
+    fn default() -> Self {
+        Self {
+            interval: std::time::Duration::from_secs(30),
+            limits: Default::default(),
+        }
+    }
 }
 
 /// Reservations hold capacity this long by default.

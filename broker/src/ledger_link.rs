@@ -4,7 +4,7 @@ use alloy::primitives::{Address, Bytes, Signature, B256, U256};
 use alloy::providers::DynProvider;
 use alloy::sol_types::Eip712Domain;
 pub use contracts::bindings::Marketplace;
-use contracts::bindings::{CreditToken, ParticipantRegistry};
+use contracts::bindings::{CreditToken, ParticipantRegistry, UsageSettlement};
 use contracts::eip712;
 use ledger::{ChainClient, ClientError, Deployment};
 use serde::Serialize;
@@ -284,5 +284,68 @@ impl LedgerLink {
             })
             .unwrap_or_default();
         Ok((receipt.transaction_hash, refund))
+    }
+}
+
+impl LedgerLink {
+    fn settlement(&self) -> UsageSettlement::UsageSettlementInstance<&DynProvider> {
+        UsageSettlement::new(
+            self.deployment.contracts.usage_settlement,
+            self.client.provider(),
+        )
+    }
+
+    /// Settles a batch: one transaction charging every contract of it from its escrow.
+    pub async fn settle(
+        &self,
+        batch_id: B256,
+        root: B256,
+        records_cid: &str,
+        record_count: u32,
+        charges: &[(B256, U256)],
+    ) -> Result<alloy::rpc::types::TransactionReceipt, ClientError> {
+        let call = UsageSettlement::settleCall {
+            batchId: batch_id,
+            merkleRoot: root,
+            recordsCid: records_cid.to_string(),
+            recordCount: record_count,
+            contractIds: charges.iter().map(|(c, _)| *c).collect(),
+            amounts: charges.iter().map(|(_, a)| *a).collect(),
+        };
+        self.client
+            .send_call(self.deployment.contracts.usage_settlement, &call)
+            .await
+    }
+
+    /// Whether the chain has settled `batch_id`.
+    pub async fn batch_settled(&self, batch_id: B256) -> Result<bool, ClientError> {
+        let b = self
+            .settlement()
+            .batch(batch_id)
+            .call()
+            .await
+            .map(|b| b.settledAt != 0);
+        match b {
+            Ok(settled) => Ok(settled),
+            // `batch` reverts for a batch the chain does not know.
+            Err(alloy::contract::Error::TransportError(e)) if e.to_string().contains("revert") => {
+                Ok(false)
+            }
+            Err(e) => Err(self.read_err(e)),
+        }
+    }
+
+    /// The chain's own check that `record_hash` is in the batch.
+    pub async fn verify_record(
+        &self,
+        batch_id: B256,
+        record_hash: B256,
+        proof: Vec<B256>,
+    ) -> Result<bool, ClientError> {
+        self.settlement()
+            .verifyRecord(batch_id, record_hash, proof)
+            .call()
+            .await
+            .map_err(|e| self.read_err(e))
     }
 }

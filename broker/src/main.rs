@@ -49,6 +49,12 @@ struct Cli {
     /// How long a replaced credential keeps working after a renewal, in seconds.
     #[arg(long, env = "MERCATO_CREDENTIAL_GRACE", default_value_t = 60)]
     credential_grace: u64,
+    /// Settle pending usage at least this often, in seconds.
+    #[arg(long, env = "MERCATO_SETTLE_INTERVAL", default_value_t = 30)]
+    settle_interval: u64,
+    /// Most usage records in one settlement batch.
+    #[arg(long, env = "MERCATO_BATCH_RECORDS", default_value_t = 20_000)]
+    batch_records: u32,
     /// A did:key to make operator (repeatable): how the first operator comes to exist.
     #[arg(long = "operator", env = "MERCATO_OPERATORS", value_delimiter = ',')]
     operators: Vec<String>,
@@ -99,6 +105,13 @@ async fn run() -> Result<()> {
         credentials: broker::market::credentials::CredentialPolicy {
             ttl_secs: cli.credential_ttl.max(1),
             grace_secs: cli.credential_grace,
+        },
+        settlement: broker::config::SettlementPolicy {
+            interval: std::time::Duration::from_secs(cli.settle_interval.max(1)),
+            limits: broker::market::settlement::BatchLimits {
+                max_records: cli.batch_records.max(1),
+                ..Default::default()
+            },
         },
     };
     let broker = Broker::start(&config).await?;

@@ -9,6 +9,7 @@ pub mod channel;
 pub mod envelope;
 pub mod keys;
 pub mod seal;
+pub mod usage;
 
 pub use admission::{Admission, AdmissionTable, Refusal};
 pub use envelope::{Credential, CredentialKind, ENVELOPE_VERSION};

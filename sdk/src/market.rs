@@ -353,4 +353,33 @@ impl Session {
             .await;
         }
     }
+
+    /// Reports usage records (providers' agents); one outcome per record.
+    pub async fn report_usage(
+        &self,
+        records: &[peering::usage::UsageRecord],
+    ) -> Result<Vec<Value>, SdkError> {
+        self.call(
+            Method::POST,
+            "/v1/usage",
+            Some(json!({ "records": records })),
+        )
+        .await
+    }
+
+    /// A contract's usage as it accrues, with its total and what is settled.
+    pub async fn usage(&self, contract: &str) -> Result<Value, SdkError> {
+        self.call(
+            Method::GET,
+            &format!("/v1/contracts/{contract}/usage"),
+            None,
+        )
+        .await
+    }
+
+    /// The proof that a usage record is in its settled batch (and the chain's verdict).
+    pub async fn usage_proof(&self, record: &str) -> Result<Value, SdkError> {
+        self.call(Method::GET, &format!("/v1/usage/{record}/proof"), None)
+            .await
+    }
 }

@@ -424,3 +424,159 @@ async fn the_agent_sells_this_machine_catches_up_and_meters_compute_sessions() {
     assert!(r.cpu_millis > 10 && r.max_memory_kib > 0, "{r:?}");
     broker.stop();
 }
+
+/// A consumer's session turns into signed usage records, a settled batch on chain (the contract
+/// charged exactly the priced usage), and records anyone party to it can prove.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_become_usage_records_settled_in_a_batch_on_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start_with(&dir.path().join("broker"), &["--settle-interval", "1"]);
+    let url = broker.url.clone();
+    let provider = Participant::new(&url, "provider").await;
+    let consumer = Participant::new(&url, "consumer").await;
+    let agent_port = free_port();
+    let service = echo_server().await;
+    let config = format!(
+        "name: edge-3\nendpoints:\n  - name: agent\n    url: tcp://127.0.0.1:{agent_port}\n"
+    );
+    provider
+        .session
+        .register_config(&provider.evm, &config)
+        .await
+        .unwrap();
+    // Pay per use: 10 credits per GB of traffic.
+    let mut o = offer("ppu-1", 2, 1);
+    o.plans[0].pricing = catalog::model::Pricing {
+        reserved: None,
+        pay_per_use: Some(catalog::model::UnitPrices {
+            network_gb: 1_000_000_000,
+            ..Default::default()
+        }),
+    };
+    provider.session.publish_offer(o.clone()).await.unwrap();
+    let pkey = dir.path().join("provider.hex");
+    std::fs::write(
+        &pkey,
+        catalog::identity::hex_encode(&provider.session.key().to_bytes()),
+    )
+    .unwrap();
+    let state = dir.path().join("agent");
+    let _agent = Killed(
+        Command::new(bin("mercato"))
+            .args([
+                "--broker",
+                &url,
+                "--key-file",
+                pkey.to_str().unwrap(),
+                "agent",
+                "run",
+            ])
+            .args(["--listen", &format!("127.0.0.1:{agent_port}")])
+            .args(["--service", &format!("127.0.0.1:{service}")])
+            .arg("--state-dir")
+            .arg(&state)
+            .arg("--auto-accept")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_port(agent_port).await;
+    let mut req = request(&o, 1);
+    req.deposit = Some(500_000_000);
+    let r = consumer.session.reserve(&req).await.unwrap();
+    let c = consumer
+        .session
+        .purchase(&req, &r, &consumer.evm, "ppu")
+        .await
+        .unwrap();
+    let c = consumer
+        .session
+        .wait_contract(&c.id, Contract::is_final, |_| {}, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(c.state, "active");
+    let credential = consumer.session.credential(&c.id).await.unwrap();
+
+    // Two sessions, 1 MB each way each.
+    let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 253) as u8).collect();
+    for _ in 0..2 {
+        let mut ch = sdk::credentials::dial(consumer.session.key(), &credential)
+            .await
+            .unwrap();
+        ch.send(&data).await.unwrap();
+        let mut got = 0;
+        while got < data.len() {
+            got += ch.recv().await.unwrap().unwrap().len();
+        }
+    }
+
+    // The agent reports them; the broker prices and settles them in a batch.
+    let mut usage = serde_json::Value::Null;
+    for _ in 0..300 {
+        usage = consumer.session.usage(&c.id).await.unwrap();
+        let records = usage["records"].as_array().unwrap();
+        if records.len() == 2 && records.iter().all(|r| !r["batchId"].is_null()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let records = usage["records"].as_array().unwrap().clone();
+    assert_eq!(records.len(), 2, "{usage}");
+    let total: u128 = usage["total"].as_str().unwrap().parse().unwrap();
+    // 2 sessions × 2 MB through at 10 credits (10^9 base units) per GB.
+    assert_eq!(total, 4_000_000);
+    assert_eq!(usage["settled"], usage["total"]);
+    // The chain charged exactly that.
+    let shown = consumer.session.contract(&c.id).await.unwrap();
+    assert_eq!(shown.chain.unwrap()["charged"], "4000000");
+    // Every record is proven part of its batch, here and by the chain.
+    let ckey = dir.path().join("consumer.hex");
+    std::fs::write(
+        &ckey,
+        catalog::identity::hex_encode(&consumer.session.key().to_bytes()),
+    )
+    .unwrap();
+    for r in &records {
+        let id = r["record"]["id"].as_str().unwrap();
+        let (ok, out, err) = e2e::mercato(
+            &url,
+            &["--key-file", ckey.to_str().unwrap(), "usage", "prove", id],
+        );
+        assert!(ok, "{out}{err}");
+        assert!(
+            out.contains("proof verifies here, verified on chain"),
+            "{out}"
+        );
+    }
+    // A record the provider reports again is a duplicate, never charged twice; a changed one
+    // with the same id, or one claiming more than the plan, is refused.
+    let log = sdk::agent::metering::UsageLog::new(&state).read().unwrap();
+    let again = provider.session.report_usage(&log).await.unwrap();
+    assert!(
+        again.iter().all(|o| o["status"] == "duplicate"),
+        "{again:?}"
+    );
+    let mut forged = log[0].clone();
+    forged.bytes_in += 1;
+    forged.sign(provider.session.key());
+    let out = provider.session.report_usage(&[forged]).await.unwrap();
+    assert_eq!(out[0]["status"], "refused");
+    let mut greedy = log[0].clone();
+    greedy.id = "greedy-1".into();
+    greedy.cpu_millis = 10_000_000;
+    greedy.sign(provider.session.key());
+    let out = provider.session.report_usage(&[greedy]).await.unwrap();
+    assert!(
+        out[0]["reason"].as_str().unwrap().contains("CPU"),
+        "{out:?}"
+    );
+    let mut unsigned = log[0].clone();
+    unsigned.id = "unsigned-1".into();
+    let out = provider.session.report_usage(&[unsigned]).await.unwrap();
+    assert!(
+        out[0]["reason"].as_str().unwrap().contains("signature"),
+        "{out:?}"
+    );
+    broker.stop();
+}

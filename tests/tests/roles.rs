@@ -236,6 +236,24 @@ async fn every_endpoint_checks_role_and_ownership() {
             Value::Null,
             "ufffoff",
         ),
+        (
+            Method::POST,
+            "/v1/usage".into(),
+            json!({"records": []}),
+            "uoffffo",
+        ),
+        (
+            Method::GET,
+            format!("/v1/contracts/{c}/usage"),
+            Value::Null,
+            "uhhoooo",
+        ),
+        (
+            Method::GET,
+            "/v1/usage/none/proof".into(),
+            Value::Null,
+            "uhhhhhh",
+        ),
         (Method::GET, "/v1/events".into(), Value::Null, "uoooooo"),
     ];
     let mut got_table = Vec::new();

@@ -271,6 +271,7 @@ async fn run() -> Result<()> {
         operators: Vec::new(),
         abort_at: None,
         credentials: Default::default(),
+        settlement: Default::default(),
     };
     let broker = Broker::start(&config).await?;
     let url = format!("http://{}", broker.addr);

@@ -26,10 +26,11 @@ pub enum Topic {
     CredentialIssued,
     CredentialRotated,
     CredentialRevoked,
+    UsageSettled,
 }
 
 impl Topic {
-    pub const ALL: [Topic; 15] = [
+    pub const ALL: [Topic; 16] = [
         Self::OfferPublished,
         Self::OfferUpdated,
         Self::OfferWithdrawn,
@@ -45,6 +46,7 @@ impl Topic {
         Self::CredentialIssued,
         Self::CredentialRotated,
         Self::CredentialRevoked,
+        Self::UsageSettled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -64,6 +66,7 @@ impl Topic {
             Self::CredentialIssued => "credential.issued",
             Self::CredentialRotated => "credential.rotated",
             Self::CredentialRevoked => "credential.revoked",
+            Self::UsageSettled => "usage.settled",
         }
     }
 }

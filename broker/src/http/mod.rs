@@ -9,6 +9,7 @@ pub mod offers;
 pub mod problem;
 pub mod providers;
 pub mod reservations;
+pub mod usage;
 
 use std::sync::{Arc, RwLock};
 
@@ -144,6 +145,9 @@ pub fn router(state: AppState) -> Router {
             "/v1/contracts/{id}/credentials/revoke",
             post(credentials::revoke),
         )
+        .route("/v1/usage", post(usage::report))
+        .route("/v1/usage/{id}/proof", get(usage::proof))
+        .route("/v1/contracts/{id}/usage", get(usage::of_contract))
         .route("/v1/events", get(events::stream))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .fallback(not_found)

@@ -5,6 +5,8 @@ pub mod credentials;
 pub mod document;
 pub mod purchase;
 pub mod records;
+pub mod settlement;
+pub mod usage;
 
 use crate::store::StoreError;
 

@@ -5,51 +5,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use ed25519_dalek::SigningKey;
-use serde::{Deserialize, Serialize};
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct UsageRecord {
-    /// Unique per record (random), so a record sent twice counts once.
-    pub id: String,
-    pub contract: String,
-    pub provider: String,
-    pub consumer: String,
-    /// The credential the session used (its hash).
-    pub credential: String,
-    pub from: u64,
-    pub to: u64,
-    pub connection_millis: u64,
-    pub bytes_in: u64,
-    pub bytes_out: u64,
-    /// Compute sessions (`--exec`): CPU time (user + system) of the consumer's process.
-    #[serde(default)]
-    pub cpu_millis: u64,
-    /// Compute sessions: the process's peak resident memory.
-    #[serde(default)]
-    pub max_memory_kib: u64,
-    /// Hex Ed25519 signature of the provider over the record without this field.
-    #[serde(default)]
-    pub signature: String,
-}
-
-impl UsageRecord {
-    pub fn signing_bytes(&self) -> Vec<u8> {
-        let mut unsigned = self.clone();
-        unsigned.signature.clear();
-        serde_json::to_vec(&unsigned).unwrap_or_default()
-    }
-
-    pub fn sign(&mut self, key: &SigningKey) {
-        self.signature = catalog::identity::sign_hex(key, &self.signing_bytes());
-    }
-
-    pub fn verify(&self) -> bool {
-        catalog::identity::verify_hex(&self.provider, &self.signing_bytes(), &self.signature)
-            .is_ok()
-    }
-}
+pub use peering::usage::UsageRecord;
 
 /// The agent's usage log.
 pub struct UsageLog {
@@ -94,6 +50,7 @@ impl UsageLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ed25519_dalek::SigningKey;
 
     #[test]
     fn records_are_signed_and_kept() {
@@ -113,6 +70,8 @@ mod tests {
             bytes_out: 20,
             cpu_millis: 0,
             max_memory_kib: 0,
+            gpu_millis: 0,
+            data_accesses: 0,
             signature: String::new(),
         };
         r.sign(&key);

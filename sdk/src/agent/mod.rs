@@ -184,6 +184,33 @@ impl Agent {
         }
     }
 
+    /// Sends the usage log to the broker for ever, in order, from the last acknowledged record
+    /// (kept on disk): retried until the broker answers, each record once.
+    async fn push_usage(session: Arc<Session>, usage: Arc<UsageLog>, dir: PathBuf) {
+        let offset_file = dir.join("usage.pushed");
+        loop {
+            let done: usize = std::fs::read_to_string(&offset_file)
+                .ok()
+                .and_then(|t| t.trim().parse().ok())
+                .unwrap_or(0);
+            let records = usage.read().unwrap_or_default();
+            if records.len() > done {
+                let batch = &records[done..records.len().min(done + 500)];
+                match session.report_usage(batch).await {
+                    Ok(outcomes) => {
+                        for o in outcomes.iter().filter(|o| o["status"] == "refused") {
+                            tracing::warn!(record = %o["id"], reason = %o["reason"], "usage record refused");
+                        }
+                        let _ = std::fs::write(&offset_file, (done + batch.len()).to_string());
+                        continue;
+                    }
+                    Err(e) => tracing::info!(error = %e, "usage not reported yet; retrying"),
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
     /// Runs the agent: the event follower and the data plane.
     pub async fn run(self) -> std::io::Result<()> {
         let listener = TcpListener::bind(self.config.listen).await?;
@@ -196,6 +223,11 @@ impl Agent {
             self.table.clone(),
             self.config.state_dir.clone(),
             self.config.auto_accept,
+        ));
+        tokio::spawn(Self::push_usage(
+            self.session.clone(),
+            self.usage.clone(),
+            self.config.state_dir.clone(),
         ));
         let me = Arc::new(self);
         loop {
@@ -310,6 +342,8 @@ impl Agent {
             bytes_out: counters.sent.load(Ordering::Relaxed),
             cpu_millis: used.cpu_millis,
             max_memory_kib: used.max_memory_kib,
+            gpu_millis: 0,
+            data_accesses: 0,
             signature: String::new(),
         };
         record.sign(&self.key);

@@ -92,12 +92,23 @@ enum Command {
         #[arg(long)]
         credential: Option<std::path::PathBuf>,
     },
+    /// Usage of contracts and proofs of its settlement.
+    #[command(subcommand)]
+    Usage(UsageCommand),
     /// Follow the broker's events (what this participant may see).
     Events {
         /// Start after this event (0: from the beginning).
         #[arg(long)]
         after: Option<u64>,
     },
+}
+
+#[derive(Subcommand)]
+enum UsageCommand {
+    /// A contract's usage records as they accrue, priced, and what is settled.
+    Show { contract: String },
+    /// Prove a record is part of its settled batch: checked here and by the chain.
+    Prove { record: String },
 }
 
 #[derive(Subcommand)]
@@ -493,6 +504,35 @@ async fn run() -> Result<()> {
                 credential.as_deref(),
             )
             .await?;
+        }
+        Command::Usage(UsageCommand::Show { contract }) => {
+            let u = session(&cli, client)?.usage(contract).await?;
+            println!("{}", serde_json::to_string_pretty(&u)?);
+        }
+        Command::Usage(UsageCommand::Prove { record }) => {
+            let p = session(&cli, client)?.usage_proof(record).await?;
+            let parse = |v: &serde_json::Value| v.as_str().and_then(|s| s.parse().ok());
+            let proof: Vec<alloy::primitives::B256> = p["proof"]
+                .as_array()
+                .map(|a| a.iter().filter_map(parse).collect())
+                .unwrap_or_default();
+            let local = match (parse(&p["root"]), parse(&p["recordHash"])) {
+                (Some(root), Some(hash)) => contracts::merkle::verify(root, hash, &proof),
+                _ => false,
+            };
+            println!("{}", serde_json::to_string_pretty(&p)?);
+            println!(
+                "record {record}: proof {} here, {} on chain",
+                if local { "verifies" } else { "does NOT verify" },
+                if p["verifiedOnChain"] == true {
+                    "verified"
+                } else {
+                    "NOT verified"
+                }
+            );
+            if !local || p["verifiedOnChain"] != true {
+                anyhow::bail!("the record is not proven part of its batch");
+            }
         }
         Command::Events { after } => {
             let mut events = session(&cli, client)?.events(*after).await?;

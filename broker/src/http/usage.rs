@@ -1,0 +1,101 @@
+//! Usage over HTTP: providers' agents report signed records; the parties follow a contract's usage
+//! as it accrues; anyone party to it gets a record's proof of settlement.
+
+use axum::extract::{Path, State};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::problem::Problem;
+use super::reservations::may_see;
+use super::{require, ApiJson, AppState};
+use crate::identity::{now, Principal, Role};
+use crate::market::records;
+use crate::market::settlement;
+use crate::market::usage::{self, Outcome, StoredUsage, MAX_RECORDS_PER_REPORT};
+use peering::usage::UsageRecord;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Report {
+    pub records: Vec<UsageRecord>,
+}
+
+/// A provider reports records (each answered on its own: accepted, duplicate, refused + why).
+pub async fn report(
+    State(state): State<AppState>,
+    who: Principal,
+    ApiJson(report): ApiJson<Report>,
+) -> Result<Json<Vec<Outcome>>, Problem> {
+    require(&who, &[Role::Provider], "reporting usage")?;
+    if report.records.len() > MAX_RECORDS_PER_REPORT {
+        return Err(Problem::bad_request(format!(
+            "at most {MAX_RECORDS_PER_REPORT} records per report"
+        )));
+    }
+    let now = now();
+    let mut out = Vec::with_capacity(report.records.len());
+    for r in &report.records {
+        out.push(usage::ingest(&state.store, &who.did, r, now).await?);
+    }
+    Ok(Json(out))
+}
+
+/// A contract's usage as it accrues (its parties, auditors, operators).
+pub async fn of_contract(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, Problem> {
+    let c = records::get_contract(&state.store, &id)
+        .await?
+        .filter(|c| may_see(&who, &c.consumer, &c.provider))
+        .ok_or_else(|| Problem::not_found(format!("no contract {id} of yours")))?;
+    let list: Vec<StoredUsage> = usage::of_contract(&state.store, &c.id).await?;
+    let total: u128 = list
+        .iter()
+        .filter_map(|u| u.amount.parse::<u128>().ok())
+        .sum();
+    let settled: u128 = list
+        .iter()
+        .filter(|u| u.batch_id.is_some())
+        .filter_map(|u| u.amount.parse::<u128>().ok())
+        .sum();
+    Ok(Json(json!({
+        "contract": c.id, "records": list, "total": total.to_string(),
+        "settled": settled.to_string(),
+    })))
+}
+
+/// The Merkle proof that a record is part of its settled batch, and the chain's own check.
+pub async fn proof(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, Problem> {
+    let row: Option<(String, String, String)> =
+        sqlx::query_as("SELECT contract_id, consumer, provider FROM usage_records WHERE id = $1")
+            .bind(id.clone())
+            .fetch_optional(state.store.pool())
+            .await?;
+    let Some((contract, consumer, provider)) = row.filter(|(_, c, p)| may_see(&who, c, p)) else {
+        return Err(Problem::not_found(format!("no usage record {id} of yours")));
+    };
+    let _ = (consumer, provider);
+    let Some((batch, root, hash, path)) = settlement::proof(&state.store, &id).await? else {
+        return Err(Problem::new(
+            axum::http::StatusCode::CONFLICT,
+            "not settled yet",
+            format!("record {id} is not in a settled batch yet; try again after the next batch"),
+        ));
+    };
+    let on_chain = state
+        .ledger
+        .verify_record(batch, hash, path.clone())
+        .await
+        .map_err(|e| Problem::unavailable("chain unavailable", e.to_string()))?;
+    Ok(Json(json!({
+        "record": id, "contract": contract, "batch": batch, "root": root, "recordHash": hash,
+        "proof": path, "verifiedOnChain": on_chain,
+    })))
+}

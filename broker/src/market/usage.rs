@@ -1,0 +1,333 @@
+//! Usage records reaching the broker: checked (the provider's signature, the contract, what the
+//! plan allows), priced by the plan's pay-per-use prices, stored once per record id (retries and
+//! out-of-order delivery are fine), listed for the consumer as they accrue.
+
+use alloy::primitives::{keccak256, B256};
+use catalog::model::Plan;
+use peering::usage::UsageRecord;
+use serde::Serialize;
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::document::ContractDocument;
+use super::records::{self, State};
+use super::MarketError;
+use crate::store::Store;
+
+/// Most records in one report.
+pub const MAX_RECORDS_PER_REPORT: usize = 1000;
+/// Clock skew allowed between the agent and the broker.
+const SKEW_SECS: u64 = 120;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UsageRefusal {
+    #[error("a record id is 1-64 of A-Z a-z 0-9 . _ -")]
+    BadId,
+    #[error("the provider's signature does not verify")]
+    BadSignature,
+    #[error("no contract {0}")]
+    UnknownContract(String),
+    #[error("the record names a provider or consumer that is not the contract's")]
+    WrongParties,
+    #[error("the contract never ran (it is {0})")]
+    NotRunning(&'static str),
+    #[error("the interval is outside the contract's life or inverted")]
+    OutsideTerm,
+    #[error("the record claims more {0} than the plan allows for its interval")]
+    TooMuch(&'static str),
+    #[error("a different record with this id was already accepted")]
+    Conflict,
+}
+
+/// What the plan allows over `seconds` for `quantity` units, checked against the record.
+pub fn check_limits(r: &UsageRecord, plan: &Plan, quantity: u32) -> Result<(), UsageRefusal> {
+    if r.to < r.from {
+        return Err(UsageRefusal::OutsideTerm);
+    }
+    let q = u128::from(quantity);
+    // Whole seconds of the interval, plus one for rounding at both ends.
+    let millis = u128::from(r.to - r.from + 1) * 1000;
+    if u128::from(r.connection_millis) > millis {
+        return Err(UsageRefusal::TooMuch("connection time"));
+    }
+    let u = &plan.unit;
+    // CPU time ≤ interval × cores bought.
+    if u128::from(r.cpu_millis) * 1000 > millis * u128::from(u.cpu_millicores) * q {
+        return Err(UsageRefusal::TooMuch("CPU time"));
+    }
+    if u128::from(r.max_memory_kib) > u128::from(u.memory_mib) * 1024 * q {
+        return Err(UsageRefusal::TooMuch("memory"));
+    }
+    if u128::from(r.gpu_millis) * 1000 > millis * u128::from(u.gpu_permille) * q {
+        return Err(UsageRefusal::TooMuch("GPU time"));
+    }
+    // Bandwidth (Mbit/s) each way, when the plan sets one.
+    if u.bandwidth_mbps > 0 {
+        let cap = millis * u128::from(u.bandwidth_mbps) * q * 125; // bytes: Mbit/s × ms / 8 × 1000
+        if u128::from(r.bytes_in) > cap || u128::from(r.bytes_out) > cap {
+            return Err(UsageRefusal::TooMuch("traffic"));
+        }
+    }
+    if u.data_accesses > 0 && u128::from(r.data_accesses) > u128::from(u.data_accesses) * q {
+        return Err(UsageRefusal::TooMuch("data accesses"));
+    }
+    Ok(())
+}
+
+/// The charge for a record, in credit base units: the plan's pay-per-use prices (reserved plans
+/// are paid per period instead, so their usage is recorded at zero).
+pub fn price(r: &UsageRecord, plan: &Plan) -> u128 {
+    let Some(p) = &plan.pricing.pay_per_use else {
+        return 0;
+    };
+    const HOUR_MS: u128 = 3_600_000;
+    let cpu = u128::from(p.cpu_core_hour) * u128::from(r.cpu_millis) / HOUR_MS;
+    // GiB-hours: peak memory over the connection time.
+    let mem = u128::from(p.memory_gib_hour)
+        * u128::from(r.max_memory_kib)
+        * u128::from(r.connection_millis)
+        / (1024 * 1024 * HOUR_MS);
+    let gpu = u128::from(p.gpu_hour) * u128::from(r.gpu_millis) / HOUR_MS;
+    let net = u128::from(p.network_gb) * (u128::from(r.bytes_in) + u128::from(r.bytes_out))
+        / 1_000_000_000;
+    let data = u128::from(p.data_access) * u128::from(r.data_accesses);
+    cpu + mem + gpu + net + data
+}
+
+/// The record's hash (the Merkle leaf's content): keccak-256 of the signed record's JSON.
+pub fn record_hash(body: &[u8]) -> B256 {
+    keccak256(body)
+}
+
+/// The outcome of one record of a report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Outcome {
+    pub id: String,
+    /// `accepted`, `duplicate` (already had it, same content) or `refused`.
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub amount: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Checks, prices and stores one record reported by `provider`.
+pub async fn ingest(
+    store: &Store,
+    provider: &str,
+    r: &UsageRecord,
+    now: u64,
+) -> Result<Outcome, MarketError> {
+    let refuse = |why: UsageRefusal| Outcome {
+        id: r.id.clone(),
+        status: "refused",
+        amount: None,
+        reason: Some(why.to_string()),
+    };
+    let id_ok = !r.id.is_empty()
+        && r.id.len() <= 64
+        && r.id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if !id_ok {
+        return Ok(refuse(UsageRefusal::BadId));
+    }
+    if r.provider != provider || !r.verify() {
+        return Ok(refuse(UsageRefusal::BadSignature));
+    }
+    let body = serde_json::to_string(r).unwrap_or_default();
+    if let Some(existing) = stored_body(store, &r.id).await? {
+        return Ok(if existing == body {
+            Outcome {
+                id: r.id.clone(),
+                status: "duplicate",
+                amount: None,
+                reason: None,
+            }
+        } else {
+            refuse(UsageRefusal::Conflict)
+        });
+    }
+    let Some(c) = records::get_contract(store, &r.contract).await? else {
+        return Ok(refuse(UsageRefusal::UnknownContract(r.contract.clone())));
+    };
+    if c.provider != r.provider || c.consumer != r.consumer {
+        return Ok(refuse(UsageRefusal::WrongParties));
+    }
+    if !matches!(c.state, State::Active | State::Closing | State::Closed) {
+        return Ok(refuse(UsageRefusal::NotRunning(c.state.as_str())));
+    }
+    if r.from + SKEW_SECS < c.created_at || r.to > now + SKEW_SECS {
+        return Ok(refuse(UsageRefusal::OutsideTerm));
+    }
+    let Some(reservation) = records::get_reservation(store, &c.reservation_id).await? else {
+        return Ok(refuse(UsageRefusal::UnknownContract(r.contract.clone())));
+    };
+    let doc = ContractDocument::parse(reservation.document.as_bytes())
+        .map_err(|e| MarketError::BadSignature(format!("stored document unreadable: {e}")))?;
+    if let Err(why) = check_limits(r, &doc.plan, doc.quantity) {
+        return Ok(refuse(why));
+    }
+    let amount = price(r, &doc.plan);
+    let hash = record_hash(body.as_bytes());
+    let inserted = sqlx::query(
+        "INSERT INTO usage_records (id, contract_id, provider, consumer, from_ts, to_ts, body, record_hash, amount, received_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(r.id.clone())
+    .bind(r.contract.clone())
+    .bind(r.provider.clone())
+    .bind(r.consumer.clone())
+    .bind(r.from as i64)
+    .bind(r.to as i64)
+    .bind(body.clone())
+    .bind(hash.to_string())
+    .bind(amount.to_string())
+    .bind(now as i64)
+    .execute(store.pool())
+    .await?;
+    if inserted.rows_affected() != 1 {
+        // A concurrent report of the same id won the race.
+        return Box::pin(ingest(store, provider, r, now)).await;
+    }
+    Ok(Outcome {
+        id: r.id.clone(),
+        status: "accepted",
+        amount: Some(amount.to_string()),
+        reason: None,
+    })
+}
+
+async fn stored_body(store: &Store, id: &str) -> Result<Option<String>, MarketError> {
+    let row: Option<(String,)> = sqlx::query_as("SELECT body FROM usage_records WHERE id = $1")
+        .bind(id.to_string())
+        .fetch_optional(store.pool())
+        .await?;
+    Ok(row.map(|(b,)| b))
+}
+
+/// A stored record with what the broker made of it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredUsage {
+    pub record: serde_json::Value,
+    pub record_hash: String,
+    pub amount: String,
+    pub received_at: u64,
+    pub batch_id: Option<String>,
+}
+
+fn stored(r: &AnyRow) -> StoredUsage {
+    StoredUsage {
+        record: serde_json::from_str(&r.get::<String, _>(0)).unwrap_or_default(),
+        record_hash: r.get(1),
+        amount: r.get(2),
+        received_at: r.get::<i64, _>(3) as u64,
+        batch_id: r.get(4),
+    }
+}
+
+/// A contract's usage, oldest interval first.
+pub async fn of_contract(store: &Store, contract: &str) -> Result<Vec<StoredUsage>, MarketError> {
+    let rows = sqlx::query(
+        "SELECT body, record_hash, amount, received_at, batch_id FROM usage_records WHERE contract_id = $1 ORDER BY from_ts, id",
+    )
+    .bind(contract.to_string())
+    .fetch_all(store.pool())
+    .await?;
+    Ok(rows.iter().map(stored).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use catalog::model::{PlanUnit, Pricing, UnitPrices};
+
+    fn plan(ppu: bool) -> Plan {
+        Plan {
+            id: "p".into(),
+            name: "p".into(),
+            pricing: Pricing {
+                reserved: None,
+                pay_per_use: ppu.then(|| UnitPrices {
+                    cpu_core_hour: 3_600_000,
+                    memory_gib_hour: 7_200_000,
+                    network_gb: 1_000_000,
+                    ..UnitPrices::default()
+                }),
+            },
+            capacity: 10,
+            unit: PlanUnit {
+                cpu_millicores: 2000,
+                memory_mib: 1024,
+                bandwidth_mbps: 8,
+                ..PlanUnit::default()
+            },
+        }
+    }
+
+    fn record() -> UsageRecord {
+        UsageRecord {
+            id: "r".into(),
+            contract: "c".into(),
+            provider: "p".into(),
+            consumer: "c".into(),
+            credential: "h".into(),
+            from: 100,
+            to: 109,
+            connection_millis: 10_000,
+            bytes_in: 1_000_000,
+            bytes_out: 1_000_000,
+            cpu_millis: 20_000,
+            max_memory_kib: 1024 * 1024,
+            gpu_millis: 0,
+            data_accesses: 0,
+            signature: String::new(),
+        }
+    }
+
+    #[test]
+    fn records_beyond_the_plan_are_refused() {
+        let p = plan(true);
+        assert_eq!(check_limits(&record(), &p, 1), Ok(()));
+        let mut r = record();
+        r.cpu_millis = 20_001 + 2000; // 2 cores × 11 s is the most
+        assert_eq!(
+            check_limits(&r, &p, 1),
+            Err(UsageRefusal::TooMuch("CPU time"))
+        );
+        assert_eq!(check_limits(&r, &p, 2), Ok(()));
+        let mut r = record();
+        r.max_memory_kib = 1024 * 1024 + 1;
+        assert_eq!(
+            check_limits(&r, &p, 1),
+            Err(UsageRefusal::TooMuch("memory"))
+        );
+        let mut r = record();
+        r.bytes_in = 11_000_001; // 8 Mbit/s × 11 s = 11 MB each way
+        assert_eq!(
+            check_limits(&r, &p, 1),
+            Err(UsageRefusal::TooMuch("traffic"))
+        );
+        let mut r = record();
+        r.to = 99;
+        assert_eq!(check_limits(&r, &p, 1), Err(UsageRefusal::OutsideTerm));
+        let mut r = record();
+        r.connection_millis = 11_001;
+        assert_eq!(
+            check_limits(&r, &p, 1),
+            Err(UsageRefusal::TooMuch("connection time"))
+        );
+    }
+
+    #[test]
+    fn pay_per_use_is_priced_and_reserved_usage_is_free() {
+        let r = record();
+        // 20 s of CPU at 3,600,000/core-hour = 20,000; 1 GiB for 10 s at 7,200,000/GiB-hour =
+        // 20,000; 2 MB at 1,000,000/GB = 2,000.
+        assert_eq!(price(&r, &plan(true)), 20_000 + 20_000 + 2_000);
+        assert_eq!(price(&r, &plan(false)), 0);
+        assert_ne!(record_hash(b"a"), record_hash(b"b"));
+    }
+}
