@@ -348,4 +348,13 @@ impl LedgerLink {
             .await
             .map_err(|e| self.read_err(e))
     }
+
+    /// The broker's fee on charges, in basis points.
+    pub async fn fee_bps(&self) -> Result<u16, ClientError> {
+        self.marketplace()
+            .feeBps()
+            .call()
+            .await
+            .map_err(|e| self.read_err(e))
+    }
 }

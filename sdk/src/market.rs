@@ -382,4 +382,77 @@ impl Session {
         self.call(Method::GET, &format!("/v1/usage/{record}/proof"), None)
             .await
     }
+
+    /// A provider withdraws its earnings (all of them by default) with its own account: a
+    /// transaction it signs and sends to the chain the broker names.
+    pub async fn withdraw_earnings(
+        &self,
+        evm: &PrivateKeySigner,
+        amount: Option<U256>,
+    ) -> Result<(String, U256), SdkError> {
+        let ledger = self.client.ledger().await?;
+        let marketplace: Address = ledger
+            .contracts
+            .marketplace
+            .parse()
+            .map_err(|_| SdkError::Decode("marketplace address".into()))?;
+        let url = ledger.rpc_url.clone();
+        let chain = move |e: ledger::ClientError| SdkError::Unreachable {
+            url: url.clone(),
+            reason: e.to_string(),
+        };
+        let client = ledger::ChainClient::connect(&ledger.rpc_url, evm.clone())
+            .await
+            .map_err(chain.clone())?;
+        let available = contracts::Marketplace::new(marketplace, client.provider())
+            .earnings(evm.address())
+            .call()
+            .await
+            .map_err(|e| SdkError::Decode(e.to_string()))?;
+        let amount = amount.unwrap_or(available);
+        if amount.is_zero() {
+            return Err(SdkError::Decode("there are no earnings to withdraw".into()));
+        }
+        let receipt = client
+            .send_call(
+                marketplace,
+                &contracts::Marketplace::withdrawCall {
+                    to: evm.address(),
+                    amount,
+                },
+            )
+            .await
+            .map_err(chain)?;
+        Ok((receipt.transaction_hash.to_string(), amount))
+    }
+
+    /// A contract's statement (JSON, or CSV with `csv`).
+    pub async fn statement(&self, contract: &str, csv: bool) -> Result<String, SdkError> {
+        let token = self.token().await?;
+        let url = self.client.url(&format!(
+            "/v1/contracts/{contract}/statement{}",
+            if csv { "?format=csv" } else { "" }
+        ))?;
+        let resp = self
+            .client
+            .http()
+            .get(url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .map_err(|e| SdkError::Unreachable {
+                url: self.client.base().to_string(),
+                reason: e.to_string(),
+            })?;
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        if !status.is_success() {
+            return Err(SdkError::Api {
+                status: status.as_u16(),
+                title: "statement refused".into(),
+                detail: text,
+            });
+        }
+        Ok(text)
+    }
 }

@@ -549,6 +549,37 @@ async fn sessions_become_usage_records_settled_in_a_batch_on_chain() {
             "{out}"
         );
     }
+    // The statement lists the settled usage and agrees with the chain to the last unit.
+    let statement: serde_json::Value =
+        serde_json::from_str(&consumer.session.statement(&c.id, false).await.unwrap()).unwrap();
+    assert_eq!(statement["charged"], "4000000", "{statement}");
+    assert_eq!(statement["matchesChain"], true, "{statement}");
+    assert!(statement["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|l| l["kind"] == "usage"));
+    let csv = provider.session.statement(&c.id, true).await.unwrap();
+    assert!(
+        csv.starts_with("at,kind,reference,amount\n") && csv.contains(",usage,"),
+        "{csv}"
+    );
+    // The provider withdraws its earnings (the charge less the broker's fee) with its own account.
+    let net: u128 = statement["providerNet"].as_str().unwrap().parse().unwrap();
+    provider.session.faucet().await.unwrap();
+    let before = provider.credits().await;
+    std::fs::write(
+        dir.path().join("evm-provider.hex"),
+        catalog::identity::hex_encode(provider.evm.to_bytes().as_slice()),
+    )
+    .unwrap();
+    let (ok, out, err) = e2e::mercato(
+        &url,
+        &["--key-file", pkey.to_str().unwrap(), "provider", "withdraw"],
+    );
+    assert!(ok, "{out}{err}");
+    assert_eq!(provider.credits().await, before + net);
+
     // A record the provider reports again is a duplicate, never charged twice; a changed one
     // with the same id, or one claiming more than the plan, is refused.
     let log = sdk::agent::metering::UsageLog::new(&state).read().unwrap();

@@ -254,6 +254,12 @@ async fn every_endpoint_checks_role_and_ownership() {
             Value::Null,
             "uhhhhhh",
         ),
+        (
+            Method::GET,
+            format!("/v1/contracts/{c}/statement"),
+            Value::Null,
+            "uhhoooo",
+        ),
         (Method::GET, "/v1/events".into(), Value::Null, "uoooooo"),
     ];
     let mut got_table = Vec::new();

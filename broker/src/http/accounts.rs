@@ -111,6 +111,8 @@ pub async fn show(
 
 /// Credits minted per faucet call on a development chain (1,000 credits).
 pub const FAUCET_CREDITS: u64 = 1_000 * 100_000_000;
+/// Native currency sent with them for gas (1 ether on the dev chain).
+pub const FAUCET_GAS_WEI: u128 = 1_000_000_000_000_000_000;
 
 /// Development chains only: mints credits to the caller's linked account.
 pub async fn faucet(
@@ -135,11 +137,23 @@ pub async fn faucet(
         to: account,
         amount: U256::from(FAUCET_CREDITS),
     };
+    let chain = |e: ledger::ClientError| Problem::unavailable("chain unavailable", e.to_string());
     minter
         .send_call(state.ledger.deployment.contracts.credit_token, &call)
         .await
-        .map_err(|e| Problem::unavailable("chain unavailable", e.to_string()))?;
-    Ok(Json(
-        json!({"account": account, "minted": FAUCET_CREDITS.to_string()}),
-    ))
+        .map_err(chain)?;
+    // And gas money, for what the account sends itself (a provider's withdrawal).
+    minter
+        .send(
+            alloy::rpc::types::TransactionRequest::default()
+                .to(account)
+                .value(U256::from(FAUCET_GAS_WEI)),
+        )
+        .await
+        .map_err(chain)?;
+    Ok(Json(json!({
+        "account": account,
+        "minted": FAUCET_CREDITS.to_string(),
+        "gasWei": FAUCET_GAS_WEI.to_string(),
+    })))
 }

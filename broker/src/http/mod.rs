@@ -148,6 +148,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/usage", post(usage::report))
         .route("/v1/usage/{id}/proof", get(usage::proof))
         .route("/v1/contracts/{id}/usage", get(usage::of_contract))
+        .route("/v1/contracts/{id}/statement", get(usage::statement))
         .route("/v1/events", get(events::stream))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .fallback(not_found)

@@ -12,6 +12,7 @@ use super::{require, ApiJson, AppState};
 use crate::identity::{now, Principal, Role};
 use crate::market::records;
 use crate::market::settlement;
+use crate::market::statements;
 use crate::market::usage::{self, Outcome, StoredUsage, MAX_RECORDS_PER_REPORT};
 use peering::usage::UsageRecord;
 
@@ -98,4 +99,51 @@ pub async fn proof(
         "record": id, "contract": contract, "batch": batch, "root": root, "recordHash": hash,
         "proof": path, "verifiedOnChain": on_chain,
     })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatementQuery {
+    #[serde(default)]
+    pub from: Option<u64>,
+    #[serde(default)]
+    pub to: Option<u64>,
+    /// `json` (default) or `csv`.
+    #[serde(default)]
+    pub format: Option<String>,
+}
+
+/// A contract's statement for its parties (and auditors, operators), checked against the chain.
+pub async fn statement(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<StatementQuery>,
+) -> Result<axum::response::Response, Problem> {
+    use axum::response::IntoResponse;
+    let c = records::get_contract(&state.store, &id)
+        .await?
+        .filter(|c| may_see(&who, &c.consumer, &c.provider))
+        .ok_or_else(|| Problem::not_found(format!("no contract {id} of yours")))?;
+    let s = statements::statement(
+        &state.store,
+        &state.ledger,
+        &c,
+        q.from.unwrap_or(0),
+        q.to.unwrap_or(u64::MAX),
+    )
+    .await?;
+    Ok(match q.format.as_deref() {
+        None | Some("json") => Json(s).into_response(),
+        Some("csv") => (
+            [(axum::http::header::CONTENT_TYPE, "text/csv")],
+            statements::to_csv(&s),
+        )
+            .into_response(),
+        Some(other) => {
+            return Err(Problem::bad_request(format!(
+                "format {other:?}: use json or csv"
+            )))
+        }
+    })
 }

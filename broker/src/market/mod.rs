@@ -6,6 +6,7 @@ pub mod document;
 pub mod purchase;
 pub mod records;
 pub mod settlement;
+pub mod statements;
 pub mod usage;
 
 use crate::store::StoreError;

@@ -42,7 +42,7 @@ async fn rust_and_solidity_price_the_same_random_usage() {
         ));
     }
     let (mut ok, mut errors) = (0, 0);
-    for case in 0..400 {
+    for case in 0..2500 {
         let (name, region) = regions[rng.gen_range(0..regions.len())];
         let u = ComputeUsage {
             cpu_usage: amount(&mut rng),

@@ -92,6 +92,14 @@ enum Command {
         #[arg(long)]
         credential: Option<std::path::PathBuf>,
     },
+    /// A contract's statement: deposit, charges, settled usage, refund, provider net; checked
+    /// against the chain.
+    Statements {
+        contract: String,
+        /// CSV instead of JSON.
+        #[arg(long)]
+        csv: bool,
+    },
     /// Usage of contracts and proofs of its settlement.
     #[command(subcommand)]
     Usage(UsageCommand),
@@ -434,6 +442,23 @@ async fn run() -> Result<()> {
             let out = session(&cli, client)?.register_config(&evm, &text).await?;
             println!("{}", serde_json::to_string_pretty(&out)?);
         }
+        Command::Provider(market::ProviderCommand::Withdraw { amount }) => {
+            let amount = match amount {
+                Some(a) if !(a.is_finite() && *a > 0.0) => {
+                    anyhow::bail!("--amount must be a positive number of credits")
+                }
+                Some(a) => Some(alloy::primitives::U256::from((a * CREDIT).round() as u128)),
+                None => None,
+            };
+            let evm = market::evm_key(&key_path(&cli), false)?;
+            let (tx, amount) = session(&cli, client)?
+                .withdraw_earnings(&evm, amount)
+                .await?;
+            println!(
+                "withdrew {amount} base units to {} (tx {tx})",
+                evm.address()
+            );
+        }
         Command::Provider(market::ProviderCommand::Accept { contract, watch }) => {
             market::accept(&session(&cli, client)?, contract.as_deref(), *watch).await?;
         }
@@ -504,6 +529,12 @@ async fn run() -> Result<()> {
                 credential.as_deref(),
             )
             .await?;
+        }
+        Command::Statements { contract, csv } => {
+            print!(
+                "{}",
+                session(&cli, client)?.statement(contract, *csv).await?
+            );
         }
         Command::Usage(UsageCommand::Show { contract }) => {
             let u = session(&cli, client)?.usage(contract).await?;

@@ -25,6 +25,12 @@ pub enum ProviderCommand {
         #[arg(long)]
         config: std::path::PathBuf,
     },
+    /// Withdraw earnings (all by default) to the provider's account; the account pays the gas.
+    Withdraw {
+        /// Amount in credits.
+        #[arg(long)]
+        amount: Option<f64>,
+    },
     /// Sign the documents of contracts proposed to this provider (with --watch: as they come).
     Accept {
         /// One contract; default: every proposed one.
