@@ -200,6 +200,7 @@ impl Broker {
             bus,
             reservation_ttl: config.reservation_ttl,
             issuer,
+            escrow: config.settlement.escrow,
             faucet,
         });
         // No Nagle delay: event streams and small answers go out at once.
@@ -232,8 +233,8 @@ impl Broker {
     }
 }
 
-/// Settles pending usage in batches: a batch as soon as there are enough records, otherwise every
-/// interval (so records never wait longer than that).
+/// Settles pending usage in batches (a batch as soon as there are enough records, otherwise every
+/// interval), then watches every active contract's escrow.
 async fn settle_loop(
     store: Store,
     ledger: LedgerLink,
@@ -258,6 +259,12 @@ async fn settle_loop(
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "settlement failed; retrying"),
         }
+        let now = crate::identity::now();
+        if let Err(e) = crate::market::escrow::watch_once(&store, &ledger, policy.escrow, now).await
+        {
+            tracing::warn!(error = %e, "escrow watch failed; retrying");
+        }
+        events.notify_one();
         tokio::time::sleep(policy.interval).await;
     }
 }

@@ -44,6 +44,7 @@ pub struct BrokerConfig {
 pub struct SettlementPolicy {
     pub interval: std::time::Duration,
     pub limits: crate::market::settlement::BatchLimits,
+    pub escrow: crate::market::escrow::EscrowPolicy,
 }
 
 impl Default for SettlementPolicy {
@@ -51,6 +52,7 @@ impl Default for SettlementPolicy {
         Self {
             interval: std::time::Duration::from_secs(30),
             limits: Default::default(),
+            escrow: Default::default(),
         }
     }
 }

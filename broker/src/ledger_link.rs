@@ -84,6 +84,9 @@ pub struct ChainAgreement {
     pub charged: String,
     pub terms_hash: B256,
     pub terms_cid: String,
+    pub period: u64,
+    pub period_price: String,
+    pub next_charge_at: u64,
 }
 
 impl LedgerLink {
@@ -259,6 +262,9 @@ impl LedgerLink {
             charged: a.charged.to_string(),
             terms_hash: a.termsHash,
             terms_cid: a.termsCid,
+            period: a.period,
+            period_price: a.periodPrice.to_string(),
+            next_charge_at: a.nextChargeAt,
         })
     }
 
@@ -356,5 +362,100 @@ impl LedgerLink {
             .call()
             .await
             .map_err(|e| self.read_err(e))
+    }
+
+    /// Charges a reserved contract's next period when due; the chain suspends the contract
+    /// itself when its escrow cannot pay. Returns whether it charged.
+    pub async fn charge_period(&self, contract_id: B256) -> Result<bool, ClientError> {
+        let receipt = self
+            .client
+            .send_call(
+                self.deployment.contracts.marketplace,
+                &Marketplace::chargePeriodCall {
+                    contractId: contract_id,
+                },
+            )
+            .await?;
+        Ok(receipt
+            .inner
+            .logs()
+            .iter()
+            .any(|l| l.log_decode::<Marketplace::Charged>().is_ok()))
+    }
+
+    pub async fn suspend(&self, contract_id: B256, reason: &str) -> Result<(), ClientError> {
+        let mut r = [0u8; 32];
+        let n = reason.len().min(32);
+        r[..n].copy_from_slice(&reason.as_bytes()[..n]);
+        self.client
+            .send_call(
+                self.deployment.contracts.marketplace,
+                &Marketplace::suspendCall {
+                    contractId: contract_id,
+                    reason: B256::from(r),
+                },
+            )
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn resume(&self, contract_id: B256) -> Result<(), ClientError> {
+        self.client
+            .send_call(
+                self.deployment.contracts.marketplace,
+                &Marketplace::resumeCall {
+                    contractId: contract_id,
+                },
+            )
+            .await
+            .map(|_| ())
+    }
+
+    /// The consumer's next top-up signature nonce.
+    pub async fn topup_nonce(&self, consumer: Address) -> Result<U256, ClientError> {
+        self.marketplace()
+            .nonces(consumer)
+            .call()
+            .await
+            .map_err(|e| self.read_err(e))
+    }
+
+    /// Adds `amount` to a contract's escrow with the consumer's permit and TopUp signatures.
+    pub async fn top_up(
+        &self,
+        contract_id: B256,
+        consumer: Address,
+        amount: U256,
+        deadline: U256,
+        permit: Signature,
+        topup_signature: Bytes,
+    ) -> Result<B256, ClientError> {
+        self.client
+            .send_call(
+                self.deployment.contracts.credit_token,
+                &CreditToken::permitCall {
+                    owner: consumer,
+                    spender: self.deployment.contracts.marketplace,
+                    value: amount,
+                    deadline,
+                    v: 27 + u8::from(permit.v()),
+                    r: permit.r().into(),
+                    s: permit.s().into(),
+                },
+            )
+            .await?;
+        let receipt = self
+            .client
+            .send_call(
+                self.deployment.contracts.marketplace,
+                &Marketplace::topUpCall {
+                    contractId: contract_id,
+                    amount,
+                    deadline,
+                    consumerSig: topup_signature,
+                },
+            )
+            .await?;
+        Ok(receipt.transaction_hash)
     }
 }

@@ -55,6 +55,12 @@ struct Cli {
     /// Most usage records in one settlement batch.
     #[arg(long, env = "MERCATO_BATCH_RECORDS", default_value_t = 20_000)]
     batch_records: u32,
+    /// Warn a contract's parties when its escrow lasts less than this, in seconds.
+    #[arg(long, env = "MERCATO_ESCROW_WARN", default_value_t = 3600)]
+    escrow_warn: u64,
+    /// Close (with refund) a contract suspended for its escrow for this long, in seconds.
+    #[arg(long, env = "MERCATO_SUSPENDED_GRACE", default_value_t = 86_400)]
+    suspended_grace: u64,
     /// A did:key to make operator (repeatable): how the first operator comes to exist.
     #[arg(long = "operator", env = "MERCATO_OPERATORS", value_delimiter = ',')]
     operators: Vec<String>,
@@ -111,6 +117,10 @@ async fn run() -> Result<()> {
             limits: broker::market::settlement::BatchLimits {
                 max_records: cli.batch_records.max(1),
                 ..Default::default()
+            },
+            escrow: broker::market::escrow::EscrowPolicy {
+                warn_before_secs: cli.escrow_warn,
+                suspended_grace_secs: cli.suspended_grace,
             },
         },
     };

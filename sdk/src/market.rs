@@ -455,4 +455,64 @@ impl Session {
         }
         Ok(text)
     }
+
+    /// How long a contract's escrow lasts (and the nonces a top-up signs).
+    pub async fn escrow(&self, contract: &str) -> Result<Value, SdkError> {
+        self.call(
+            Method::GET,
+            &format!("/v1/contracts/{contract}/escrow"),
+            None,
+        )
+        .await
+    }
+
+    /// Adds `amount` base units to a contract's escrow: the account signs a TopUp and a permit;
+    /// the broker relays both.
+    pub async fn top_up(
+        &self,
+        contract: &str,
+        evm: &PrivateKeySigner,
+        amount: u64,
+    ) -> Result<Value, SdkError> {
+        let info = self.escrow(contract).await?;
+        let ledger = self.client.ledger().await?;
+        let addr = |s: &str| -> Result<Address, SdkError> {
+            s.parse()
+                .map_err(|_| SdkError::Decode(format!("bad address {s}")))
+        };
+        let (marketplace, token) = (
+            addr(&ledger.contracts.marketplace)?,
+            addr(&ledger.contracts.credit_token)?,
+        );
+        let nonce = |k: &str| parse_u256(info[k].as_str().unwrap_or("x"));
+        let deadline = now() + SIGNATURE_TTL_SECS;
+        let id: alloy::primitives::B256 = contract
+            .parse()
+            .map_err(|_| SdkError::Decode(format!("{contract} is not a contract id")))?;
+        let top = eip712::TopUp {
+            contractId: id,
+            amount: U256::from(amount),
+            nonce: nonce("topUpNonce")?,
+            deadline: U256::from(deadline),
+        };
+        let permit = eip712::Permit {
+            owner: evm.address(),
+            spender: marketplace,
+            value: U256::from(amount),
+            nonce: nonce("permitNonce")?,
+            deadline: U256::from(deadline),
+        };
+        let body = json!({
+            "amount": amount,
+            "deadline": deadline,
+            "topUpSignature": sign_typed(evm, &top, &eip712::marketplace_domain(ledger.chain_id, marketplace))?,
+            "permitSignature": sign_typed(evm, &permit, &eip712::token_domain(ledger.chain_id, token))?,
+        });
+        self.call(
+            Method::POST,
+            &format!("/v1/contracts/{contract}/topup"),
+            Some(body),
+        )
+        .await
+    }
 }

@@ -260,6 +260,18 @@ async fn every_endpoint_checks_role_and_ownership() {
             Value::Null,
             "uhhoooo",
         ),
+        (
+            Method::GET,
+            format!("/v1/contracts/{c}/escrow"),
+            Value::Null,
+            "uhhoooo",
+        ),
+        (
+            Method::POST,
+            format!("/v1/contracts/{c}/topup"),
+            json!({"amount": 0, "deadline": 0, "topUpSignature": "0x00", "permitSignature": "0x00"}),
+            "ufhffof",
+        ),
         (Method::GET, "/v1/events".into(), Value::Null, "uoooooo"),
     ];
     let mut got_table = Vec::new();

@@ -27,10 +27,13 @@ pub enum Topic {
     CredentialRotated,
     CredentialRevoked,
     UsageSettled,
+    EscrowLow,
+    ContractSuspended,
+    ContractResumed,
 }
 
 impl Topic {
-    pub const ALL: [Topic; 16] = [
+    pub const ALL: [Topic; 19] = [
         Self::OfferPublished,
         Self::OfferUpdated,
         Self::OfferWithdrawn,
@@ -47,6 +50,9 @@ impl Topic {
         Self::CredentialRotated,
         Self::CredentialRevoked,
         Self::UsageSettled,
+        Self::EscrowLow,
+        Self::ContractSuspended,
+        Self::ContractResumed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -67,6 +73,9 @@ impl Topic {
             Self::CredentialRotated => "credential.rotated",
             Self::CredentialRevoked => "credential.revoked",
             Self::UsageSettled => "usage.settled",
+            Self::EscrowLow => "contract.escrow_low",
+            Self::ContractSuspended => "contract.suspended",
+            Self::ContractResumed => "contract.resumed",
         }
     }
 }

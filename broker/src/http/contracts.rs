@@ -12,6 +12,7 @@ use super::{require, ApiJson, AppState};
 use crate::events::Topic;
 use crate::identity::{now, Principal, Role};
 use crate::ledger_link::ChainAgreement;
+use crate::market::escrow;
 use crate::market::records::{self, Change, ContractRecord, State as ContractState};
 use crate::market::MarketError;
 
@@ -206,5 +207,101 @@ pub async fn close(
     Ok((
         StatusCode::ACCEPTED,
         Json(contract_view(&state, c, false).await?),
+    ))
+}
+
+/// How long the contract's escrow lasts, with what a top-up must sign (the consumer's nonces).
+pub async fn escrow(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, Problem> {
+    let c = visible(&state, &who, &id).await?;
+    let (runway, a) = escrow::runway(&state.store, &state.ledger, &c, state.escrow, now()).await?;
+    let consumer = a.consumer;
+    let chain = |e: ledger::ClientError| Problem::from(MarketError::Chain(e));
+    Ok(Json(serde_json::json!({
+        "contract": c.id,
+        "runway": runway,
+        "topUpNonce": state.ledger.topup_nonce(consumer).await.map_err(chain)?.to_string(),
+        "permitNonce": state.ledger.permit_nonce(consumer).await.map_err(chain)?.to_string(),
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TopUpRequest {
+    /// Credit base units to add.
+    pub amount: u64,
+    pub deadline: u64,
+    /// The consumer account's EIP-712 TopUp(contractId, amount, nonce, deadline) signature.
+    pub top_up_signature: alloy::primitives::Bytes,
+    /// The consumer account's EIP-2612 permit for `amount` to the marketplace.
+    pub permit_signature: alloy::primitives::Bytes,
+}
+
+/// The consumer adds to the escrow (relayed: it needs no gas); a contract suspended for its
+/// escrow resumes when it can pay again.
+pub async fn top_up(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<TopUpRequest>,
+) -> Result<Json<serde_json::Value>, Problem> {
+    require(&who, &[Role::Consumer], "topping up")?;
+    let c = visible(&state, &who, &id).await?;
+    if c.consumer != who.did {
+        return Err(Problem::not_found(format!("no contract {id} of yours")));
+    }
+    if c.state != ContractState::Active {
+        return Err(MarketError::WrongState {
+            state: c.state.as_str().into(),
+            needed: "active",
+        }
+        .into());
+    }
+    if req.amount == 0 || req.deadline < now() {
+        return Err(Problem::bad_request(
+            "amount must be positive and the deadline in the future",
+        ));
+    }
+    let permit = alloy::primitives::Signature::try_from(req.permit_signature.as_ref())
+        .map_err(|_| Problem::bad_request("permitSignature is not a 65-byte signature"))?;
+    let contract_id: alloy::primitives::B256 =
+        c.id.parse()
+            .map_err(|_| Problem::not_found(format!("no contract {id}")))?;
+    let consumer = state
+        .ledger
+        .agreement(contract_id)
+        .await
+        .map_err(MarketError::from)?
+        .consumer;
+    let tx = state
+        .ledger
+        .top_up(
+            contract_id,
+            consumer,
+            alloy::primitives::U256::from(req.amount),
+            alloy::primitives::U256::from(req.deadline),
+            permit,
+            req.top_up_signature,
+        )
+        .await
+        .map_err(|e| match e {
+            ledger::ClientError::Reverted { .. } => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "top-up refused",
+                format!("the chain refused the top-up (signature, nonce, deadline or funds): {e}"),
+            ),
+            other => MarketError::Chain(other).into(),
+        })?;
+    let resumed =
+        escrow::resume_if_paid(&state.store, &state.ledger, &c, state.escrow, now()).await?;
+    if resumed {
+        state.issuer.ensure_credential(&c.id).await?;
+    }
+    state.relay.notify_one();
+    Ok(Json(
+        serde_json::json!({"contract": c.id, "txHash": tx, "resumed": resumed}),
     ))
 }

@@ -42,6 +42,8 @@ pub struct AppState {
     pub bus: crate::events::InProcessBus,
     /// How long a reservation holds capacity.
     pub reservation_ttl: std::time::Duration,
+    /// When escrow warnings and suspensions happen.
+    pub escrow: crate::market::escrow::EscrowPolicy,
     /// Mints peering credentials (the purchase driver, which also mints them on activation).
     pub issuer: crate::market::purchase::Driver,
     /// Development chains only: the account that mints faucet credits.
@@ -149,6 +151,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/usage/{id}/proof", get(usage::proof))
         .route("/v1/contracts/{id}/usage", get(usage::of_contract))
         .route("/v1/contracts/{id}/statement", get(usage::statement))
+        .route("/v1/contracts/{id}/escrow", get(contracts::escrow))
+        .route("/v1/contracts/{id}/topup", post(contracts::top_up))
         .route("/v1/events", get(events::stream))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .fallback(not_found)

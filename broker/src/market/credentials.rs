@@ -225,7 +225,8 @@ pub async fn live(
 pub async fn missing(store: &Store, now: u64) -> Result<Vec<String>, MarketError> {
     let rows: Vec<(String,)> = sqlx::query_as(
         "SELECT c.id FROM contracts c WHERE c.state = 'active' AND NOT EXISTS \
-         (SELECT 1 FROM credentials k WHERE k.contract_id = c.id AND k.revoked_at IS NULL AND k.expires_at > $1)",
+         (SELECT 1 FROM credentials k WHERE k.contract_id = c.id AND k.revoked_at IS NULL AND k.expires_at > $1) \
+         AND NOT EXISTS (SELECT 1 FROM contract_escrow e WHERE e.contract_id = c.id AND e.suspended_at IS NOT NULL)",
     )
     .bind(now as i64)
     .fetch_all(store.pool())

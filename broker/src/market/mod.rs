@@ -3,6 +3,7 @@
 
 pub mod credentials;
 pub mod document;
+pub mod escrow;
 pub mod purchase;
 pub mod records;
 pub mod settlement;

@@ -123,7 +123,7 @@ impl Driver {
         let Some(c) = records::get_contract(&self.store, id).await? else {
             return Ok(());
         };
-        if c.state != State::Active {
+        if c.state != State::Active || super::escrow::is_suspended(&self.store, id).await? {
             return Ok(());
         }
         let config = self.provider_config_of(&c.provider).await;

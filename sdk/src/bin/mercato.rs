@@ -505,6 +505,23 @@ async fn run() -> Result<()> {
             let c = session(&cli, client)?.contract(id).await?;
             println!("{}", serde_json::to_string_pretty(&c)?);
         }
+        Command::Contracts(market::ContractsCommand::Escrow { id }) => {
+            let e = session(&cli, client)?.escrow(id).await?;
+            println!("{}", serde_json::to_string_pretty(&e)?);
+            if e["runway"]["warning"] == true {
+                eprintln!("warning: the escrow runs out soon; top it up with `mercato contracts topup {id} --amount CREDITS`");
+            }
+        }
+        Command::Contracts(market::ContractsCommand::Topup { id, amount }) => {
+            if !(amount.is_finite() && *amount > 0.0) {
+                anyhow::bail!("--amount must be a positive number of credits");
+            }
+            let evm = market::evm_key(&key_path(&cli), false)?;
+            let out = session(&cli, client)?
+                .top_up(id, &evm, (amount * CREDIT).round() as u64)
+                .await?;
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
         Command::Contracts(market::ContractsCommand::Close { id }) => {
             market::close(&session(&cli, client)?, id, cli.json).await?;
         }

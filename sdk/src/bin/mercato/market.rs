@@ -48,6 +48,15 @@ pub enum ContractsCommand {
     Show { id: String },
     /// Close an active contract; the unused escrow is refunded on chain.
     Close { id: String },
+    /// How long the contract's escrow lasts at its rate of use (and whether it is suspended).
+    Escrow { id: String },
+    /// Add credits to the contract's escrow (resumes a contract suspended for its escrow).
+    Topup {
+        id: String,
+        /// Credits to add.
+        #[arg(long)]
+        amount: f64,
+    },
 }
 
 pub fn evm_key(key_file: &Path, create: bool) -> Result<alloy::signers::local::PrivateKeySigner> {

@@ -1,0 +1,246 @@
+//! Escrow that never runs silently dry: the parties are warned well before, a contract whose
+//! escrow cannot pay is suspended (its credential stops working), a top-up resumes it and its
+//! usage settles, and a contract left suspended is closed with its escrow refunded.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use e2e::market::{offer, request, Participant};
+use e2e::{bin, free_port, BrokerProcess};
+use sdk::market::Contract;
+use tokio::net::TcpStream;
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn echo_server() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let (mut r, mut w) = s.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    port
+}
+
+async fn wait_port(port: u16) {
+    for _ in 0..200 {
+        if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("nothing listens on {port}");
+}
+
+async fn use_bytes(consumer: &Participant, credential: &peering::Credential, n: usize) {
+    let data = vec![7u8; n];
+    let mut ch = sdk::credentials::dial(consumer.session.key(), credential)
+        .await
+        .unwrap();
+    ch.send(&data).await.unwrap();
+    let mut got = 0;
+    while got < n {
+        got += ch.recv().await.unwrap().unwrap().len();
+    }
+}
+
+async fn until<F, Fut>(what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..300 {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn escrow_is_watched_warned_suspended_topped_up_and_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "--settle-interval",
+        "1",
+        "--escrow-warn",
+        "100000",
+        "--suspended-grace",
+        "3",
+    ];
+    let broker = BrokerProcess::start_with(&dir.path().join("broker"), &args);
+    let url = broker.url.clone();
+    let provider = Participant::new(&url, "provider").await;
+    let consumer = Participant::new(&url, "consumer").await;
+    let agent_port = free_port();
+    let service = echo_server().await;
+    let config = format!(
+        "name: edge-4\nendpoints:\n  - name: agent\n    url: tcp://127.0.0.1:{agent_port}\n"
+    );
+    provider
+        .session
+        .register_config(&provider.evm, &config)
+        .await
+        .unwrap();
+    let mut o = offer("escrow-1", 4, 1);
+    o.plans[0].pricing = catalog::model::Pricing {
+        reserved: None,
+        pay_per_use: Some(catalog::model::UnitPrices {
+            network_gb: 1_000_000_000,
+            ..Default::default()
+        }),
+    };
+    provider.session.publish_offer(o.clone()).await.unwrap();
+    let pkey = dir.path().join("provider.hex");
+    std::fs::write(
+        &pkey,
+        catalog::identity::hex_encode(&provider.session.key().to_bytes()),
+    )
+    .unwrap();
+    let _agent = Killed(
+        Command::new(bin("mercato"))
+            .args([
+                "--broker",
+                &url,
+                "--key-file",
+                pkey.to_str().unwrap(),
+                "agent",
+                "run",
+            ])
+            .args(["--listen", &format!("127.0.0.1:{agent_port}")])
+            .args(["--service", &format!("127.0.0.1:{service}")])
+            .arg("--state-dir")
+            .arg(dir.path().join("agent"))
+            .arg("--auto-accept")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_port(agent_port).await;
+    let mut events = consumer.session.events(Some(0)).await.unwrap();
+    let buy = |deposit: u64, key: &'static str| {
+        let (consumer, o) = (&consumer, o.clone());
+        async move {
+            let mut req = request(&o, 1);
+            req.deposit = Some(deposit);
+            let r = consumer.session.reserve(&req).await.unwrap();
+            let c = consumer
+                .session
+                .purchase(&req, &r, &consumer.evm, key)
+                .await
+                .unwrap();
+            consumer
+                .session
+                .wait_contract(&c.id, Contract::is_final, |_| {}, Duration::from_secs(60))
+                .await
+                .unwrap()
+        }
+    };
+
+    // 3,000,000 of escrow; 2,000,000 used (1 MB each way at 10 credits/GB) and settled.
+    let c = buy(3_000_000, "e1").await;
+    let credential = consumer.session.credential(&c.id).await.unwrap();
+    use_bytes(&consumer, &credential, 1_000_000).await;
+    until("the first usage to settle", || async {
+        consumer.session.usage(&c.id).await.unwrap()["settled"] == "2000000"
+    })
+    .await;
+    // The runway is short against the warning threshold: a warning, in the API and as an event.
+    let e = consumer.session.escrow(&c.id).await.unwrap();
+    assert_eq!(e["runway"]["warning"], true, "{e}");
+    assert_eq!(e["runway"]["available"], "1000000", "{e}");
+    let mut warned = false;
+    while !warned {
+        let ev = tokio::time::timeout(Duration::from_secs(20), events.next())
+            .await
+            .expect("a warning")
+            .unwrap()
+            .unwrap();
+        warned = ev.topic == "contract.escrow_low" && ev.subject == c.id;
+    }
+
+    // Another 2,000,000 of use: the escrow cannot pay, the contract is suspended and its
+    // credential stops working; nothing is charged beyond the escrow.
+    use_bytes(&consumer, &credential, 1_000_000).await;
+    let mut suspended = false;
+    while !suspended {
+        let ev = tokio::time::timeout(Duration::from_secs(30), events.next())
+            .await
+            .expect("a suspension")
+            .unwrap()
+            .unwrap();
+        suspended = ev.topic == "contract.suspended" && ev.subject == c.id;
+    }
+    until("the agent to refuse the suspended contract", || async {
+        sdk::credentials::dial(consumer.session.key(), &credential)
+            .await
+            .is_err()
+    })
+    .await;
+    assert_eq!(
+        consumer
+            .session
+            .contract(&c.id)
+            .await
+            .unwrap()
+            .chain
+            .unwrap()["status"],
+        "suspended"
+    );
+
+    // A top-up resumes it, a new credential works, the waiting usage settles.
+    let out = consumer
+        .session
+        .top_up(&c.id, &consumer.evm, 5_000_000)
+        .await
+        .unwrap();
+    assert_eq!(out["resumed"], true, "{out}");
+    let fresh = consumer.session.credential(&c.id).await.unwrap();
+    until("the agent to admit the new credential", || async {
+        sdk::credentials::dial(consumer.session.key(), &fresh)
+            .await
+            .is_ok()
+    })
+    .await;
+    until("the waiting usage to settle", || async {
+        consumer.session.usage(&c.id).await.unwrap()["settled"] == "4000000"
+    })
+    .await;
+    let statement: serde_json::Value =
+        serde_json::from_str(&consumer.session.statement(&c.id, false).await.unwrap()).unwrap();
+    assert_eq!(statement["matchesChain"], true, "{statement}");
+    assert_eq!(statement["chainEscrow"], "4000000", "{statement}");
+
+    // A contract left suspended past the grace is closed, its escrow refunded.
+    let before = consumer.credits().await;
+    let c2 = buy(1_000_000, "e2").await;
+    let cred2 = consumer.session.credential(&c2.id).await.unwrap();
+    use_bytes(&consumer, &cred2, 1_000_000).await;
+    let closed = consumer
+        .session
+        .wait_contract(
+            &c2.id,
+            |c| c.state == "closed",
+            |_| {},
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    assert_eq!(closed.refund.as_deref(), Some("1000000"));
+    assert_eq!(consumer.credits().await, before);
+    broker.stop();
+}
