@@ -201,6 +201,7 @@ impl Broker {
             reservation_ttl: config.reservation_ttl,
             issuer,
             escrow: config.settlement.escrow,
+            dispute_window_secs: config.settlement.limits.dispute_window_secs,
             faucet,
         });
         // No Nagle delay: event streams and small answers go out at once.

@@ -458,4 +458,19 @@ impl LedgerLink {
             .await?;
         Ok(receipt.transaction_hash)
     }
+
+    /// The latest block's timestamp: the time the contracts go by.
+    pub async fn chain_time(&self) -> Result<u64, ClientError> {
+        use alloy::providers::Provider;
+        let block = self
+            .client
+            .provider()
+            .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
+            .await
+            .map_err(|e| ClientError::Unreachable {
+                url: self.client.url().to_string(),
+                reason: e.to_string(),
+            })?;
+        Ok(block.map_or(0, |b| b.header.timestamp))
+    }
 }

@@ -55,6 +55,9 @@ struct Cli {
     /// Most usage records in one settlement batch.
     #[arg(long, env = "MERCATO_BATCH_RECORDS", default_value_t = 20_000)]
     batch_records: u32,
+    /// How long a consumer may dispute a usage record before it is settled, in seconds.
+    #[arg(long, env = "MERCATO_DISPUTE_WINDOW", default_value_t = 300)]
+    dispute_window: u64,
     /// Warn a contract's parties when its escrow lasts less than this, in seconds.
     #[arg(long, env = "MERCATO_ESCROW_WARN", default_value_t = 3600)]
     escrow_warn: u64,
@@ -116,6 +119,7 @@ async fn run() -> Result<()> {
             interval: std::time::Duration::from_secs(cli.settle_interval.max(1)),
             limits: broker::market::settlement::BatchLimits {
                 max_records: cli.batch_records.max(1),
+                dispute_window_secs: cli.dispute_window,
                 ..Default::default()
             },
             escrow: broker::market::escrow::EscrowPolicy {

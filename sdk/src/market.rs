@@ -515,4 +515,24 @@ impl Session {
         )
         .await
     }
+
+    /// The consumer disputes a usage record (within the broker's window, before it settles).
+    pub async fn dispute_usage(&self, record: &str, reason: &str) -> Result<Value, SdkError> {
+        self.call(
+            Method::POST,
+            &format!("/v1/usage/{record}/dispute"),
+            Some(json!({ "reason": reason })),
+        )
+        .await
+    }
+
+    /// An operator decides a dispute: uphold (settles) or void (charged nothing).
+    pub async fn resolve_dispute(&self, record: &str, uphold: bool) -> Result<Value, SdkError> {
+        self.call(
+            Method::POST,
+            &format!("/v1/usage/{record}/resolve"),
+            Some(json!({ "uphold": uphold })),
+        )
+        .await
+    }
 }

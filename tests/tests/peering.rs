@@ -430,7 +430,10 @@ async fn the_agent_sells_this_machine_catches_up_and_meters_compute_sessions() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_become_usage_records_settled_in_a_batch_on_chain() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = BrokerProcess::start_with(&dir.path().join("broker"), &["--settle-interval", "1"]);
+    let broker = BrokerProcess::start_with(
+        &dir.path().join("broker"),
+        &["--settle-interval", "1", "--dispute-window", "0"],
+    );
     let url = broker.url.clone();
     let provider = Participant::new(&url, "provider").await;
     let consumer = Participant::new(&url, "consumer").await;

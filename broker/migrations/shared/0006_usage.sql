@@ -12,7 +12,10 @@ CREATE TABLE usage_records (
     amount TEXT NOT NULL,
     received_at BIGINT NOT NULL,
     batch_id TEXT,
-    disputed_at BIGINT
+    disputed_at BIGINT,
+    dispute_reason TEXT,
+    -- 'upheld' (the record stands) or 'voided' (charged nothing), by an operator.
+    dispute_outcome TEXT
 );
 CREATE INDEX usage_pending ON usage_records (batch_id, received_at);
 CREATE INDEX usage_contract ON usage_records (contract_id);

@@ -226,6 +226,7 @@ async fn run() -> Result<()> {
     let limits = BatchLimits {
         max_records: 20_000,
         max_contracts: 200,
+        dispute_window_secs: 0,
     };
     let block_before = broker.block_number().await?;
     let start = Instant::now();

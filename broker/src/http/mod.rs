@@ -42,6 +42,8 @@ pub struct AppState {
     pub bus: crate::events::InProcessBus,
     /// How long a reservation holds capacity.
     pub reservation_ttl: std::time::Duration,
+    /// How long after arriving a usage record can be disputed.
+    pub dispute_window_secs: u64,
     /// When escrow warnings and suspensions happen.
     pub escrow: crate::market::escrow::EscrowPolicy,
     /// Mints peering credentials (the purchase driver, which also mints them on activation).
@@ -149,6 +151,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/usage", post(usage::report))
         .route("/v1/usage/{id}/proof", get(usage::proof))
+        .route("/v1/usage/{id}/dispute", post(usage::dispute))
+        .route("/v1/usage/{id}/resolve", post(usage::resolve))
         .route("/v1/contracts/{id}/usage", get(usage::of_contract))
         .route("/v1/contracts/{id}/statement", get(usage::statement))
         .route("/v1/contracts/{id}/escrow", get(contracts::escrow))

@@ -147,3 +147,53 @@ pub async fn statement(
         }
     })
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DisputeRequest {
+    pub reason: String,
+}
+
+/// The contract's consumer disputes a record within the window (it is held from settlement).
+pub async fn dispute(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<DisputeRequest>,
+) -> Result<Json<serde_json::Value>, Problem> {
+    require(&who, &[Role::Consumer], "disputing usage")?;
+    if req.reason.trim().is_empty() || req.reason.len() > 1000 {
+        return Err(Problem::bad_request("give a reason of 1-1000 characters"));
+    }
+    usage::dispute(
+        &state.store,
+        &who.did,
+        &id,
+        &req.reason,
+        state.dispute_window_secs,
+        now(),
+    )
+    .await?;
+    Ok(Json(json!({"record": id, "disputed": true})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ResolveRequest {
+    /// true: the record stands and settles; false: it is voided.
+    pub uphold: bool,
+}
+
+/// An operator decides a dispute.
+pub async fn resolve(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<ResolveRequest>,
+) -> Result<Json<serde_json::Value>, Problem> {
+    require(&who, &[Role::Operator], "resolving disputes")?;
+    usage::resolve(&state.store, &id, req.uphold).await?;
+    Ok(Json(
+        json!({"record": id, "outcome": if req.uphold { "upheld" } else { "voided" }}),
+    ))
+}

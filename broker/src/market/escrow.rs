@@ -226,7 +226,10 @@ async fn watch_contract(
             .map_err(|_| MarketError::NoContract(c.id.clone()))?;
     let (mut r, a) = runway(store, ledger, c, policy, now).await?;
     // Reserved periods are charged in advance when due; the chain suspends what cannot pay.
-    if a.status == ChainStatus::Active && a.period > 0 && now >= a.next_charge_at {
+    if a.status == ChainStatus::Active
+        && a.period > 0
+        && ledger.chain_time().await? >= a.next_charge_at
+    {
         ledger.charge_period(chain_id).await?;
         r = runway(store, ledger, c, policy, now).await?.0;
     }

@@ -23,6 +23,8 @@ use crate::store::Store;
 pub struct BatchLimits {
     pub max_records: u32,
     pub max_contracts: usize,
+    /// Records wait this long after they arrive, so the consumer can dispute them first.
+    pub dispute_window_secs: u64,
 }
 
 impl Default for BatchLimits {
@@ -30,6 +32,7 @@ impl Default for BatchLimits {
         Self {
             max_records: 20_000,
             max_contracts: 200,
+            dispute_window_secs: 300,
         }
     }
 }
@@ -127,9 +130,10 @@ pub async fn settle_once(
     }
     let rows: Vec<(String, String, String, String)> = sqlx::query_as(
         "SELECT id, contract_id, record_hash, amount FROM usage_records \
-         WHERE batch_id IS NULL AND disputed_at IS NULL ORDER BY received_at, id LIMIT $1",
+         WHERE batch_id IS NULL AND disputed_at IS NULL AND received_at <= $2 ORDER BY received_at, id LIMIT $1",
     )
     .bind(i64::from(limits.max_records))
+    .bind(now.saturating_sub(limits.dispute_window_secs) as i64)
     .fetch_all(store.pool())
     .await?;
     // Bounded in contracts; a contract whose escrow cannot pay waits (and is reported).

@@ -239,6 +239,57 @@ pub async fn of_contract(store: &Store, contract: &str) -> Result<Vec<StoredUsag
     Ok(rows.iter().map(stored).collect())
 }
 
+/// The consumer disputes a record not yet settled, within the window: it is held out of
+/// settlement until an operator decides.
+pub async fn dispute(
+    store: &Store,
+    consumer: &str,
+    id: &str,
+    reason: &str,
+    window_secs: u64,
+    now: u64,
+) -> Result<(), MarketError> {
+    let done = sqlx::query(
+        "UPDATE usage_records SET disputed_at = $1, dispute_reason = $2 \
+         WHERE id = $3 AND consumer = $4 AND batch_id IS NULL AND disputed_at IS NULL \
+         AND dispute_outcome IS NULL AND received_at + $5 >= $1",
+    )
+    .bind(now as i64)
+    .bind(reason.to_string())
+    .bind(id.to_string())
+    .bind(consumer.to_string())
+    .bind(window_secs as i64)
+    .execute(store.pool())
+    .await?;
+    if done.rows_affected() != 1 {
+        return Err(MarketError::WrongState {
+            state: "settled, already disputed, past the dispute window or not yours".into(),
+            needed: "pending and within the dispute window",
+        });
+    }
+    Ok(())
+}
+
+/// An operator decides a dispute: the record stands (and settles) or is voided (charged nothing).
+pub async fn resolve(store: &Store, id: &str, uphold: bool) -> Result<(), MarketError> {
+    let sql = if uphold {
+        "UPDATE usage_records SET disputed_at = NULL, dispute_outcome = 'upheld' WHERE id = $1 AND disputed_at IS NOT NULL"
+    } else {
+        "UPDATE usage_records SET disputed_at = NULL, dispute_outcome = 'voided', amount = '0' WHERE id = $1 AND disputed_at IS NOT NULL"
+    };
+    let done = sqlx::query(sql)
+        .bind(id.to_string())
+        .execute(store.pool())
+        .await?;
+    if done.rows_affected() != 1 {
+        return Err(MarketError::WrongState {
+            state: "not disputed".into(),
+            needed: "disputed",
+        });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -117,6 +117,18 @@ enum UsageCommand {
     Show { contract: String },
     /// Prove a record is part of its settled batch: checked here and by the chain.
     Prove { record: String },
+    /// Dispute a record before it settles (consumers, within the broker's window).
+    Dispute {
+        record: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Decide a dispute (operators): uphold the record, or void it with --void.
+    Resolve {
+        record: String,
+        #[arg(long)]
+        void: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -552,6 +564,16 @@ async fn run() -> Result<()> {
                 "{}",
                 session(&cli, client)?.statement(contract, *csv).await?
             );
+        }
+        Command::Usage(UsageCommand::Dispute { record, reason }) => {
+            let out = session(&cli, client)?.dispute_usage(record, reason).await?;
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
+        Command::Usage(UsageCommand::Resolve { record, void }) => {
+            let out = session(&cli, client)?
+                .resolve_dispute(record, !void)
+                .await?;
+            println!("{}", serde_json::to_string_pretty(&out)?);
         }
         Command::Usage(UsageCommand::Show { contract }) => {
             let u = session(&cli, client)?.usage(contract).await?;
