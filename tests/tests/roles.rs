@@ -272,6 +272,18 @@ async fn every_endpoint_checks_role_and_ownership() {
             json!({"amount": 0, "deadline": 0, "topUpSignature": "0x00", "permitSignature": "0x00"}),
             "ufhffof",
         ),
+        (
+            Method::POST,
+            "/v1/usage/none/dispute".into(),
+            json!({"reason": "x"}),
+            "ufoffof",
+        ),
+        (
+            Method::POST,
+            "/v1/usage/none/resolve".into(),
+            json!({"uphold": true}),
+            "ufffoff",
+        ),
         (Method::GET, "/v1/events".into(), Value::Null, "uoooooo"),
     ];
     let mut got_table = Vec::new();
