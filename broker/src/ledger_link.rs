@@ -473,4 +473,23 @@ impl LedgerLink {
             })?;
         Ok(block.map_or(0, |b| b.header.timestamp))
     }
+
+    /// A region's cost data as BillingModels has it.
+    pub async fn region(&self, name: &str) -> Result<contracts::billing::Region, ClientError> {
+        let r = contracts::BillingModels::new(
+            self.deployment.contracts.billing_models,
+            self.client.provider(),
+        )
+        .region(name.to_string())
+        .call()
+        .await
+        .map_err(|e| self.read_err(e))?;
+        Ok(contracts::billing::Region {
+            high_demand: r.highDemand,
+            high_demand_cost: r.highDemandCost,
+            cpu_cost: r.cpuCost,
+            memory_cost: r.memoryCost,
+            gpu_cost: r.gpuCost,
+        })
+    }
 }

@@ -265,6 +265,9 @@ pub struct UnitPrices {
     pub storage_gib_month: Credits,
     #[serde(default)]
     pub data_access: Credits,
+    /// Traffic (both ways, whole contract) included before `network_gb` applies.
+    #[serde(default)]
+    pub free_network_gb: u64,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

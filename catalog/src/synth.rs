@@ -206,6 +206,7 @@ impl Generator {
                     network_gb: (base * 0.05) as u64,
                     storage_gib_month: (base * 0.02) as u64,
                     data_access: (base * 0.01) as u64,
+                    free_network_gb: 0,
                 });
                 Plan {
                     id: format!("p{i}"),

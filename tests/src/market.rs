@@ -75,6 +75,8 @@ pub fn offer(id: &str, capacity: u32, price: u64) -> Offer {
         pay_per_use: None,
     };
     o.availability = Default::default();
+    // Prices in the tests are exact; the green reward is tested on its own.
+    o.green_energy_percent = 0;
     o
 }
 

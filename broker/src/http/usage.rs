@@ -37,7 +37,7 @@ pub async fn report(
     let now = now();
     let mut out = Vec::with_capacity(report.records.len());
     for r in &report.records {
-        out.push(usage::ingest(&state.store, &who.did, r, now).await?);
+        out.push(usage::ingest(&state.store, &state.ledger, &who.did, r, now).await?);
     }
     Ok(Json(out))
 }

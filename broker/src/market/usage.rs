@@ -2,7 +2,7 @@
 //! plan allows), priced by the plan's pay-per-use prices, stored once per record id (retries and
 //! out-of-order delivery are fine), listed for the consumer as they accrue.
 
-use alloy::primitives::{keccak256, B256};
+use alloy::primitives::{keccak256, B256, U256};
 use catalog::model::Plan;
 use peering::usage::UsageRecord;
 use serde::Serialize;
@@ -12,6 +12,7 @@ use sqlx::Row;
 use super::document::ContractDocument;
 use super::records::{self, State};
 use super::MarketError;
+use crate::ledger_link::LedgerLink;
 use crate::store::Store;
 
 /// Most records in one report.
@@ -74,9 +75,24 @@ pub fn check_limits(r: &UsageRecord, plan: &Plan, quantity: u32) -> Result<(), U
     Ok(())
 }
 
-/// The charge for a record, in credit base units: the plan's pay-per-use prices (reserved plans
-/// are paid per period instead, so their usage is recorded at zero).
-pub fn price(r: &UsageRecord, plan: &Plan) -> u128 {
+/// What a record's price depends on besides the record itself.
+#[derive(Debug, Clone, Default)]
+pub struct PricingContext {
+    /// The offer's green-energy share: its reward lowers each charge.
+    pub green_percent: u8,
+    /// The region's GPU cost (BillingModels), added to each record with GPU use.
+    pub region: contracts::billing::Region,
+    /// Traffic of the contract's earlier records, for the free allowance.
+    pub bytes_before: u128,
+}
+
+/// The charge for a record, in credit base units, with the NEMO billing models where they apply:
+/// CPU and memory at the plan's prices, GPU time × fraction at the GPU-hour price plus the
+/// region's GPU cost (`machine_learning_credits`), traffic beyond the plan's free allowance,
+/// dataset accesses (the provider's reward), less the green-energy reward. Reserved plans are
+/// paid per period instead, so their usage is recorded at zero.
+pub fn price(r: &UsageRecord, plan: &Plan, ctx: &PricingContext) -> u128 {
+    use contracts::billing;
     let Some(p) = &plan.pricing.pay_per_use else {
         return 0;
     };
@@ -87,11 +103,35 @@ pub fn price(r: &UsageRecord, plan: &Plan) -> u128 {
         * u128::from(r.max_memory_kib)
         * u128::from(r.connection_millis)
         / (1024 * 1024 * HOUR_MS);
-    let gpu = u128::from(p.gpu_hour) * u128::from(r.gpu_millis) / HOUR_MS;
-    let net = u128::from(p.network_gb) * (u128::from(r.bytes_in) + u128::from(r.bytes_out))
-        / 1_000_000_000;
+    let gpu = if r.gpu_millis > 0 {
+        // GPU-milliseconds × 10^5 is GPU-seconds × the 10^8 fraction scale the model uses.
+        billing::machine_learning_credits(
+            &ctx.region,
+            U256::from(r.gpu_millis),
+            U256::from(billing::FULL_GPU / 1000),
+            U256::from(p.gpu_hour),
+        )
+        .map_or(u128::MAX, |v| v.saturating_to::<u128>())
+    } else {
+        0
+    };
+    let bytes = u128::from(r.bytes_in) + u128::from(r.bytes_out);
+    let free = u128::from(p.free_network_gb) * 1_000_000_000;
+    let billable = (ctx.bytes_before + bytes)
+        .saturating_sub(free.max(ctx.bytes_before))
+        .min(bytes);
+    let net = u128::from(p.network_gb) * billable / 1_000_000_000;
     let data = u128::from(p.data_access) * u128::from(r.data_accesses);
-    cpu + mem + gpu + net + data
+    let gross = cpu
+        .saturating_add(mem)
+        .saturating_add(gpu)
+        .saturating_add(net)
+        .saturating_add(data);
+    // NEMO subtracts the reward before its final /1000 scaling; the same here.
+    let reward = billing::green_energy_reward(ctx.green_percent.min(100))
+        .map_or(0, |v| v.saturating_to::<u128>())
+        / 1000;
+    gross.saturating_sub(reward)
 }
 
 /// The record's hash (the Merkle leaf's content): keccak-256 of the signed record's JSON.
@@ -112,9 +152,47 @@ pub struct Outcome {
     pub reason: Option<String>,
 }
 
+async fn pricing_context(
+    store: &Store,
+    ledger: &LedgerLink,
+    contract: &str,
+    doc: &ContractDocument,
+    r: &UsageRecord,
+) -> Result<PricingContext, MarketError> {
+    let before: Vec<(String,)> = sqlx::query_as(
+        "SELECT body FROM usage_records WHERE contract_id = $1 AND (dispute_outcome IS NULL OR dispute_outcome <> 'voided')",
+    )
+    .bind(contract.to_string())
+    .fetch_all(store.pool())
+    .await?;
+    let bytes_before = before
+        .iter()
+        .filter_map(|(b,)| serde_json::from_str::<UsageRecord>(b).ok())
+        .map(|u| u128::from(u.bytes_in) + u128::from(u.bytes_out))
+        .sum();
+    let region = if r.gpu_millis > 0 {
+        ledger.region(&doc.sla.region).await?
+    } else {
+        contracts::billing::Region::default()
+    };
+    let green = store
+        .catalog()
+        .get(&doc.offer_id)
+        .await
+        .ok()
+        .flatten()
+        .map_or(0, |o| o.offer.green_energy_percent);
+    Ok(PricingContext {
+        green_percent: green,
+        region,
+        bytes_before,
+    })
+}
+
 /// Checks, prices and stores one record reported by `provider`.
 pub async fn ingest(
     store: &Store,
+    ledger: &LedgerLink,
     provider: &str,
     r: &UsageRecord,
     now: u64,
@@ -169,7 +247,8 @@ pub async fn ingest(
     if let Err(why) = check_limits(r, &doc.plan, doc.quantity) {
         return Ok(refuse(why));
     }
-    let amount = price(r, &doc.plan);
+    let ctx = pricing_context(store, ledger, &c.id, &doc, r).await?;
+    let amount = price(r, &doc.plan, &ctx);
     let hash = record_hash(body.as_bytes());
     let inserted = sqlx::query(
         "INSERT INTO usage_records (id, contract_id, provider, consumer, from_ts, to_ts, body, record_hash, amount, received_at) \
@@ -189,7 +268,7 @@ pub async fn ingest(
     .await?;
     if inserted.rows_affected() != 1 {
         // A concurrent report of the same id won the race.
-        return Box::pin(ingest(store, provider, r, now)).await;
+        return Box::pin(ingest(store, ledger, provider, r, now)).await;
     }
     Ok(Outcome {
         id: r.id.clone(),
@@ -377,8 +456,41 @@ mod tests {
         let r = record();
         // 20 s of CPU at 3,600,000/core-hour = 20,000; 1 GiB for 10 s at 7,200,000/GiB-hour =
         // 20,000; 2 MB at 1,000,000/GB = 2,000.
-        assert_eq!(price(&r, &plan(true)), 20_000 + 20_000 + 2_000);
-        assert_eq!(price(&r, &plan(false)), 0);
+        let ctx = PricingContext::default();
+        assert_eq!(price(&r, &plan(true), &ctx), 20_000 + 20_000 + 2_000);
+        assert_eq!(price(&r, &plan(false), &ctx), 0);
+        // The green reward lowers the charge: 40% → 40 × 10^6 / 1000.
+        let green = PricingContext {
+            green_percent: 40,
+            ..PricingContext::default()
+        };
+        assert_eq!(price(&r, &plan(true), &green), 42_000 - 40_000);
+        // Traffic within the free allowance is free; beyond it, charged.
+        let mut p = plan(true);
+        p.pricing.pay_per_use.as_mut().unwrap().free_network_gb = 1;
+        let within = PricingContext {
+            bytes_before: 999_000_000,
+            ..PricingContext::default()
+        };
+        assert_eq!(price(&r, &p, &within), 40_000 + 1_000); // 1 MB of the 2 MB is beyond 1 GB
+        let beyond = PricingContext {
+            bytes_before: 5_000_000_000,
+            ..PricingContext::default()
+        };
+        assert_eq!(price(&r, &p, &beyond), 42_000);
+        // GPU: time × fraction at the GPU-hour price, plus the region's GPU cost.
+        let mut g = r.clone();
+        g.gpu_millis = 1_800_000; // half an hour of a whole GPU
+        let mut p = plan(true);
+        p.pricing.pay_per_use.as_mut().unwrap().gpu_hour = 10_000_000;
+        let region = PricingContext {
+            region: contracts::billing::Region {
+                gpu_cost: U256::from(77u64),
+                ..Default::default()
+            },
+            ..PricingContext::default()
+        };
+        assert_eq!(price(&g, &p, &region), 42_000 + 5_000_000 + 77);
         assert_ne!(record_hash(b"a"), record_hash(b"b"));
     }
 }
