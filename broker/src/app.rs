@@ -181,12 +181,14 @@ impl Broker {
         let driver_wake = driver.wake.clone();
         let issuer = driver.clone();
         let drive = tokio::spawn(driver.run());
+        let batch_full = Arc::new(Notify::new());
         let settle = tokio::spawn(settle_loop(
             store.clone(),
             ledger.clone(),
             content.clone(),
             config.settlement,
             relay_wake.clone(),
+            batch_full.clone(),
         ));
         let app = http::router(AppState {
             store,
@@ -202,6 +204,8 @@ impl Broker {
             issuer,
             escrow: config.settlement.escrow,
             dispute_window_secs: config.settlement.limits.dispute_window_secs,
+            batch_full,
+            batch_records: config.settlement.limits.max_records,
             faucet,
         });
         // No Nagle delay: event streams and small answers go out at once.
@@ -242,6 +246,7 @@ async fn settle_loop(
     content: Arc<dyn ContentStore>,
     policy: crate::config::SettlementPolicy,
     events: Arc<Notify>,
+    full: Arc<Notify>,
 ) {
     loop {
         match settlement::settle_once(
@@ -266,6 +271,7 @@ async fn settle_loop(
             tracing::warn!(error = %e, "escrow watch failed; retrying");
         }
         events.notify_one();
-        tokio::time::sleep(policy.interval).await;
+        // The interval is the oldest a batch waits; a full batch's worth of records wakes it.
+        let _ = tokio::time::timeout(policy.interval, full.notified()).await;
     }
 }

@@ -44,6 +44,9 @@ pub struct AppState {
     pub reservation_ttl: std::time::Duration,
     /// How long after arriving a usage record can be disputed.
     pub dispute_window_secs: u64,
+    /// Wakes the settlement batcher when a full batch of records waits.
+    pub batch_full: Arc<tokio::sync::Notify>,
+    pub batch_records: u32,
     /// When escrow warnings and suspensions happen.
     pub escrow: crate::market::escrow::EscrowPolicy,
     /// Mints peering credentials (the purchase driver, which also mints them on activation).

@@ -39,6 +39,15 @@ pub async fn report(
     for r in &report.records {
         out.push(usage::ingest(&state.store, &state.ledger, &who.did, r, now).await?);
     }
+    // Batches are cut by size as well as by age.
+    let waiting: (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM usage_records WHERE batch_id IS NULL AND disputed_at IS NULL",
+    )
+    .fetch_one(state.store.pool())
+    .await?;
+    if waiting.0 >= i64::from(state.batch_records) {
+        state.batch_full.notify_one();
+    }
     Ok(Json(out))
 }
 

@@ -491,6 +491,12 @@ mod tests {
             ..PricingContext::default()
         };
         assert_eq!(price(&g, &p, &region), 42_000 + 5_000_000 + 77);
+        // Dataset accesses pay the dataset's provider per access.
+        let mut d = r.clone();
+        d.data_accesses = 3;
+        let mut p = plan(true);
+        p.pricing.pay_per_use.as_mut().unwrap().data_access = 500;
+        assert_eq!(price(&d, &p, &ctx), 42_000 + 1_500);
         assert_ne!(record_hash(b"a"), record_hash(b"b"));
     }
 }
