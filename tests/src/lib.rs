@@ -1,6 +1,7 @@
 //! Helpers for the end-to-end tests: find the workspace's binaries and run them as a user would.
 
 pub mod market;
+pub mod peer;
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;

@@ -80,6 +80,19 @@ pub fn offer(id: &str, capacity: u32, price: u64) -> Offer {
     o
 }
 
+/// `offer` with one pay-per-use plan charging `network_gb` base units per GB of traffic.
+pub fn ppu_offer(id: &str, capacity: u32, network_gb: u64) -> Offer {
+    let mut o = offer(id, capacity, 1);
+    o.plans[0].pricing = Pricing {
+        reserved: None,
+        pay_per_use: Some(catalog::model::UnitPrices {
+            network_gb,
+            ..Default::default()
+        }),
+    };
+    o
+}
+
 pub fn request(offer: &Offer, quantity: u32) -> ReserveRequest {
     ReserveRequest {
         offer_id: offer.id.clone(),

@@ -2,47 +2,12 @@
 //! escrow cannot pay is suspended (its credential stops working), a top-up resumes it and its
 //! usage settles, and a contract left suspended is closed with its escrow refunded.
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use e2e::market::{offer, request, Participant};
-use e2e::{bin, free_port, BrokerProcess};
+use e2e::market::{offer, ppu_offer, request, Participant};
+use e2e::peer::{echo_server, key_file, spawn_agent};
+use e2e::{free_port, BrokerProcess};
 use sdk::market::Contract;
-use tokio::net::TcpStream;
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-async fn echo_server() -> u16 {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        loop {
-            let (mut s, _) = listener.accept().await.unwrap();
-            tokio::spawn(async move {
-                let (mut r, mut w) = s.split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-            });
-        }
-    });
-    port
-}
-
-async fn wait_port(port: u16) {
-    for _ in 0..200 {
-        if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("nothing listens on {port}");
-}
 
 async fn use_bytes(consumer: &Participant, credential: &peering::Credential, n: usize) {
     let data = vec![7u8; n];
@@ -97,42 +62,18 @@ async fn escrow_is_watched_warned_suspended_topped_up_and_closed() {
         .register_config(&provider.evm, &config)
         .await
         .unwrap();
-    let mut o = offer("escrow-1", 4, 1);
-    o.plans[0].pricing = catalog::model::Pricing {
-        reserved: None,
-        pay_per_use: Some(catalog::model::UnitPrices {
-            network_gb: 1_000_000_000,
-            ..Default::default()
-        }),
-    };
+    let o = ppu_offer("escrow-1", 4, 1_000_000_000);
     provider.session.publish_offer(o.clone()).await.unwrap();
-    let pkey = dir.path().join("provider.hex");
-    std::fs::write(
-        &pkey,
-        catalog::identity::hex_encode(&provider.session.key().to_bytes()),
+    let pkey = key_file(dir.path(), "provider.hex", provider.session.key());
+    let _agent = spawn_agent(
+        &url,
+        pkey.as_path(),
+        agent_port,
+        &["--service", &format!("127.0.0.1:{service}")],
+        &dir.path().join("agent"),
+        true,
     )
-    .unwrap();
-    let _agent = Killed(
-        Command::new(bin("mercato"))
-            .args([
-                "--broker",
-                &url,
-                "--key-file",
-                pkey.to_str().unwrap(),
-                "agent",
-                "run",
-            ])
-            .args(["--listen", &format!("127.0.0.1:{agent_port}")])
-            .args(["--service", &format!("127.0.0.1:{service}")])
-            .arg("--state-dir")
-            .arg(dir.path().join("agent"))
-            .arg("--auto-accept")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_port(agent_port).await;
+    .await;
     let mut events = consumer.session.events(Some(0)).await.unwrap();
     let buy = |deposit: u64, key: &'static str| {
         let (consumer, o) = (&consumer, o.clone());
@@ -267,14 +208,7 @@ async fn disputed_usage_waits_for_an_operator() {
     let operator = sdk::Session::new(sdk::Client::new(&url).unwrap(), op_key);
     let provider = Participant::new(&url, "provider").await;
     let consumer = Participant::new(&url, "consumer").await;
-    let mut o = offer("dispute-1", 2, 1);
-    o.plans[0].pricing = catalog::model::Pricing {
-        reserved: None,
-        pay_per_use: Some(catalog::model::UnitPrices {
-            network_gb: 1_000_000_000,
-            ..Default::default()
-        }),
-    };
+    let o = ppu_offer("dispute-1", 2, 1_000_000_000);
     provider.session.publish_offer(o.clone()).await.unwrap();
     let mut req = request(&o, 1);
     req.deposit = Some(10_000_000);

@@ -2,48 +2,15 @@
 //! valid credentials of active contracts, keeps working while the broker is down, follows
 //! rotations and revocations, and meters what passes.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use e2e::market::{offer, request, Participant};
+use e2e::market::{offer, ppu_offer, request, Participant};
+use e2e::peer::{echo_server, key_file, spawn_agent, wait_port, Killed};
 use e2e::{bin, free_port, BrokerProcess};
 use sdk::market::Contract;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-async fn echo_server() -> u16 {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        loop {
-            let (mut s, _) = listener.accept().await.unwrap();
-            tokio::spawn(async move {
-                let (mut r, mut w) = s.split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-            });
-        }
-    });
-    port
-}
-
-async fn wait_port(port: u16) {
-    for _ in 0..200 {
-        if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("nothing listens on {port}");
-}
 
 /// Round trip through a connection: what goes out comes back (the service echoes).
 async fn round_trip(stream: &mut TcpStream, data: &[u8]) {
@@ -94,34 +61,17 @@ async fn consumers_connect_directly_with_valid_credentials_only() {
         .register_config(&provider.evm, &config)
         .await
         .unwrap();
-    let pkey = dir.path().join("provider.hex");
-    std::fs::write(
-        &pkey,
-        catalog::identity::hex_encode(&provider.session.key().to_bytes()),
-    )
-    .unwrap();
+    let pkey = key_file(dir.path(), "provider.hex", provider.session.key());
     let state = dir.path().join("agent");
-    let _agent = Killed(
-        Command::new(bin("mercato"))
-            .args([
-                "--broker",
-                &url,
-                "--key-file",
-                pkey.to_str().unwrap(),
-                "agent",
-                "run",
-            ])
-            .args(["--listen", &format!("127.0.0.1:{agent_port}")])
-            .args(["--service", &format!("127.0.0.1:{service}")])
-            .arg("--state-dir")
-            .arg(&state)
-            .arg("--auto-accept")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_port(agent_port).await;
+    let _agent = spawn_agent(
+        &url,
+        pkey.as_path(),
+        agent_port,
+        &["--service", &format!("127.0.0.1:{service}")],
+        &state,
+        true,
+    )
+    .await;
 
     // A purchase (the agent signs it by its policy) gives the consumer a credential.
     let o = offer("peer-1", 4, 1_000);
@@ -140,12 +90,7 @@ async fn consumers_connect_directly_with_valid_credentials_only() {
         .unwrap();
     assert_eq!(c.state, "active");
     let cred_file = dir.path().join("credential.json");
-    let ckey = dir.path().join("consumer.hex");
-    std::fs::write(
-        &ckey,
-        catalog::identity::hex_encode(&consumer.session.key().to_bytes()),
-    )
-    .unwrap();
+    let ckey = key_file(dir.path(), "consumer.hex", consumer.session.key());
     let (ok, _, err) = e2e::mercato(
         &url,
         &[
@@ -308,12 +253,7 @@ async fn the_agent_sells_this_machine_catches_up_and_meters_compute_sessions() {
         .register_config(&provider.evm, &config)
         .await
         .unwrap();
-    let pkey = dir.path().join("provider.hex");
-    std::fs::write(
-        &pkey,
-        catalog::identity::hex_encode(&provider.session.key().to_bytes()),
-    )
-    .unwrap();
+    let pkey = key_file(dir.path(), "provider.hex", provider.session.key());
     let p = pkey.to_str().unwrap();
 
     // Discovery, and an offer of this machine from a plan template.
@@ -375,23 +315,15 @@ async fn the_agent_sells_this_machine_catches_up_and_meters_compute_sessions() {
     // The agent starts afterwards, catches up, and runs a compute session per connection.
     let state = dir.path().join("agent");
     let burn = "cat; i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done";
-    let _agent = Killed(
-        Command::new(bin("mercato"))
-            .args(["--broker", &url, "--key-file", p, "agent", "run"])
-            .args([
-                "--listen",
-                &format!("127.0.0.1:{agent_port}"),
-                "--exec",
-                burn,
-            ])
-            .arg("--state-dir")
-            .arg(&state)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_port(agent_port).await;
+    let _agent = spawn_agent(
+        &url,
+        pkey.as_path(),
+        agent_port,
+        &["--exec", burn],
+        &state,
+        false,
+    )
+    .await;
     let mut ch = None;
     for _ in 0..100 {
         match sdk::credentials::dial(consumer.session.key(), &credential).await {
@@ -448,43 +380,19 @@ async fn sessions_become_usage_records_settled_in_a_batch_on_chain() {
         .await
         .unwrap();
     // Pay per use: 10 credits per GB of traffic.
-    let mut o = offer("ppu-1", 2, 1);
-    o.plans[0].pricing = catalog::model::Pricing {
-        reserved: None,
-        pay_per_use: Some(catalog::model::UnitPrices {
-            network_gb: 1_000_000_000,
-            ..Default::default()
-        }),
-    };
+    let o = ppu_offer("ppu-1", 2, 1_000_000_000);
     provider.session.publish_offer(o.clone()).await.unwrap();
-    let pkey = dir.path().join("provider.hex");
-    std::fs::write(
-        &pkey,
-        catalog::identity::hex_encode(&provider.session.key().to_bytes()),
-    )
-    .unwrap();
+    let pkey = key_file(dir.path(), "provider.hex", provider.session.key());
     let state = dir.path().join("agent");
-    let _agent = Killed(
-        Command::new(bin("mercato"))
-            .args([
-                "--broker",
-                &url,
-                "--key-file",
-                pkey.to_str().unwrap(),
-                "agent",
-                "run",
-            ])
-            .args(["--listen", &format!("127.0.0.1:{agent_port}")])
-            .args(["--service", &format!("127.0.0.1:{service}")])
-            .arg("--state-dir")
-            .arg(&state)
-            .arg("--auto-accept")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_port(agent_port).await;
+    let _agent = spawn_agent(
+        &url,
+        pkey.as_path(),
+        agent_port,
+        &["--service", &format!("127.0.0.1:{service}")],
+        &state,
+        true,
+    )
+    .await;
     let mut req = request(&o, 1);
     req.deposit = Some(500_000_000);
     let r = consumer.session.reserve(&req).await.unwrap();
@@ -534,12 +442,7 @@ async fn sessions_become_usage_records_settled_in_a_batch_on_chain() {
     let shown = consumer.session.contract(&c.id).await.unwrap();
     assert_eq!(shown.chain.unwrap()["charged"], "4000000");
     // Every record is proven part of its batch, here and by the chain.
-    let ckey = dir.path().join("consumer.hex");
-    std::fs::write(
-        &ckey,
-        catalog::identity::hex_encode(&consumer.session.key().to_bytes()),
-    )
-    .unwrap();
+    let ckey = key_file(dir.path(), "consumer.hex", consumer.session.key());
     for r in &records {
         let id = r["record"]["id"].as_str().unwrap();
         let (ok, out, err) = e2e::mercato(

@@ -57,6 +57,15 @@ pub struct BatchPlan {
     pub charges: Vec<(String, u128)>,
 }
 
+/// Record ids as an SQL list literal (ids are 1-64 of `[A-Za-z0-9._-]`, checked on the way in;
+/// quotes are doubled all the same).
+fn sql_list(ids: &[String]) -> String {
+    ids.iter()
+        .map(|id| format!("'{}'", id.replace('\'', "''")))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// Plans a batch from records (pure): leaves in record-id order, one charge per contract.
 pub fn plan(mut records: Vec<Unsettled>) -> Option<BatchPlan> {
     if records.is_empty() {
@@ -177,11 +186,7 @@ pub async fn settle_once(
     let bodies: Vec<(String, String)> = {
         let mut out = Vec::with_capacity(plan.record_ids.len());
         for chunk in plan.record_ids.chunks(500) {
-            let list = chunk
-                .iter()
-                .map(|id| format!("'{}'", id.replace('\'', "''")))
-                .collect::<Vec<_>>()
-                .join(",");
+            let list = sql_list(chunk);
             let rows: Vec<(String, String)> = sqlx::query_as(&format!(
                 "SELECT id, body FROM usage_records WHERE id IN ({list}) ORDER BY id"
             ))
@@ -216,11 +221,7 @@ pub async fn settle_once(
     .execute(&mut *tx)
     .await?;
     for chunk in plan.record_ids.chunks(500) {
-        let list = chunk
-            .iter()
-            .map(|id| format!("'{}'", id.replace('\'', "''")))
-            .collect::<Vec<_>>()
-            .join(",");
+        let list = sql_list(chunk);
         sqlx::query(&format!(
             "UPDATE usage_records SET batch_id = $1 WHERE batch_id IS NULL AND id IN ({list})"
         ))

@@ -1,0 +1,81 @@
+//! Helpers for the peering tests: background processes, an echo service, the provider agent.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+
+use crate::bin;
+
+/// A child process killed when dropped.
+pub struct Killed(pub Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A TCP service that sends back what it receives; returns its port.
+pub async fn echo_server() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let (mut r, mut w) = s.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    port
+}
+
+pub async fn wait_port(port: u16) {
+    for _ in 0..200 {
+        if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("nothing listens on {port}");
+}
+
+/// Writes a participant's key where `mercato --key-file` reads it.
+pub fn key_file(dir: &Path, name: &str, key: &ed25519_dalek::SigningKey) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, catalog::identity::hex_encode(&key.to_bytes())).unwrap();
+    path
+}
+
+/// `mercato agent run` for the provider whose key is in `key`, on `port`, serving `target`
+/// (`["--service", ADDR]` or `["--exec", COMMAND]`).
+pub async fn spawn_agent(
+    broker: &str,
+    key: &Path,
+    port: u16,
+    target: &[&str],
+    state: &Path,
+    auto_accept: bool,
+) -> Killed {
+    let mut cmd = Command::new(bin("mercato"));
+    cmd.args(["--broker", broker, "--key-file"])
+        .arg(key)
+        .args(["agent", "run", "--listen", &format!("127.0.0.1:{port}")])
+        .args(target)
+        .arg("--state-dir")
+        .arg(state);
+    if auto_accept {
+        cmd.arg("--auto-accept");
+    }
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_port(port).await;
+    Killed(child)
+}
