@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use alloy::primitives::{keccak256, Bytes, U256};
 use alloy::signers::local::PrivateKeySigner;
-use alloy::signers::SignerSync;
 use broker::ledger_link::LedgerLink;
 use broker::market::settlement::{settle_once, BatchLimits};
 use broker::store::Store;
@@ -21,12 +20,7 @@ fn sign<T: alloy::sol_types::SolStruct>(
     m: &T,
     d: &alloy::sol_types::Eip712Domain,
 ) -> Bytes {
-    Bytes::from(
-        s.sign_hash_sync(&eip712::digest(m, d))
-            .unwrap()
-            .as_bytes()
-            .to_vec(),
-    )
+    eip712::sign(s, m, d).unwrap()
 }
 
 #[tokio::test]

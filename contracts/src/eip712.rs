@@ -85,3 +85,16 @@ pub fn token_domain(chain_id: u64, token: Address) -> Eip712Domain {
 pub fn digest<T: SolStruct>(message: &T, domain: &Eip712Domain) -> B256 {
     message.eip712_signing_hash(domain)
 }
+
+/// Signs `message` under `domain` with an account's key (65 bytes: r, s, v).
+pub fn sign<T: SolStruct>(
+    signer: &alloy::signers::local::PrivateKeySigner,
+    message: &T,
+    domain: &Eip712Domain,
+) -> Result<alloy::primitives::Bytes, alloy::signers::Error> {
+    use alloy::signers::SignerSync;
+    let signature = signer.sign_hash_sync(&digest(message, domain))?;
+    Ok(alloy::primitives::Bytes::from(
+        signature.as_bytes().to_vec(),
+    ))
+}

@@ -86,10 +86,7 @@ fn sign_typed<T: SolStruct>(
     message: &T,
     domain: &alloy::sol_types::Eip712Domain,
 ) -> Result<Bytes, SdkError> {
-    let sig = signer
-        .sign_hash_sync(&eip712::digest(message, domain))
-        .map_err(|e| SdkError::Decode(format!("cannot sign: {e}")))?;
-    Ok(Bytes::from(sig.as_bytes().to_vec()))
+    eip712::sign(signer, message, domain).map_err(|e| SdkError::Decode(format!("cannot sign: {e}")))
 }
 
 fn parse_u256(s: &str) -> Result<U256, SdkError> {

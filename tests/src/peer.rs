@@ -79,3 +79,47 @@ pub async fn spawn_agent(
     wait_port(port).await;
     Killed(child)
 }
+
+/// A provider whose agent runs: its configuration names the agent's address, the agent serves an
+/// echo service (or runs `exec` per session) and keeps its state under `dir/agent`.
+pub struct AgentProvider {
+    pub provider: crate::market::Participant,
+    pub key: PathBuf,
+    pub state: PathBuf,
+    _agent: Killed,
+}
+
+pub async fn provider_with_agent(
+    url: &str,
+    dir: &Path,
+    exec: Option<&str>,
+    auto_accept: bool,
+) -> AgentProvider {
+    let provider = crate::market::Participant::new(url, "provider").await;
+    let port = crate::free_port();
+    let config = format!(
+        "name: edge\nendpoints:\n  - name: agent\n    url: tcp://127.0.0.1:{port}\npolicies:\n  autoAccept: {auto_accept}\n"
+    );
+    provider
+        .session
+        .register_config(&provider.evm, &config)
+        .await
+        .unwrap();
+    let key = key_file(dir, "provider.hex", provider.session.key());
+    let state = dir.join("agent");
+    let service = match exec {
+        Some(cmd) => vec!["--exec".to_string(), cmd.to_string()],
+        None => vec![
+            "--service".to_string(),
+            format!("127.0.0.1:{}", echo_server().await),
+        ],
+    };
+    let target: Vec<&str> = service.iter().map(String::as_str).collect();
+    let agent = spawn_agent(url, &key, port, &target, &state, auto_accept).await;
+    AgentProvider {
+        provider,
+        key,
+        state,
+        _agent: agent,
+    }
+}

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use e2e::market::{offer, ppu_offer, request, Participant};
-use e2e::peer::{echo_server, key_file, spawn_agent};
-use e2e::{free_port, BrokerProcess};
+use e2e::peer::provider_with_agent;
+use e2e::BrokerProcess;
 use sdk::market::Contract;
 
 async fn use_bytes(consumer: &Participant, credential: &peering::Credential, n: usize) {
@@ -50,30 +50,11 @@ async fn escrow_is_watched_warned_suspended_topped_up_and_closed() {
     ];
     let broker = BrokerProcess::start_with(&dir.path().join("broker"), &args);
     let url = broker.url.clone();
-    let provider = Participant::new(&url, "provider").await;
+    let agent = provider_with_agent(&url, dir.path(), None, true).await;
+    let provider = &agent.provider;
     let consumer = Participant::new(&url, "consumer").await;
-    let agent_port = free_port();
-    let service = echo_server().await;
-    let config = format!(
-        "name: edge-4\nendpoints:\n  - name: agent\n    url: tcp://127.0.0.1:{agent_port}\n"
-    );
-    provider
-        .session
-        .register_config(&provider.evm, &config)
-        .await
-        .unwrap();
     let o = ppu_offer("escrow-1", 4, 1_000_000_000);
     provider.session.publish_offer(o.clone()).await.unwrap();
-    let pkey = key_file(dir.path(), "provider.hex", provider.session.key());
-    let _agent = spawn_agent(
-        &url,
-        pkey.as_path(),
-        agent_port,
-        &["--service", &format!("127.0.0.1:{service}")],
-        &dir.path().join("agent"),
-        true,
-    )
-    .await;
     let mut events = consumer.session.events(Some(0)).await.unwrap();
     let buy = |deposit: u64, key: &'static str| {
         let (consumer, o) = (&consumer, o.clone());

@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use e2e::market::{offer, ppu_offer, request, Participant};
-use e2e::peer::{echo_server, key_file, spawn_agent, wait_port, Killed};
+use e2e::peer::{key_file, provider_with_agent, spawn_agent, wait_port, Killed};
 use e2e::{bin, free_port, BrokerProcess};
 use sdk::market::Contract;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -46,32 +46,10 @@ async fn consumers_connect_directly_with_valid_credentials_only() {
     let args = ["--credential-ttl", "600", "--credential-grace", "2"];
     let broker = BrokerProcess::start_on(api, &dir.path().join("broker"), &args, &[]);
     let url = broker.url.clone();
-    let provider = Participant::new(&url, "provider").await;
+    let agent = provider_with_agent(&url, dir.path(), None, true).await;
+    let (provider, state) = (&agent.provider, agent.state.clone());
     let consumer = Participant::new(&url, "consumer").await;
     let other = Participant::new(&url, "consumer").await;
-
-    // The provider: its agent's address in its configuration, the agent running.
-    let agent_port = free_port();
-    let service = echo_server().await;
-    let config = format!(
-        "name: edge-1\nendpoints:\n  - name: agent\n    url: tcp://127.0.0.1:{agent_port}\npolicies:\n  autoAccept: true\n"
-    );
-    provider
-        .session
-        .register_config(&provider.evm, &config)
-        .await
-        .unwrap();
-    let pkey = key_file(dir.path(), "provider.hex", provider.session.key());
-    let state = dir.path().join("agent");
-    let _agent = spawn_agent(
-        &url,
-        pkey.as_path(),
-        agent_port,
-        &["--service", &format!("127.0.0.1:{service}")],
-        &state,
-        true,
-    )
-    .await;
 
     // A purchase (the agent signs it by its policy) gives the consumer a credential.
     let o = offer("peer-1", 4, 1_000);
@@ -367,32 +345,12 @@ async fn sessions_become_usage_records_settled_in_a_batch_on_chain() {
         &["--settle-interval", "1", "--dispute-window", "0"],
     );
     let url = broker.url.clone();
-    let provider = Participant::new(&url, "provider").await;
+    let agent = provider_with_agent(&url, dir.path(), None, true).await;
+    let (provider, state, pkey) = (&agent.provider, agent.state.clone(), agent.key.clone());
     let consumer = Participant::new(&url, "consumer").await;
-    let agent_port = free_port();
-    let service = echo_server().await;
-    let config = format!(
-        "name: edge-3\nendpoints:\n  - name: agent\n    url: tcp://127.0.0.1:{agent_port}\n"
-    );
-    provider
-        .session
-        .register_config(&provider.evm, &config)
-        .await
-        .unwrap();
     // Pay per use: 10 credits per GB of traffic.
     let o = ppu_offer("ppu-1", 2, 1_000_000_000);
     provider.session.publish_offer(o.clone()).await.unwrap();
-    let pkey = key_file(dir.path(), "provider.hex", provider.session.key());
-    let state = dir.path().join("agent");
-    let _agent = spawn_agent(
-        &url,
-        pkey.as_path(),
-        agent_port,
-        &["--service", &format!("127.0.0.1:{service}")],
-        &state,
-        true,
-    )
-    .await;
     let mut req = request(&o, 1);
     req.deposit = Some(500_000_000);
     let r = consumer.session.reserve(&req).await.unwrap();

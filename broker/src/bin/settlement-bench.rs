@@ -9,7 +9,6 @@ use std::time::Instant;
 
 use alloy::primitives::{Address, Bytes, U256};
 use alloy::signers::local::PrivateKeySigner;
-use alloy::signers::SignerSync;
 use alloy::sol_types::SolStruct;
 use anyhow::{bail, Result};
 use broker::ledger_link::LedgerLink;
@@ -40,9 +39,7 @@ fn sign<T: SolStruct>(
     m: &T,
     d: &alloy::sol_types::Eip712Domain,
 ) -> Result<Bytes> {
-    Ok(Bytes::from(
-        s.sign_hash_sync(&eip712::digest(m, d))?.as_bytes().to_vec(),
-    ))
+    Ok(eip712::sign(s, m, d)?)
 }
 
 async fn chain_now(c: &ChainClient) -> Result<u64> {

@@ -3,7 +3,6 @@
 use alloy::primitives::{Address, Bytes, FixedBytes, B256, U256};
 use alloy::providers::Provider;
 use alloy::signers::local::PrivateKeySigner;
-use alloy::signers::SignerSync;
 use alloy::sol_types::{SolCall, SolInterface, SolStruct};
 use contracts::eip712;
 use contracts::{CreditToken, Marketplace, ParticipantRegistry, CREDIT};
@@ -29,14 +28,7 @@ impl Actor {
         message: &T,
         domain: &alloy::sol_types::Eip712Domain,
     ) -> Bytes {
-        let digest = eip712::digest(message, domain);
-        Bytes::from(
-            self.signer
-                .sign_hash_sync(&digest)
-                .unwrap()
-                .as_bytes()
-                .to_vec(),
-        )
+        eip712::sign(&self.signer, message, domain).unwrap()
     }
 
     pub async fn call<C: SolCall>(&self, to: Address, call: C) -> Result<(), ClientError> {

@@ -5,7 +5,6 @@
 use alloy::primitives::{keccak256, Bytes, B256, U256};
 use alloy::providers::Provider;
 use alloy::signers::local::PrivateKeySigner;
-use alloy::signers::SignerSync;
 use alloy::sol_types::SolStruct;
 use anyhow::{Context, Result};
 use clap::Parser;
@@ -47,13 +46,7 @@ fn sign<T: SolStruct>(
     message: &T,
     domain: &alloy::sol_types::Eip712Domain,
 ) -> Bytes {
-    Bytes::from(
-        signer
-            .sign_hash_sync(&eip712::digest(message, domain))
-            .expect("sign")
-            .as_bytes()
-            .to_vec(),
-    )
+    eip712::sign(signer, message, domain).expect("sign")
 }
 
 async fn now(client: &ChainClient) -> Result<u64> {
