@@ -9,6 +9,8 @@ CREATE TABLE usage_records (
     -- The signed record as the agent sent it; its keccak-256 is the Merkle leaf's record hash.
     body TEXT NOT NULL,
     record_hash TEXT NOT NULL,
+    -- Bytes in + out, for the plan's free traffic allowance.
+    traffic BIGINT NOT NULL DEFAULT 0,
     amount TEXT NOT NULL,
     received_at BIGINT NOT NULL,
     batch_id TEXT,

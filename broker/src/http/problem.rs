@@ -67,6 +67,7 @@ impl From<crate::market::MarketError> for Problem {
             ),
             M::Terms(_) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "cannot buy this", detail),
             M::BadSignature(_) => Self::new(StatusCode::BAD_REQUEST, "bad signature", detail),
+            M::Corrupt(_) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error", detail),
             M::Chain(_) => Self::unavailable("chain unavailable", detail),
             M::Content(_) => Self::unavailable("content store unavailable", detail),
             M::Store(_) => Self::unavailable("database unavailable", detail),

@@ -35,9 +35,10 @@ pub async fn report(
         )));
     }
     let now = now();
+    let mut ingest = usage::Ingest::new(&state.store, &state.ledger);
     let mut out = Vec::with_capacity(report.records.len());
     for r in &report.records {
-        out.push(usage::ingest(&state.store, &state.ledger, &who.did, r, now).await?);
+        out.push(ingest.record(&who.did, r, now).await?);
     }
     // Batches are cut by size as well as by age.
     let waiting: (i64,) = sqlx::query_as(

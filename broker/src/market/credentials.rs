@@ -152,7 +152,7 @@ pub async fn issue(
         renew_before: now + policy.ttl_secs - policy.ttl_secs / 5,
     };
     let sealed = peering::seal(&credential, &contract.consumer)
-        .map_err(|e| MarketError::BadSignature(format!("cannot seal to the consumer: {e}")))?;
+        .map_err(|e| MarketError::Corrupt(format!("cannot seal to the consumer: {e}")))?;
     let hash = credential.hash();
     let mut tx = store.begin().await?;
     let version: (i64,) = sqlx::query_as(

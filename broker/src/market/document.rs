@@ -56,6 +56,8 @@ pub struct ContractDocument {
     pub price: Price,
     /// Escrowed at opening; the first period of a reserved plan is charged from it at once.
     pub deposit: Credits,
+    /// The offer's green-energy share when bought: its reward lowers every usage charge.
+    pub green_energy_percent: u8,
     pub issued_at: u64,
     pub sla: Sla,
 }
@@ -164,6 +166,7 @@ pub fn build(
         quantity: req.quantity,
         price,
         deposit,
+        green_energy_percent: offer.green_energy_percent,
         issued_at: parties.now,
         sla: Sla {
             availability: offer.availability,

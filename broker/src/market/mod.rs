@@ -35,6 +35,10 @@ pub enum MarketError {
     Terms(#[from] document::TermsError),
     #[error("{0}")]
     BadSignature(String),
+    /// What the broker stored cannot be read back (a bug or a damaged database, not the caller's
+    /// doing).
+    #[error("stored data is unreadable: {0}")]
+    Corrupt(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("chain: {0}")]

@@ -43,7 +43,7 @@ pub struct StoredAuthorization {
 impl StoredAuthorization {
     fn open_authorization(&self) -> Result<OpenAuthorization, MarketError> {
         let permit = Signature::try_from(self.permit_signature.as_ref())
-            .map_err(|e| MarketError::BadSignature(e.to_string()))?;
+            .map_err(|e| MarketError::Corrupt(format!("stored authorisation: {e}")))?;
         let t = &self.terms;
         Ok(OpenAuthorization {
             request: Marketplace::OpenRequest {
@@ -308,7 +308,7 @@ impl Driver {
     async fn opening(&self, c: &ContractRecord, ask_chain: bool) -> Result<bool, MarketError> {
         self.checkpoint("opening");
         let auth: StoredAuthorization = serde_json::from_str(&c.authorization)
-            .map_err(|e| MarketError::BadSignature(e.to_string()))?;
+            .map_err(|e| MarketError::Corrupt(format!("stored authorisation: {e}")))?;
         let id: B256 = auth.terms.contract_id;
         // Resumed (after a crash or an error): an open may have been sent; the chain says.
         if ask_chain && self.ledger.agreement(id).await?.status != ChainStatus::None {

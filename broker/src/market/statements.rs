@@ -53,7 +53,7 @@ pub async fn statement(
         .await?
         .ok_or_else(|| MarketError::NoContract(c.id.clone()))?;
     let doc = ContractDocument::parse(reservation.document.as_bytes())
-        .map_err(|e| MarketError::BadSignature(format!("stored document unreadable: {e}")))?;
+        .map_err(|e| MarketError::Corrupt(format!("stored document unreadable: {e}")))?;
     let mut all = Vec::new();
     let opened = c.created_at;
     let active = !matches!(

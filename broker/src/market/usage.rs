@@ -2,6 +2,9 @@
 //! plan allows), priced by the plan's pay-per-use prices, stored once per record id (retries and
 //! out-of-order delivery are fine), listed for the consumer as they accrue.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use alloy::primitives::{keccak256, B256, U256};
 use catalog::model::Plan;
 use peering::usage::UsageRecord;
@@ -10,7 +13,7 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::document::ContractDocument;
-use super::records::{self, State};
+use super::records::{self, ContractRecord, State};
 use super::MarketError;
 use crate::ledger_link::LedgerLink;
 use crate::store::Store;
@@ -152,138 +155,172 @@ pub struct Outcome {
     pub reason: Option<String>,
 }
 
-async fn pricing_context(
-    store: &Store,
-    ledger: &LedgerLink,
-    contract: &str,
-    doc: &ContractDocument,
-    r: &UsageRecord,
-) -> Result<PricingContext, MarketError> {
-    let before: Vec<(String,)> = sqlx::query_as(
-        "SELECT body FROM usage_records WHERE contract_id = $1 AND (dispute_outcome IS NULL OR dispute_outcome <> 'voided')",
-    )
-    .bind(contract.to_string())
-    .fetch_all(store.pool())
-    .await?;
-    let bytes_before = before
-        .iter()
-        .filter_map(|(b,)| serde_json::from_str::<UsageRecord>(b).ok())
-        .map(|u| u128::from(u.bytes_in) + u128::from(u.bytes_out))
-        .sum();
-    let region = if r.gpu_millis > 0 {
-        ledger.region(&doc.sla.region).await?
-    } else {
-        contracts::billing::Region::default()
-    };
-    let green = store
-        .catalog()
-        .get(&doc.offer_id)
-        .await
-        .ok()
-        .flatten()
-        .map_or(0, |o| o.offer.green_energy_percent);
-    Ok(PricingContext {
-        green_percent: green,
-        region,
-        bytes_before,
-    })
+/// Accepts the records of one report; what each contract's records share (the contract, its
+/// signed terms) is read once per report, not once per record.
+pub struct Ingest<'a> {
+    store: &'a Store,
+    ledger: &'a LedgerLink,
+    terms: HashMap<String, Option<Arc<(ContractRecord, ContractDocument)>>>,
 }
 
-/// Checks, prices and stores one record reported by `provider`.
-pub async fn ingest(
-    store: &Store,
-    ledger: &LedgerLink,
-    provider: &str,
-    r: &UsageRecord,
-    now: u64,
-) -> Result<Outcome, MarketError> {
-    let refuse = |why: UsageRefusal| Outcome {
-        id: r.id.clone(),
-        status: "refused",
-        amount: None,
-        reason: Some(why.to_string()),
-    };
-    let id_ok = !r.id.is_empty()
-        && r.id.len() <= 64
-        && r.id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-    if !id_ok {
-        return Ok(refuse(UsageRefusal::BadId));
+impl<'a> Ingest<'a> {
+    pub fn new(store: &'a Store, ledger: &'a LedgerLink) -> Self {
+        Self {
+            store,
+            ledger,
+            terms: HashMap::new(),
+        }
     }
-    if r.provider != provider || !r.verify() {
-        return Ok(refuse(UsageRefusal::BadSignature));
-    }
-    let body = serde_json::to_string(r).unwrap_or_default();
-    if let Some(existing) = stored_body(store, &r.id).await? {
-        return Ok(if existing == body {
-            Outcome {
-                id: r.id.clone(),
-                status: "duplicate",
-                amount: None,
-                reason: None,
+
+    async fn terms(
+        &mut self,
+        contract: &str,
+    ) -> Result<Option<Arc<(ContractRecord, ContractDocument)>>, MarketError> {
+        if let Some(t) = self.terms.get(contract) {
+            return Ok(t.clone());
+        }
+        let mut found = None;
+        if let Some(c) = records::get_contract(self.store, contract).await? {
+            if let Some(r) = records::get_reservation(self.store, &c.reservation_id).await? {
+                let doc = ContractDocument::parse(r.document.as_bytes()).map_err(|e| {
+                    MarketError::Corrupt(format!("stored document unreadable: {e}"))
+                })?;
+                found = Some(Arc::new((c, doc)));
             }
-        } else {
-            refuse(UsageRefusal::Conflict)
-        });
+        }
+        self.terms.insert(contract.to_string(), found.clone());
+        Ok(found)
     }
-    let Some(c) = records::get_contract(store, &r.contract).await? else {
-        return Ok(refuse(UsageRefusal::UnknownContract(r.contract.clone())));
-    };
-    if c.provider != r.provider || c.consumer != r.consumer {
-        return Ok(refuse(UsageRefusal::WrongParties));
-    }
-    if !matches!(c.state, State::Active | State::Closing | State::Closed) {
-        return Ok(refuse(UsageRefusal::NotRunning(c.state.as_str())));
-    }
-    if r.from + SKEW_SECS < c.created_at || r.to > now + SKEW_SECS {
-        return Ok(refuse(UsageRefusal::OutsideTerm));
-    }
-    let Some(reservation) = records::get_reservation(store, &c.reservation_id).await? else {
-        return Ok(refuse(UsageRefusal::UnknownContract(r.contract.clone())));
-    };
-    let doc = ContractDocument::parse(reservation.document.as_bytes())
-        .map_err(|e| MarketError::BadSignature(format!("stored document unreadable: {e}")))?;
-    if let Err(why) = check_limits(r, &doc.plan, doc.quantity) {
-        return Ok(refuse(why));
-    }
-    let ctx = pricing_context(store, ledger, &c.id, &doc, r).await?;
-    let amount = price(r, &doc.plan, &ctx);
-    let hash = record_hash(body.as_bytes());
-    let inserted = sqlx::query(
-        "INSERT INTO usage_records (id, contract_id, provider, consumer, from_ts, to_ts, body, record_hash, amount, received_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING",
-    )
-    .bind(r.id.clone())
-    .bind(r.contract.clone())
-    .bind(r.provider.clone())
-    .bind(r.consumer.clone())
-    .bind(r.from as i64)
-    .bind(r.to as i64)
-    .bind(body.clone())
-    .bind(hash.to_string())
-    .bind(amount.to_string())
-    .bind(now as i64)
-    .execute(store.pool())
-    .await?;
-    if inserted.rows_affected() != 1 {
-        // A concurrent report of the same id won the race.
-        return Box::pin(ingest(store, ledger, provider, r, now)).await;
-    }
-    Ok(Outcome {
-        id: r.id.clone(),
-        status: "accepted",
-        amount: Some(amount.to_string()),
-        reason: None,
-    })
-}
 
-async fn stored_body(store: &Store, id: &str) -> Result<Option<String>, MarketError> {
-    let row: Option<(String,)> = sqlx::query_as("SELECT body FROM usage_records WHERE id = $1")
-        .bind(id.to_string())
-        .fetch_optional(store.pool())
+    async fn pricing_context(
+        &self,
+        doc: &ContractDocument,
+        r: &UsageRecord,
+    ) -> Result<PricingContext, MarketError> {
+        let allowance = doc
+            .plan
+            .pricing
+            .pay_per_use
+            .as_ref()
+            .is_some_and(|p| p.free_network_gb > 0);
+        let bytes_before = if allowance {
+            let (sum,): (i64,) = sqlx::query_as(
+                "SELECT CAST(COALESCE(SUM(traffic), 0) AS BIGINT) FROM usage_records \
+                 WHERE contract_id = $1 AND (dispute_outcome IS NULL OR dispute_outcome <> 'voided')",
+            )
+            .bind(r.contract.clone())
+            .fetch_one(self.store.pool())
+            .await?;
+            sum as u128
+        } else {
+            0
+        };
+        let region = if r.gpu_millis > 0 {
+            self.ledger.region(&doc.sla.region).await?
+        } else {
+            contracts::billing::Region::default()
+        };
+        Ok(PricingContext {
+            green_percent: doc.green_energy_percent,
+            region,
+            bytes_before,
+        })
+    }
+
+    /// Checks, prices and stores one record reported by `provider`.
+    pub async fn record(
+        &mut self,
+        provider: &str,
+        r: &UsageRecord,
+        now: u64,
+    ) -> Result<Outcome, MarketError> {
+        let refuse = |why: UsageRefusal| Outcome {
+            id: r.id.clone(),
+            status: "refused",
+            amount: None,
+            reason: Some(why.to_string()),
+        };
+        let id_ok = !r.id.is_empty()
+            && r.id.len() <= 64
+            && r.id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        if !id_ok {
+            return Ok(refuse(UsageRefusal::BadId));
+        }
+        if r.provider != provider || !r.verify() {
+            return Ok(refuse(UsageRefusal::BadSignature));
+        }
+        let body = serde_json::to_string(r).unwrap_or_default();
+        if let Some(known) = self.known(r, &body).await? {
+            return Ok(known);
+        }
+        let Some(terms) = self.terms(&r.contract).await? else {
+            return Ok(refuse(UsageRefusal::UnknownContract(r.contract.clone())));
+        };
+        let (c, doc) = &*terms;
+        if c.provider != r.provider || c.consumer != r.consumer {
+            return Ok(refuse(UsageRefusal::WrongParties));
+        }
+        if !matches!(c.state, State::Active | State::Closing | State::Closed) {
+            return Ok(refuse(UsageRefusal::NotRunning(c.state.as_str())));
+        }
+        if r.from + SKEW_SECS < c.created_at || r.to > now + SKEW_SECS {
+            return Ok(refuse(UsageRefusal::OutsideTerm));
+        }
+        if let Err(why) = check_limits(r, &doc.plan, doc.quantity) {
+            return Ok(refuse(why));
+        }
+        let ctx = self.pricing_context(doc, r).await?;
+        let amount = price(r, &doc.plan, &ctx);
+        let inserted = sqlx::query(
+            "INSERT INTO usage_records (id, contract_id, provider, consumer, from_ts, to_ts, body, record_hash, traffic, amount, received_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(r.id.clone())
+        .bind(r.contract.clone())
+        .bind(r.provider.clone())
+        .bind(r.consumer.clone())
+        .bind(r.from as i64)
+        .bind(r.to as i64)
+        .bind(body.clone())
+        .bind(record_hash(body.as_bytes()).to_string())
+        .bind(r.bytes_in.saturating_add(r.bytes_out).min(i64::MAX as u64) as i64)
+        .bind(amount.to_string())
+        .bind(now as i64)
+        .execute(self.store.pool())
         .await?;
-    Ok(row.map(|(b,)| b))
+        if inserted.rows_affected() != 1 {
+            // A concurrent report of the same id won the race: answer as for a repeat.
+            if let Some(known) = self.known(r, &body).await? {
+                return Ok(known);
+            }
+        }
+        Ok(Outcome {
+            id: r.id.clone(),
+            status: "accepted",
+            amount: Some(amount.to_string()),
+            reason: None,
+        })
+    }
+
+    /// The answer for a record id already stored: a duplicate, or a conflict.
+    async fn known(&self, r: &UsageRecord, body: &str) -> Result<Option<Outcome>, MarketError> {
+        let row: Option<(String,)> = sqlx::query_as("SELECT body FROM usage_records WHERE id = $1")
+            .bind(r.id.clone())
+            .fetch_optional(self.store.pool())
+            .await?;
+        Ok(row.map(|(existing,)| Outcome {
+            id: r.id.clone(),
+            status: if existing == body {
+                "duplicate"
+            } else {
+                "refused"
+            },
+            amount: None,
+            reason: (existing != body).then(|| UsageRefusal::Conflict.to_string()),
+        }))
+    }
 }
 
 /// A stored record with what the broker made of it.
