@@ -33,16 +33,25 @@ impl Default for EscrowPolicy {
     }
 }
 
+/// Amounts go out as decimal strings (they exceed what JSON numbers carry exactly).
+fn decimal<S: serde::Serializer>(v: &u128, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}
+
 /// What the escrow looks like now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Runway {
-    pub escrow: String,
+    #[serde(serialize_with = "decimal")]
+    pub escrow: u128,
     /// Usage accepted but not settled yet.
-    pub pending: String,
-    pub available: String,
+    #[serde(serialize_with = "decimal")]
+    pub pending: u128,
+    #[serde(serialize_with = "decimal")]
+    pub available: u128,
     /// Credit base units per hour the contract has been using (pay-per-use).
-    pub rate_per_hour: String,
+    #[serde(serialize_with = "decimal")]
+    pub rate_per_hour: u128,
     /// Seconds until the escrow cannot pay; none when nothing is using it.
     pub seconds_left: Option<u64>,
     pub warning: bool,
@@ -111,17 +120,23 @@ pub async fn is_suspended(store: &Store, contract: &str) -> Result<bool, MarketE
     Ok(marks(store, contract).await?.1.is_some())
 }
 
-pub async fn runway(
+/// The broker's view of a contract's escrow: the runway, the chain's agreement, and when the
+/// broker last warned and suspended it.
+struct Look {
+    runway: Runway,
+    agreement: ChainAgreement,
+    warned_at: Option<u64>,
+    suspended_at: Option<u64>,
+}
+
+async fn look(
     store: &Store,
     ledger: &LedgerLink,
     c: &ContractRecord,
     policy: EscrowPolicy,
     now: u64,
-) -> Result<(Runway, ChainAgreement), MarketError> {
-    let id: B256 =
-        c.id.parse()
-            .map_err(|_| MarketError::NoContract(c.id.clone()))?;
-    let a = ledger.agreement(id).await?;
+) -> Result<Look, MarketError> {
+    let a = ledger.agreement(chain_id(c)?).await?;
     let (used, pending) = usage_totals(store, &c.id).await?;
     let escrow: u128 = a.escrow.parse().unwrap_or(0);
     let period_price: u128 = a.period_price.parse().unwrap_or(0);
@@ -136,20 +151,37 @@ pub async fn runway(
         a.next_charge_at,
         now,
     );
-    let (_, suspended_at) = marks(store, &c.id).await?;
-    let rate = used.saturating_mul(3600) / u128::from(active);
-    Ok((
-        Runway {
-            escrow: escrow.to_string(),
-            pending: pending.to_string(),
-            available: escrow.saturating_sub(pending).to_string(),
-            rate_per_hour: rate.to_string(),
+    let (warned_at, suspended_at) = marks(store, &c.id).await?;
+    Ok(Look {
+        runway: Runway {
+            escrow,
+            pending,
+            available: escrow.saturating_sub(pending),
+            rate_per_hour: used.saturating_mul(3600) / u128::from(active),
             seconds_left: left,
             warning: left.is_some_and(|s| s < policy.warn_before_secs),
             suspended: suspended_at.is_some() || a.status == ChainStatus::Suspended,
         },
-        a,
-    ))
+        agreement: a,
+        warned_at,
+        suspended_at,
+    })
+}
+
+fn chain_id(c: &ContractRecord) -> Result<B256, MarketError> {
+    c.id.parse()
+        .map_err(|_| MarketError::NoContract(c.id.clone()))
+}
+
+pub async fn runway(
+    store: &Store,
+    ledger: &LedgerLink,
+    c: &ContractRecord,
+    policy: EscrowPolicy,
+    now: u64,
+) -> Result<(Runway, ChainAgreement), MarketError> {
+    let l = look(store, ledger, c, policy, now).await?;
+    Ok((l.runway, l.agreement))
 }
 
 fn event(c: &ContractRecord, topic: Topic, payload: serde_json::Value) -> Pending {
@@ -221,32 +253,33 @@ async fn watch_contract(
     policy: EscrowPolicy,
     now: u64,
 ) -> Result<(), MarketError> {
-    let chain_id: B256 =
-        c.id.parse()
-            .map_err(|_| MarketError::NoContract(c.id.clone()))?;
-    let (mut r, a) = runway(store, ledger, c, policy, now).await?;
+    let mut l = look(store, ledger, c, policy, now).await?;
+    let a = &l.agreement;
     // Reserved periods are charged in advance when due; the chain suspends what cannot pay.
     if a.status == ChainStatus::Active
         && a.period > 0
         && ledger.chain_time().await? >= a.next_charge_at
     {
-        ledger.charge_period(chain_id).await?;
-        r = runway(store, ledger, c, policy, now).await?.0;
+        ledger.charge_period(chain_id(c)?).await?;
+        l = look(store, ledger, c, policy, now).await?;
     }
-    let (warned_at, suspended_at) = marks(store, &c.id).await?;
-    let onchain = ledger.agreement(chain_id).await?.status;
-    let dry = r.available == "0"
-        || r.pending.parse::<u128>().unwrap_or(0) > r.escrow.parse::<u128>().unwrap_or(0);
+    let Look {
+        runway: r,
+        agreement: a,
+        warned_at,
+        suspended_at,
+    } = l;
+    let dry = r.available == 0 || r.pending > r.escrow;
     if suspended_at.is_none()
-        && (onchain == ChainStatus::Suspended || (dry && r.rate_per_hour != "0"))
+        && (a.status == ChainStatus::Suspended || (dry && r.rate_per_hour > 0))
     {
-        if onchain == ChainStatus::Active {
-            ledger.suspend(chain_id, "escrow-exhausted").await?;
+        if a.status == ChainStatus::Active {
+            ledger.suspend(chain_id(c)?, "escrow-exhausted").await?;
         }
         let e = event(
             c,
             Topic::ContractSuspended,
-            json!({"contract": c.id, "escrow": r.escrow, "pending": r.pending}),
+            json!({"contract": c.id, "escrow": r.escrow.to_string(), "pending": r.pending.to_string()}),
         );
         return mark(store, c, "suspended_at", Some(now), vec![e], true, now).await;
     }
@@ -270,7 +303,7 @@ async fn watch_contract(
         let e = event(
             c,
             Topic::EscrowLow,
-            json!({"contract": c.id, "secondsLeft": r.seconds_left, "available": r.available}),
+            json!({"contract": c.id, "secondsLeft": r.seconds_left, "available": r.available.to_string()}),
         );
         mark(store, c, "warned_at", Some(now), vec![e], false, now).await?;
     }
@@ -286,17 +319,16 @@ pub async fn resume_if_paid(
     policy: EscrowPolicy,
     now: u64,
 ) -> Result<bool, MarketError> {
-    let (r, a) = runway(store, ledger, c, policy, now).await?;
-    let (_, suspended_at) = marks(store, &c.id).await?;
-    let suspended = suspended_at.is_some() || a.status == ChainStatus::Suspended;
-    let covers = r.available != "0"
-        && a.escrow.parse::<u128>().unwrap_or(0) >= a.period_price.parse::<u128>().unwrap_or(0);
-    if !suspended || !covers {
+    let Look {
+        runway: r,
+        agreement: a,
+        ..
+    } = look(store, ledger, c, policy, now).await?;
+    let covers = r.available > 0 && r.escrow >= a.period_price.parse::<u128>().unwrap_or(0);
+    if !r.suspended || !covers {
         return Ok(false);
     }
-    let id: B256 =
-        c.id.parse()
-            .map_err(|_| MarketError::NoContract(c.id.clone()))?;
+    let id = chain_id(c)?;
     if a.status == ChainStatus::Suspended {
         ledger.resume(id).await?;
     }
