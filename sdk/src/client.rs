@@ -101,6 +101,24 @@ impl Client {
         token: Option<&str>,
         headers: &[(&str, &str)],
     ) -> Result<T, SdkError> {
+        let resp = self.send(method, path, body, token, headers).await?;
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| SdkError::Decode(e.to_string()))?;
+        serde_json::from_slice(&bytes).map_err(|e| SdkError::Decode(e.to_string()))
+    }
+
+    /// Sends a request and returns the response when it succeeded (its body unread, for streams
+    /// and non-JSON answers); a problem answer becomes `SdkError::Api` with its reason.
+    pub(crate) async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Result<reqwest::Response, SdkError> {
         let url = self.url(path)?;
         let mut req = self.http.request(method, url);
         for (k, v) in headers {
@@ -117,32 +135,25 @@ impl Client {
             reason: e.to_string(),
         })?;
         let status = resp.status();
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| SdkError::Decode(e.to_string()))?;
-        if !status.is_success() {
-            let p: Problem = serde_json::from_slice(&bytes).unwrap_or(Problem {
-                title: status.canonical_reason().unwrap_or("error").into(),
-                detail: String::from_utf8_lossy(&bytes).into_owned(),
-            });
-            return Err(SdkError::Api {
-                status: status.as_u16(),
-                title: p.title,
-                detail: p.detail,
-            });
+        if status.is_success() {
+            return Ok(resp);
         }
-        serde_json::from_slice(&bytes).map_err(|e| SdkError::Decode(e.to_string()))
+        let bytes = resp.bytes().await.unwrap_or_default();
+        let p: Problem = serde_json::from_slice(&bytes).unwrap_or(Problem {
+            title: status.canonical_reason().unwrap_or("error").into(),
+            detail: String::from_utf8_lossy(&bytes).into_owned(),
+        });
+        Err(SdkError::Api {
+            status: status.as_u16(),
+            title: p.title,
+            detail: p.detail,
+        })
     }
 
     pub(crate) fn url(&self, path: &str) -> Result<Url, SdkError> {
         self.base
             .join(path)
             .map_err(|_| SdkError::BadUrl(path.to_string()))
-    }
-
-    pub(crate) fn http(&self) -> &reqwest::Client {
-        &self.http
     }
 
     pub fn base(&self) -> &Url {

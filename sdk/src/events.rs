@@ -25,28 +25,14 @@ impl Session {
     /// Events after `after` (all the caller may see), or from now on for `None`.
     pub async fn events(&self, after: Option<u64>) -> Result<EventStream, SdkError> {
         let token = self.token().await?;
-        let mut url = self.client.url("/v1/events")?;
-        if let Some(a) = after {
-            url.set_query(Some(&format!("after={a}")));
-        }
+        let path = match after {
+            Some(a) => format!("/v1/events?after={a}"),
+            None => "/v1/events".to_string(),
+        };
         let response = self
             .client
-            .http()
-            .get(url)
-            .bearer_auth(token)
-            .send()
-            .await
-            .map_err(|e| SdkError::Unreachable {
-                url: self.client.base().to_string(),
-                reason: e.to_string(),
-            })?;
-        if !response.status().is_success() {
-            return Err(SdkError::Api {
-                status: response.status().as_u16(),
-                title: "event stream refused".into(),
-                detail: response.text().await.unwrap_or_default(),
-            });
-        }
+            .send(reqwest::Method::GET, &path, None, Some(&token), &[])
+            .await?;
         Ok(EventStream {
             response,
             buffer: String::new(),

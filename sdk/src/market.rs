@@ -426,31 +426,17 @@ impl Session {
     /// A contract's statement (JSON, or CSV with `csv`).
     pub async fn statement(&self, contract: &str, csv: bool) -> Result<String, SdkError> {
         let token = self.token().await?;
-        let url = self.client.url(&format!(
+        let path = format!(
             "/v1/contracts/{contract}/statement{}",
             if csv { "?format=csv" } else { "" }
-        ))?;
+        );
         let resp = self
             .client
-            .http()
-            .get(url)
-            .bearer_auth(token)
-            .send()
+            .send(Method::GET, &path, None, Some(&token), &[])
+            .await?;
+        resp.text()
             .await
-            .map_err(|e| SdkError::Unreachable {
-                url: self.client.base().to_string(),
-                reason: e.to_string(),
-            })?;
-        let status = resp.status();
-        let text = resp.text().await.unwrap_or_default();
-        if !status.is_success() {
-            return Err(SdkError::Api {
-                status: status.as_u16(),
-                title: "statement refused".into(),
-                detail: text,
-            });
-        }
-        Ok(text)
+            .map_err(|e| SdkError::Decode(e.to_string()))
     }
 
     /// How long a contract's escrow lasts (and the nonces a top-up signs).
