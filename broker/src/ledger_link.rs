@@ -125,6 +125,13 @@ impl LedgerLink {
         )
     }
 
+    fn token(&self) -> CreditToken::CreditTokenInstance<&DynProvider> {
+        CreditToken::new(
+            self.deployment.contracts.credit_token,
+            self.client.provider(),
+        )
+    }
+
     fn read_err(&self, e: alloy::contract::Error) -> ClientError {
         ClientError::Unreachable {
             url: self.client.url().to_string(),
@@ -143,25 +150,19 @@ impl LedgerLink {
 
     /// The token nonce the account's next permit must carry.
     pub async fn permit_nonce(&self, account: Address) -> Result<U256, ClientError> {
-        CreditToken::new(
-            self.deployment.contracts.credit_token,
-            self.client.provider(),
-        )
-        .nonces(account)
-        .call()
-        .await
-        .map_err(|e| self.read_err(e))
+        self.token()
+            .nonces(account)
+            .call()
+            .await
+            .map_err(|e| self.read_err(e))
     }
 
     pub async fn credit_balance(&self, account: Address) -> Result<U256, ClientError> {
-        CreditToken::new(
-            self.deployment.contracts.credit_token,
-            self.client.provider(),
-        )
-        .balanceOf(account)
-        .call()
-        .await
-        .map_err(|e| self.read_err(e))
+        self.token()
+            .balanceOf(account)
+            .call()
+            .await
+            .map_err(|e| self.read_err(e))
     }
 
     /// The did an account is linked to on chain, with its role number (0 when none).

@@ -106,21 +106,40 @@ pub fn request(offer: &Offer, quantity: u32) -> ReserveRequest {
 /// Reserves, purchases, and has the provider accept; returns the contract once final.
 pub async fn buy(consumer: &Participant, provider: &Participant, req: &ReserveRequest) -> Contract {
     let r = consumer.session.reserve(req).await.unwrap();
-    let key = format!("k-{}", r.id);
     let c = consumer
         .session
-        .purchase(req, &r, &consumer.evm, &key)
+        .purchase(req, &r, &consumer.evm, &format!("k-{}", r.id))
         .await
         .unwrap();
     provider.session.accept(&c.id).await.unwrap();
+    until_final(consumer, &c.id).await
+}
+
+/// Reserves and purchases where the provider's agent accepts by its policy.
+pub async fn buy_by_policy(consumer: &Participant, req: &ReserveRequest) -> Contract {
+    let r = consumer.session.reserve(req).await.unwrap();
+    let c = consumer
+        .session
+        .purchase(req, &r, &consumer.evm, &format!("k-{}", r.id))
+        .await
+        .unwrap();
+    until_final(consumer, &c.id).await
+}
+
+/// The contract once it is active, failed or closed.
+pub async fn until_final(consumer: &Participant, id: &str) -> Contract {
+    until(consumer, id, Contract::is_final).await
+}
+
+/// The contract once it is closed.
+pub async fn until_closed(consumer: &Participant, id: &str) -> Contract {
+    until(consumer, id, |c| c.state == "closed").await
+}
+
+async fn until(consumer: &Participant, id: &str, done: impl Fn(&Contract) -> bool) -> Contract {
     consumer
         .session
-        .wait_contract(
-            &c.id,
-            Contract::is_final,
-            |_| {},
-            std::time::Duration::from_secs(60),
-        )
+        .wait_contract(id, done, |_| {}, std::time::Duration::from_secs(60))
         .await
         .unwrap()
 }

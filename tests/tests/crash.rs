@@ -6,9 +6,8 @@
 use std::time::Duration;
 
 use alloy::primitives::B256;
-use e2e::market::{offer, request, Participant};
+use e2e::market::{offer, request, until_final, Participant};
 use e2e::{BrokerProcess, LedgerProcess};
-use sdk::market::Contract;
 
 const STEPS: [&str; 4] = ["accepted", "opening", "opened", "active"];
 
@@ -44,11 +43,7 @@ async fn a_broker_killed_at_any_purchase_step_completes_the_purchase_once_on_res
 
         let broker = BrokerProcess::start_with(data.path(), &args);
         let consumer = consumer.reconnect(&broker.url);
-        let done = consumer
-            .session
-            .wait_contract(&c.id, Contract::is_final, |_| {}, Duration::from_secs(60))
-            .await
-            .unwrap();
+        let done = until_final(&consumer, &c.id).await;
         assert_eq!(done.state, "active", "after a crash at {step}: {done:?}");
         let onchain = consumer
             .session

@@ -4,10 +4,9 @@
 
 use std::time::Duration;
 
-use e2e::market::{offer, ppu_offer, request, Participant};
+use e2e::market::{buy_by_policy, offer, ppu_offer, request, until_closed, Participant};
 use e2e::peer::provider_with_agent;
 use e2e::BrokerProcess;
-use sdk::market::Contract;
 
 async fn use_bytes(consumer: &Participant, credential: &peering::Credential, n: usize) {
     let data = vec![7u8; n];
@@ -56,27 +55,17 @@ async fn escrow_is_watched_warned_suspended_topped_up_and_closed() {
     let o = ppu_offer("escrow-1", 4, 1_000_000_000);
     provider.session.publish_offer(o.clone()).await.unwrap();
     let mut events = consumer.session.events(Some(0)).await.unwrap();
-    let buy = |deposit: u64, key: &'static str| {
+    let buy = |deposit: u64| {
         let (consumer, o) = (&consumer, o.clone());
         async move {
             let mut req = request(&o, 1);
             req.deposit = Some(deposit);
-            let r = consumer.session.reserve(&req).await.unwrap();
-            let c = consumer
-                .session
-                .purchase(&req, &r, &consumer.evm, key)
-                .await
-                .unwrap();
-            consumer
-                .session
-                .wait_contract(&c.id, Contract::is_final, |_| {}, Duration::from_secs(60))
-                .await
-                .unwrap()
+            buy_by_policy(consumer, &req).await
         }
     };
 
     // 3,000,000 of escrow; 2,000,000 used (1 MB each way at 10 credits/GB) and settled.
-    let c = buy(3_000_000, "e1").await;
+    let c = buy(3_000_000).await;
     let credential = consumer.session.credential(&c.id).await.unwrap();
     use_bytes(&consumer, &credential, 1_000_000).await;
     until("the first usage to settle", || async {
@@ -151,19 +140,10 @@ async fn escrow_is_watched_warned_suspended_topped_up_and_closed() {
 
     // A contract left suspended past the grace is closed, its escrow refunded.
     let before = consumer.credits().await;
-    let c2 = buy(1_000_000, "e2").await;
+    let c2 = buy(1_000_000).await;
     let cred2 = consumer.session.credential(&c2.id).await.unwrap();
     use_bytes(&consumer, &cred2, 1_000_000).await;
-    let closed = consumer
-        .session
-        .wait_contract(
-            &c2.id,
-            |c| c.state == "closed",
-            |_| {},
-            Duration::from_secs(60),
-        )
-        .await
-        .unwrap();
+    let closed = until_closed(&consumer, &c2.id).await;
     assert_eq!(closed.refund.as_deref(), Some("1000000"));
     assert_eq!(consumer.credits().await, before);
     broker.stop();

@@ -3,9 +3,8 @@
 
 use std::time::Duration;
 
-use e2e::market::{buy, offer, request, Participant, PROVIDER_CONFIG};
+use e2e::market::{buy, offer, request, until_closed, until_final, Participant, PROVIDER_CONFIG};
 use e2e::BrokerProcess;
-use sdk::market::Contract;
 use sdk::SdkError;
 
 fn status_of(e: &SdkError) -> u16 {
@@ -83,11 +82,7 @@ async fn a_consumer_buys_a_plan_into_an_on_chain_contract_and_closes_it_with_a_r
     let err = bystander.session.accept(&c.id).await.unwrap_err();
     assert!(matches!(status_of(&err), 403 | 404), "{err}");
     provider.session.accept(&c.id).await.unwrap();
-    let active = consumer
-        .session
-        .wait_contract(&c.id, Contract::is_final, |_| {}, Duration::from_secs(60))
-        .await
-        .unwrap();
+    let active = until_final(&consumer, &c.id).await;
     assert_eq!(active.state, "active", "{active:?}");
     let shown = consumer.session.contract(&c.id).await.unwrap();
     let chain = shown.chain.expect("on-chain state");
@@ -114,16 +109,7 @@ async fn a_consumer_buys_a_plan_into_an_on_chain_contract_and_closes_it_with_a_r
     // Closing refunds what the first period did not use: nothing of the period price, the
     // rest of the escrow (here zero: the deposit paid exactly one period).
     consumer.session.close(&c.id).await.unwrap();
-    let closed = consumer
-        .session
-        .wait_contract(
-            &c.id,
-            |c| c.state == "closed",
-            |_| {},
-            Duration::from_secs(60),
-        )
-        .await
-        .unwrap();
+    let closed = until_closed(&consumer, &c.id).await;
     assert_eq!(closed.refund.as_deref(), Some("0"));
     assert_eq!(
         consumer
@@ -147,16 +133,7 @@ async fn a_consumer_buys_a_plan_into_an_on_chain_contract_and_closes_it_with_a_r
     let c2 = buy(&consumer, &provider, &req2).await;
     assert_eq!(c2.state, "active");
     provider.session.close(&c2.id).await.unwrap();
-    let closed = consumer
-        .session
-        .wait_contract(
-            &c2.id,
-            |c| c.state == "closed",
-            |_| {},
-            Duration::from_secs(60),
-        )
-        .await
-        .unwrap();
+    let closed = until_closed(&consumer, &c2.id).await;
     assert_eq!(closed.refund.as_deref(), Some("2000000"));
     assert_eq!(consumer.credits().await, before - 1_000_000);
 
@@ -358,11 +335,7 @@ async fn bad_input_is_refused_with_a_reason_and_changes_nothing() {
         "proposed"
     );
     provider.session.accept(&c.id).await.unwrap();
-    let done = consumer
-        .session
-        .wait_contract(&c.id, Contract::is_final, |_| {}, Duration::from_secs(60))
-        .await
-        .unwrap();
+    let done = until_final(&consumer, &c.id).await;
     assert_eq!(done.state, "active");
     broker.stop();
 }

@@ -5,10 +5,9 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use e2e::market::{offer, ppu_offer, request, Participant};
+use e2e::market::{buy_by_policy, offer, ppu_offer, request, until_final, Participant};
 use e2e::peer::{key_file, provider_with_agent, spawn_agent, wait_port, Killed};
 use e2e::{bin, free_port, BrokerProcess};
-use sdk::market::Contract;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -55,17 +54,7 @@ async fn consumers_connect_directly_with_valid_credentials_only() {
     let o = offer("peer-1", 4, 1_000);
     provider.session.publish_offer(o.clone()).await.unwrap();
     let req = request(&o, 1);
-    let r = consumer.session.reserve(&req).await.unwrap();
-    let c = consumer
-        .session
-        .purchase(&req, &r, &consumer.evm, "p1")
-        .await
-        .unwrap();
-    let c = consumer
-        .session
-        .wait_contract(&c.id, Contract::is_final, |_| {}, Duration::from_secs(60))
-        .await
-        .unwrap();
+    let c = buy_by_policy(&consumer, &req).await;
     assert_eq!(c.state, "active");
     let cred_file = dir.path().join("credential.json");
     let ckey = key_file(dir.path(), "consumer.hex", consumer.session.key());
@@ -283,11 +272,7 @@ async fn the_agent_sells_this_machine_catches_up_and_meters_compute_sessions() {
         .await
         .unwrap();
     provider.session.accept(&c.id).await.unwrap();
-    consumer
-        .session
-        .wait_contract(&c.id, Contract::is_final, |_| {}, Duration::from_secs(60))
-        .await
-        .unwrap();
+    until_final(&consumer, &c.id).await;
     let credential = consumer.session.credential(&c.id).await.unwrap();
 
     // The agent starts afterwards, catches up, and runs a compute session per connection.
@@ -353,17 +338,7 @@ async fn sessions_become_usage_records_settled_in_a_batch_on_chain() {
     provider.session.publish_offer(o.clone()).await.unwrap();
     let mut req = request(&o, 1);
     req.deposit = Some(500_000_000);
-    let r = consumer.session.reserve(&req).await.unwrap();
-    let c = consumer
-        .session
-        .purchase(&req, &r, &consumer.evm, "ppu")
-        .await
-        .unwrap();
-    let c = consumer
-        .session
-        .wait_contract(&c.id, Contract::is_final, |_| {}, Duration::from_secs(60))
-        .await
-        .unwrap();
+    let c = buy_by_policy(&consumer, &req).await;
     assert_eq!(c.state, "active");
     let credential = consumer.session.credential(&c.id).await.unwrap();
 
