@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod config;
+pub mod dev;
 pub mod events;
 pub mod http;
 pub mod identity;

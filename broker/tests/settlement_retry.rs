@@ -4,24 +4,16 @@
 
 use std::sync::Arc;
 
-use alloy::primitives::{keccak256, Bytes, U256};
-use alloy::signers::local::PrivateKeySigner;
+use alloy::primitives::{keccak256, U256};
+use broker::dev;
 use broker::ledger_link::LedgerLink;
 use broker::market::settlement::{settle_once, BatchLimits};
 use broker::store::Store;
 use content::{ContentStore, EmbeddedStore};
-use contracts::{eip712, CreditToken, Marketplace, ParticipantRegistry};
+use contracts::Marketplace;
 use ledger::accounts::{dev_signer, BROKER_INDEX};
 use ledger::anvil::{free_port, AnvilOptions};
 use ledger::{devnet, ChainClient};
-
-fn sign<T: alloy::sol_types::SolStruct>(
-    s: &PrivateKeySigner,
-    m: &T,
-    d: &alloy::sol_types::Eip712Domain,
-) -> Bytes {
-    eip712::sign(s, m, d).unwrap()
-}
 
 #[tokio::test]
 async fn a_batch_settled_but_not_recorded_is_never_paid_twice() {
@@ -37,89 +29,27 @@ async fn a_batch_settled_but_not_recorded_is_never_paid_twice() {
         .await
         .unwrap();
     let (consumer, provider) = (dev_signer(4).unwrap(), dev_signer(5).unwrap());
-    let consumer_client = ChainClient::connect(net.chain.url(), consumer.clone())
+    let ledger = LedgerLink {
+        client: broker.clone(),
+        deployment: d.clone(),
+    };
+    dev::register(&ledger, &consumer, "did:key:c", 2)
         .await
         .unwrap();
-    let registry = ParticipantRegistry::new(c.participant_registry, broker.provider());
-    for (who, did, role) in [(&consumer, "did:key:c", 2u8), (&provider, "did:key:p", 1u8)] {
-        let nonce = registry.nonces(who.address()).call().await.unwrap();
-        let deadline = U256::from(u64::MAX / 2);
-        let link = eip712::Link {
-            did: did.into(),
-            account: who.address(),
-            role,
-            nonce,
-            deadline,
-        };
-        let signature = sign(
-            who,
-            &link,
-            &eip712::registry_domain(d.chain_id, c.participant_registry),
-        );
-        broker
-            .send_call(
-                c.participant_registry,
-                &ParticipantRegistry::registerCall {
-                    did: did.into(),
-                    account: who.address(),
-                    role,
-                    deadline,
-                    signature,
-                },
-            )
-            .await
-            .unwrap();
-    }
-    consumer_client
-        .send_call(
-            c.credit_token,
-            &CreditToken::approveCall {
-                spender: c.marketplace,
-                value: U256::MAX,
-            },
-        )
+    dev::register(&ledger, &provider, "did:key:p", 1)
         .await
         .unwrap();
     let mut ids = Vec::new();
     for (i, deposit) in [10_000u64, 50].into_iter().enumerate() {
-        let id = keccak256(format!("retry-{i}"));
-        let m = eip712::OpenContract {
-            contractId: id,
-            consumer: consumer.address(),
-            provider: provider.address(),
-            termsHash: keccak256(id),
-            termsCid: "bafkreiretry".into(),
-            deposit: U256::from(deposit),
-            periodPrice: U256::ZERO,
-            period: 0,
-            deadline: U256::from(u64::MAX / 2),
-        };
-        let sig = sign(
+        let id = dev::open_contract(
+            &ledger,
             &consumer,
-            &m,
-            &eip712::marketplace_domain(d.chain_id, c.marketplace),
-        );
-        let req = Marketplace::OpenRequest {
-            contractId: id,
-            consumer: m.consumer,
-            provider: m.provider,
-            termsHash: m.termsHash,
-            termsCid: m.termsCid,
-            deposit: m.deposit,
-            periodPrice: U256::ZERO,
-            period: 0,
-            deadline: m.deadline,
-        };
-        broker
-            .send_call(
-                c.marketplace,
-                &Marketplace::openCall {
-                    req,
-                    consumerSig: sig,
-                },
-            )
-            .await
-            .unwrap();
+            provider.address(),
+            &format!("retry{i}"),
+            deposit,
+        )
+        .await
+        .unwrap();
         ids.push(id);
     }
 
@@ -149,10 +79,6 @@ async fn a_batch_settled_but_not_recorded_is_never_paid_twice() {
         .await
         .unwrap();
     }
-    let ledger = LedgerLink {
-        client: broker.clone(),
-        deployment: d.clone(),
-    };
     let content: Arc<dyn ContentStore> =
         Arc::new(EmbeddedStore::open(dir.path().join("content")).unwrap());
     let limits = BatchLimits {

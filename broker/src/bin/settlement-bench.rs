@@ -7,16 +7,15 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use alloy::primitives::{Address, Bytes, U256};
-use alloy::signers::local::PrivateKeySigner;
-use alloy::sol_types::SolStruct;
+use alloy::primitives::U256;
 use anyhow::{bail, Result};
+use broker::dev;
 use broker::ledger_link::LedgerLink;
 use broker::market::settlement::{settle_once, BatchLimits};
 use broker::store::Store;
 use clap::Parser;
 use content::{ContentStore, EmbeddedStore};
-use contracts::{eip712, BillingModels, CreditToken, Marketplace, ParticipantRegistry};
+use contracts::{BillingModels, CreditToken, Marketplace};
 use ledger::accounts::{dev_signer, BROKER_INDEX};
 use ledger::anvil::{free_port, AnvilOptions};
 use ledger::bench::bar;
@@ -34,60 +33,6 @@ struct Cli {
     baseline_records: usize,
 }
 
-fn sign<T: SolStruct>(
-    s: &PrivateKeySigner,
-    m: &T,
-    d: &alloy::sol_types::Eip712Domain,
-) -> Result<Bytes> {
-    Ok(eip712::sign(s, m, d)?)
-}
-
-async fn chain_now(c: &ChainClient) -> Result<u64> {
-    use alloy::providers::Provider;
-    let b = c
-        .provider()
-        .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("no block"))?;
-    Ok(b.header.timestamp)
-}
-
-async fn register(
-    broker: &ChainClient,
-    registry: Address,
-    who: &PrivateKeySigner,
-    did: &str,
-    role: u8,
-    chain_id: u64,
-) -> Result<()> {
-    let deadline = U256::from(chain_now(broker).await? + 3600);
-    let nonce = ParticipantRegistry::new(registry, broker.provider())
-        .nonces(who.address())
-        .call()
-        .await?;
-    let link = eip712::Link {
-        did: did.into(),
-        account: who.address(),
-        role,
-        nonce,
-        deadline,
-    };
-    let signature = sign(who, &link, &eip712::registry_domain(chain_id, registry))?;
-    broker
-        .send_call(
-            registry,
-            &ParticipantRegistry::registerCall {
-                did: did.into(),
-                account: who.address(),
-                role,
-                deadline,
-                signature,
-            },
-        )
-        .await?;
-    Ok(())
-}
-
 async fn run() -> Result<()> {
     let cli = Cli::parse();
     let dir = tempfile::tempdir()?;
@@ -103,75 +48,21 @@ async fn run() -> Result<()> {
     let provider = dev_signer(3)?;
     let consumer_client = ChainClient::connect(&url, consumer.clone()).await?;
     let c = &d.contracts;
-    register(
-        &broker,
-        c.participant_registry,
-        &consumer,
-        "did:key:bench-consumer",
-        2,
-        d.chain_id,
-    )
-    .await?;
-    register(
-        &broker,
-        c.participant_registry,
-        &provider,
-        "did:key:bench-provider",
-        1,
-        d.chain_id,
-    )
-    .await?;
-    consumer_client
-        .send_call(
-            c.credit_token,
-            &CreditToken::approveCall {
-                spender: c.marketplace,
-                value: U256::MAX,
-            },
-        )
-        .await?;
+    let ledger = LedgerLink {
+        client: broker.clone(),
+        deployment: d.clone(),
+    };
+    dev::register(&ledger, &consumer, "did:key:bench-consumer", 2).await?;
+    dev::register(&ledger, &provider, "did:key:bench-provider", 1).await?;
 
     // The contracts to settle against.
-    let deposit = U256::from(1_000_000u64);
-    let deadline = U256::from(chain_now(&broker).await? + 86_400);
-    let domain = eip712::marketplace_domain(d.chain_id, c.marketplace);
     let mut ids = Vec::with_capacity(cli.contracts);
     let progress = bar(cli.contracts, "opening contracts");
     for i in 0..cli.contracts {
-        let id = alloy::primitives::keccak256(format!("bench-contract-{i}"));
-        let m = eip712::OpenContract {
-            contractId: id,
-            consumer: consumer.address(),
-            provider: provider.address(),
-            termsHash: alloy::primitives::keccak256(id),
-            termsCid: "bafkreibench".into(),
-            deposit,
-            periodPrice: U256::ZERO,
-            period: 0,
-            deadline,
-        };
-        let sig = sign(&consumer, &m, &domain)?;
-        let req = Marketplace::OpenRequest {
-            contractId: id,
-            consumer: m.consumer,
-            provider: m.provider,
-            termsHash: m.termsHash,
-            termsCid: m.termsCid,
-            deposit,
-            periodPrice: U256::ZERO,
-            period: 0,
-            deadline,
-        };
-        broker
-            .send_call(
-                c.marketplace,
-                &Marketplace::openCall {
-                    req,
-                    consumerSig: sig,
-                },
-            )
-            .await?;
-        ids.push(id);
+        let name = format!("bench{i}");
+        ids.push(
+            dev::open_contract(&ledger, &consumer, provider.address(), &name, 1_000_000).await?,
+        );
         progress.inc(1);
     }
     progress.finish_and_clear();
@@ -215,10 +106,6 @@ async fn run() -> Result<()> {
     tx.commit().await?;
     progress.finish_and_clear();
 
-    let ledger = LedgerLink {
-        client: broker.clone(),
-        deployment: d.clone(),
-    };
     let content: Arc<dyn ContentStore> = Arc::new(EmbeddedStore::open(dir.path().join("content"))?);
     let limits = BatchLimits {
         max_records: 20_000,
