@@ -1,30 +1,28 @@
-//! Start-up: the ledger (embedded or external), the database, the HTTP server.
+//! Start-up and shutdown: the ledger (embedded or external), the database, the background tasks,
+//! the HTTP server; one shutdown signal stops them all, and `stop` waits for each.
 
 use std::net::SocketAddr;
-
-use ledger::accounts::{dev_signer, signer_from_file, KeyError, BROKER_INDEX};
-use ledger::anvil::{AnvilError, AnvilOptions};
-use ledger::devnet::{self, Devnet, DevnetError};
-use ledger::{ChainClient, ClientError, Deployment, DeploymentError};
-
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use catalog::follow::IndexFollower;
-use catalog::store::StoreError as CatalogError;
 use catalog::Index;
 use content::{ContentError, ContentStore, EmbeddedStore, KuboStore};
-use tokio::sync::Notify;
+use ledger::accounts::{dev_signer, signer_from_file, KeyError, BROKER_INDEX};
+use ledger::anvil::{AnvilError, AnvilOptions};
+use ledger::devnet::{self, Devnet, DevnetError};
+use ledger::{ChainClient, ClientError, Deployment, DeploymentError};
+use tokio::task::JoinHandle;
 
-use crate::events::rabbit::{RabbitBus, Tee};
-use crate::events::{self, Bus, InProcessBus};
-use crate::market::purchase::Driver;
-use crate::market::settlement;
-
+use crate::auth::Auth;
 use crate::config::{BrokerConfig, ChainConfig};
-use crate::http::{self, AppState};
+use crate::events::rabbit::RabbitBus;
+use crate::events::{relay, Bus};
 use crate::ledger_link::LedgerLink;
-use crate::store::{Store, StoreError};
+use crate::market::purchase::{self, Driver};
+use crate::market::{escrow, settlement, Market, Signals};
+use crate::shutdown::{self, Shutdown, Trigger};
+use crate::store::{now, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -43,14 +41,12 @@ pub enum StartError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
-    Catalog(#[from] CatalogError),
+    Catalog(#[from] catalog::store::StoreError),
     #[error("cannot listen on {addr}: {source}; is another broker running there?")]
     Listen {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("--operator: {0}")]
-    Operator(String),
     #[error("content store: {0}")]
     Content(ContentError),
     #[error("cannot create the data directory: {0}")]
@@ -59,8 +55,14 @@ pub enum StartError {
 
 /// How often the index reads the catalog's change log.
 const CATALOG_POLL: Duration = Duration::from_millis(250);
-/// How often the outbox relay looks for events written by other broker processes.
+/// How often the event hub looks for events committed by other broker processes.
+const HUB_IDLE: Duration = Duration::from_millis(250);
+/// How often the relay looks for events not yet on the external bus.
 const RELAY_IDLE: Duration = Duration::from_millis(500);
+/// How often spent challenges, expired tokens and old events are pruned.
+const HOUSEKEEPING: Duration = Duration::from_secs(60);
+/// How long stopping waits for the server's requests in flight.
+const DRAIN: Duration = Duration::from_secs(20);
 
 /// A started broker: where it listens and what it runs.
 pub struct Broker {
@@ -69,53 +71,55 @@ pub struct Broker {
     /// The embedded chain, when the broker runs one.
     pub devnet: Option<Devnet>,
     pub index: Arc<RwLock<Index>>,
-    server: tokio::task::JoinHandle<std::io::Result<()>>,
-    /// The index follower, the outbox relay, the purchase driver, the settlement batcher.
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    trigger: Trigger,
+    server: JoinHandle<std::io::Result<()>>,
+    tasks: Vec<(&'static str, JoinHandle<()>)>,
+}
+
+async fn connect_ledger(config: &BrokerConfig) -> Result<(LedgerLink, Option<Devnet>), StartError> {
+    match &config.chain {
+        ChainConfig::Embedded { port } => {
+            let options = AnvilOptions {
+                port: *port,
+                ..AnvilOptions::new(config.data_dir.join("ledger"))
+            };
+            let net = devnet::up(&options, |step| tracing::info!(step, "deploying")).await?;
+            let client = ChainClient::connect(net.chain.url(), dev_signer(BROKER_INDEX)?).await?;
+            let link = LedgerLink {
+                client,
+                deployment: net.deployment.clone(),
+            };
+            Ok((link, Some(net)))
+        }
+        ChainConfig::External {
+            rpc_url,
+            deployment,
+            key_file,
+        } => {
+            let d = Deployment::load(deployment)?
+                .ok_or_else(|| StartError::NoDeployment(deployment.clone()))?;
+            let client = ChainClient::connect(rpc_url, signer_from_file(key_file)?).await?;
+            d.verify_on(client.provider()).await?;
+            Ok((
+                LedgerLink {
+                    client,
+                    deployment: d,
+                },
+                None,
+            ))
+        }
+    }
 }
 
 impl Broker {
     pub async fn start(config: &BrokerConfig) -> Result<Self, StartError> {
         std::fs::create_dir_all(&config.data_dir).map_err(StartError::DataDir)?;
-        let (ledger, devnet) = match &config.chain {
-            ChainConfig::Embedded { port } => {
-                let options = AnvilOptions {
-                    port: *port,
-                    ..AnvilOptions::new(config.data_dir.join("ledger"))
-                };
-                let net = devnet::up(&options, |step| tracing::info!(step, "deploying")).await?;
-                let client =
-                    ChainClient::connect(net.chain.url(), dev_signer(BROKER_INDEX)?).await?;
-                let link = LedgerLink {
-                    client,
-                    deployment: net.deployment.clone(),
-                };
-                (link, Some(net))
-            }
-            ChainConfig::External {
-                rpc_url,
-                deployment,
-                key_file,
-            } => {
-                let d = Deployment::load(deployment)?
-                    .ok_or_else(|| StartError::NoDeployment(deployment.clone()))?;
-                let client = ChainClient::connect(rpc_url, signer_from_file(key_file)?).await?;
-                d.verify_on(client.provider()).await?;
-                (
-                    LedgerLink {
-                        client,
-                        deployment: d,
-                    },
-                    None,
-                )
-            }
-        };
-        let store = Store::open(&config.database_url()).await?;
+        let (ledger, devnet) = connect_ledger(config).await?;
+        let store = Store::open(&config.database_url(), config.pool).await?;
         store.bind_ledger(&ledger.deployment).await?;
         for did in &config.operators {
-            catalog::identity::key_of(did).map_err(|e| StartError::Operator(e.to_string()))?;
             store
-                .register_participant(did, crate::identity::Role::Operator, crate::identity::now())
+                .register_participant(did, api::Role::Operator, now())
                 .await?;
         }
         let content: Arc<dyn ContentStore> = match &config.ipfs_api {
@@ -130,19 +134,8 @@ impl Broker {
             Some(net) => Some(ChainClient::connect(net.chain.url(), dev_signer(0)?).await?),
             None => None,
         };
-        let catalog = store.catalog().clone();
-        let mut follower = IndexFollower::start(catalog.clone()).await?;
+        let follower = IndexFollower::start(store.catalog().clone()).await?;
         let index = follower.index();
-        // Follow the catalog's change log: writes by this or any other broker process on the
-        // same database reach this index within a poll.
-        let follow = tokio::spawn(async move {
-            loop {
-                if let Err(e) = follower.catch_up().await {
-                    tracing::warn!(error = %e, "catalog change log unreadable, retrying");
-                }
-                tokio::time::sleep(CATALOG_POLL).await;
-            }
-        });
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|source| StartError::Listen {
@@ -153,125 +146,179 @@ impl Broker {
             addr: config.listen,
             source,
         })?;
-        let audience = crate::identity::audience(
-            ledger.deployment.chain_id,
-            &ledger.deployment.contracts.marketplace.to_string(),
-        );
-        let relay_wake = Arc::new(Notify::new());
-        let bus = InProcessBus::default();
-        let local: Arc<dyn Bus> = Arc::new(bus.clone());
-        let relay_to: Arc<dyn Bus> = match &config.amqp_url {
-            Some(url) => Arc::new(Tee(vec![Arc::new(RabbitBus::new(url)), local])),
-            None => local,
-        };
-        let relay = tokio::spawn(events::bus::relay(
-            store.clone(),
-            relay_to,
-            relay_wake.clone(),
-            RELAY_IDLE,
-        ));
-        let driver = Driver::new(
-            store.clone(),
-            ledger.clone(),
-            content.clone(),
-            relay_wake.clone(),
-            config.abort_at.clone(),
-            config.credentials,
-        );
-        let driver_wake = driver.wake.clone();
-        let issuer = driver.clone();
-        let drive = tokio::spawn(driver.run());
-        let batch_full = Arc::new(Notify::new());
-        let settle = tokio::spawn(settle_loop(
-            store.clone(),
-            ledger.clone(),
-            content.clone(),
-            config.settlement,
-            relay_wake.clone(),
-            batch_full.clone(),
-        ));
-        let app = http::router(AppState {
-            store,
+        let (trigger, shutdown) = shutdown::channel();
+        let signals = Signals::default();
+        let market = Market {
+            store: store.clone(),
             ledger: ledger.clone(),
-            catalog,
-            index: index.clone(),
-            audience,
             content,
-            driver: driver_wake,
-            relay: relay_wake,
-            bus,
-            reservation_ttl: config.reservation_ttl,
-            issuer,
-            escrow: config.settlement.escrow,
-            dispute_window_secs: config.settlement.limits.dispute_window_secs,
-            batch_full,
-            batch_records: config.settlement.limits.max_records,
+            index: index.clone(),
+            policy: config.market,
+            signals: signals.clone(),
             faucet,
-        });
+        };
+        let auth = Auth::new(
+            store.clone(),
+            ledger.audience(),
+            config.auth_rate_per_minute,
+        );
+
+        let mut tasks: Vec<(&'static str, JoinHandle<()>)> = vec![
+            (
+                "catalog follower",
+                tokio::spawn(follow_catalog(follower, shutdown.clone())),
+            ),
+            (
+                "event hub",
+                tokio::spawn(
+                    signals
+                        .hub
+                        .clone()
+                        .run(store.clone(), HUB_IDLE, shutdown.clone()),
+                ),
+            ),
+            (
+                "purchase driver",
+                tokio::spawn(Driver::new(market.clone(), config.abort_at).run(shutdown.clone())),
+            ),
+            (
+                "credentials keeper",
+                tokio::spawn(purchase::keep_credentials(market.clone(), shutdown.clone())),
+            ),
+            (
+                "reservation expirer",
+                tokio::spawn(purchase::expire_reservations(
+                    market.clone(),
+                    shutdown.clone(),
+                )),
+            ),
+            (
+                "settlement",
+                tokio::spawn(settle_loop(
+                    market.clone(),
+                    config.settle_interval,
+                    shutdown.clone(),
+                )),
+            ),
+            (
+                "housekeeping",
+                tokio::spawn(housekeeping(
+                    store.clone(),
+                    config.retention,
+                    config.amqp_url.is_some(),
+                    shutdown.clone(),
+                )),
+            ),
+        ];
+        if let Some(url) = &config.amqp_url {
+            let bus: Arc<dyn Bus> = Arc::new(RabbitBus::new(url));
+            tasks.push((
+                "relay",
+                tokio::spawn(relay::relay(
+                    store.clone(),
+                    bus,
+                    signals.relay.clone(),
+                    RELAY_IDLE,
+                    shutdown.clone(),
+                )),
+            ));
+        }
+        let app =
+            crate::http::router(market, auth).into_make_service_with_connect_info::<SocketAddr>();
         // No Nagle delay: event streams and small answers go out at once.
         let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
             if let Err(e) = tcp.set_nodelay(true) {
                 tracing::debug!(error = %e, "cannot set TCP_NODELAY");
             }
         });
-        let server = tokio::spawn(async move { axum::serve(listener, app).await });
-        let tasks = vec![follow, relay, drive, settle];
+        let stop = shutdown.clone();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.wait().await })
+                .await
+        });
         Ok(Self {
             addr,
             ledger,
             devnet,
             index,
+            trigger,
             server,
             tasks,
         })
     }
 
-    /// Stops the server and the embedded chain (its state is kept).
+    /// Stops the server (requests in flight finish; open event streams end) and every background
+    /// task, then the embedded chain (its state is kept).
     pub async fn stop(self) {
-        self.server.abort();
-        for t in &self.tasks {
-            t.abort();
+        self.trigger.fire();
+        match tokio::time::timeout(DRAIN, self.server).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::error!(error = %e, "the HTTP server failed"),
+            Ok(Err(e)) => tracing::error!(error = %e, "the HTTP server panicked"),
+            Err(_) => tracing::warn!("requests still running after {DRAIN:?}; stopping anyway"),
+        }
+        for (name, task) in self.tasks {
+            match tokio::time::timeout(DRAIN, task).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(task = name, error = %e, "background task failed"),
+                Err(_) => tracing::warn!(task = name, "still running after {DRAIN:?}; left"),
+            }
         }
         if let Some(net) = self.devnet {
             net.chain.stop().await;
+        }
+        tracing::info!("broker stopped");
+    }
+}
+
+/// Follows the catalog's change log: writes by this or any other broker process on the same
+/// database reach this index within a poll.
+async fn follow_catalog(mut follower: IndexFollower, shutdown: Shutdown) {
+    loop {
+        if let Err(e) = follower.catch_up().await {
+            tracing::warn!(error = %e, "catalog change log unreadable, retrying");
+        }
+        if shutdown.sleep(CATALOG_POLL).await {
+            return;
         }
     }
 }
 
 /// Settles pending usage in batches (a batch as soon as there are enough records, otherwise every
 /// interval), then watches every active contract's escrow.
-async fn settle_loop(
-    store: Store,
-    ledger: LedgerLink,
-    content: Arc<dyn ContentStore>,
-    policy: crate::config::SettlementPolicy,
-    events: Arc<Notify>,
-    full: Arc<Notify>,
-) {
+async fn settle_loop(market: Market, interval: Duration, shutdown: Shutdown) {
     loop {
-        match settlement::settle_once(
-            &store,
-            &ledger,
-            content.as_ref(),
-            policy.limits,
-            crate::identity::now(),
-        )
-        .await
-        {
-            Ok(n) if n > 0 => {
-                events.notify_one();
-                continue;
-            }
+        match settlement::settle_once(&market, now()).await {
+            Ok(n) if n > 0 => continue,
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "settlement failed; retrying"),
         }
-        let now = crate::identity::now();
-        if let Err(e) = crate::market::escrow::watch_once(&store, &ledger, policy.escrow, now).await
-        {
+        if let Err(e) = escrow::watch_once(&market, now()).await {
             tracing::warn!(error = %e, "escrow watch failed; retrying");
         }
-        events.notify_one();
         // The interval is the oldest a batch waits; a full batch's worth of records wakes it.
-        let _ = tokio::time::timeout(policy.interval, full.notified()).await;
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = market.signals.batch_full.notified() => {}
+            _ = tokio::time::sleep(interval) => {}
+        }
+    }
+}
+
+async fn housekeeping(
+    store: Store,
+    retention: crate::store::Retention,
+    external_bus: bool,
+    shutdown: Shutdown,
+) {
+    loop {
+        match store.prune(retention, external_bus, now()).await {
+            Ok(p) => tracing::debug!(?p, "pruned"),
+            Err(e) => tracing::warn!(error = %e, "housekeeping failed; retrying"),
+        }
+        if shutdown.sleep(HOUSEKEEPING).await {
+            return;
+        }
     }
 }

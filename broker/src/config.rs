@@ -1,12 +1,21 @@
-//! Broker configuration: where it listens, where its data lives, which chain it uses.
+//! Broker configuration: where it listens, where its data lives, which chain it uses, and the
+//! marketplace's policies.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
+
+use api::Did;
+
+use crate::market::purchase::FaultPoint;
+use crate::market::MarketPolicy;
+use crate::store::{PoolSize, Retention};
 
 /// The chain the broker settles on.
 #[derive(Debug, Clone)]
 pub enum ChainConfig {
-    /// Anvil started and supervised by the broker, state in `<data_dir>/ledger`.
+    /// Anvil started and supervised by the broker, state in `<data_dir>/ledger`; port 0 takes
+    /// any free port (the broker reports the one Anvil bound).
     Embedded { port: u16 },
     /// An existing node (Quorum, Besu) with a deployment written by `ledger-node deploy`.
     External {
@@ -18,49 +27,52 @@ pub enum ChainConfig {
 
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
+    /// Port 0 takes any free port; `Broker::addr` says which.
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
-    /// `sqlite://...` (the embedded default) or, later, `postgres://...`.
+    /// `sqlite://...` or `postgres://...`; none: SQLite in the data directory.
     pub database_url: Option<String>,
+    pub pool: PoolSize,
     pub chain: ChainConfig,
     /// An IPFS node's RPC API (`http://127.0.0.1:5001`); none: the embedded block store in
     /// `<data_dir>/content`.
     pub ipfs_api: Option<String>,
-    /// RabbitMQ (`amqp://…`) for events; none: the in-process bus only.
+    /// RabbitMQ (`amqp://…`) for events; none: in-process subscribers only.
     pub amqp_url: Option<String>,
-    /// How long a reservation holds capacity.
-    pub reservation_ttl: std::time::Duration,
+    pub market: MarketPolicy,
+    /// Settle pending usage at least this often.
+    pub settle_interval: Duration,
     /// dids made operators at start (the first operator has to come from somewhere).
-    pub operators: Vec<String>,
+    pub operators: Vec<Did>,
+    /// Requests a minute per client address to the endpoints that need no login.
+    pub auth_rate_per_minute: u32,
+    pub retention: Retention,
     /// Fault injection for crash tests: abort the process at this purchase step.
-    pub abort_at: Option<String>,
-    /// Lifetime of peering credentials and the grace of replaced ones.
-    pub credentials: crate::market::credentials::CredentialPolicy,
-    pub settlement: SettlementPolicy,
+    pub abort_at: Option<FaultPoint>,
 }
-
-/// When usage is settled: every `interval`, in batches within `limits`.
-#[derive(Debug, Clone, Copy)]
-pub struct SettlementPolicy {
-    pub interval: std::time::Duration,
-    pub limits: crate::market::settlement::BatchLimits,
-    pub escrow: crate::market::escrow::EscrowPolicy,
-}
-
-impl Default for SettlementPolicy {
-    fn default() -> Self {
-        Self {
-            interval: std::time::Duration::from_secs(30),
-            limits: Default::default(),
-            escrow: Default::default(),
-        }
-    }
-}
-
-/// Reservations hold capacity this long by default.
-pub const DEFAULT_RESERVATION_TTL: std::time::Duration = std::time::Duration::from_secs(300);
 
 impl BrokerConfig {
+    /// The embedded default on `data_dir`, listening on `listen`.
+    pub fn embedded(listen: SocketAddr, data_dir: PathBuf) -> Self {
+        Self {
+            listen,
+            data_dir,
+            database_url: None,
+            pool: PoolSize {
+                max_connections: None,
+            },
+            chain: ChainConfig::Embedded { port: 8545 },
+            ipfs_api: None,
+            amqp_url: None,
+            market: MarketPolicy::default(),
+            settle_interval: Duration::from_secs(30),
+            operators: Vec::new(),
+            auth_rate_per_minute: DEFAULT_AUTH_RATE,
+            retention: Retention::default(),
+            abort_at: None,
+        }
+    }
+
     pub fn database_url(&self) -> String {
         self.database_url.clone().unwrap_or_else(|| {
             format!(
@@ -70,3 +82,6 @@ impl BrokerConfig {
         })
     }
 }
+
+/// Requests a minute per address to registration and login challenges, by default.
+pub const DEFAULT_AUTH_RATE: u32 = 600;

@@ -1,13 +1,17 @@
 //! The broker's link to the ledger: the chain client for its relayer account and the deployment.
+//! What the chain answers is decoded strictly: a status or an amount the contracts cannot hold is
+//! an error naming it, never a default.
 
 use alloy::primitives::{Address, Bytes, Signature, B256, U256};
 use alloy::providers::DynProvider;
 use alloy::sol_types::Eip712Domain;
+use api::contracts::{ChainAgreement, ChainStatus};
+use api::ledger::{ContractAddresses, LedgerStatus};
+use api::{ContractId, Credits, Hash32};
 pub use contracts::bindings::Marketplace;
 use contracts::bindings::{CreditToken, ParticipantRegistry, UsageSettlement};
 use contracts::eip712;
 use ledger::{ChainClient, ClientError, Deployment};
-use serde::Serialize;
 
 #[derive(Clone)]
 pub struct LedgerLink {
@@ -15,28 +19,62 @@ pub struct LedgerLink {
     pub deployment: Deployment,
 }
 
-/// What `GET /v1/ledger` reports.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct LedgerStatus {
-    pub chain_id: u64,
-    pub rpc_url: String,
-    pub block_number: u64,
-    pub deployment_block: u64,
-    pub broker_account: Address,
-    pub contracts: ledger::deployment::ContractAddresses,
+/// Why a chain call failed: the node (unreachable, refused, reverted) or an answer the contracts
+/// cannot give.
+#[derive(Debug, thiserror::Error)]
+pub enum ChainError {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("the chain answered {what} = {value}, which the contracts cannot hold")]
+    Unexpected { what: &'static str, value: String },
+}
+
+impl ChainError {
+    /// The node refused the transaction as it would revert (a refusal, not an outage).
+    pub fn is_revert(&self) -> bool {
+        matches!(self, Self::Client(ClientError::Reverted { .. }))
+    }
+}
+
+/// An amount of credits from the chain.
+pub fn credits(what: &'static str, v: U256) -> Result<Credits, ChainError> {
+    u128::try_from(v)
+        .map(Credits::from_base_units)
+        .map_err(|_| ChainError::Unexpected {
+            what,
+            value: v.to_string(),
+        })
+}
+
+fn addresses(c: &ledger::deployment::ContractAddresses) -> ContractAddresses {
+    ContractAddresses {
+        credit_token: c.credit_token,
+        participant_registry: c.participant_registry,
+        marketplace: c.marketplace,
+        billing_models: c.billing_models,
+        usage_settlement: c.usage_settlement,
+        credential_registry: c.credential_registry,
+    }
 }
 
 impl LedgerLink {
-    pub async fn status(&self) -> Result<LedgerStatus, ClientError> {
+    pub async fn status(&self) -> Result<LedgerStatus, ChainError> {
         Ok(LedgerStatus {
             chain_id: self.deployment.chain_id,
             rpc_url: self.client.url().to_string(),
             block_number: self.client.block_number().await?,
             deployment_block: self.deployment.deployment_block,
             broker_account: self.client.address(),
-            contracts: self.deployment.contracts,
+            contracts: addresses(&self.deployment.contracts),
         })
+    }
+
+    /// Names this deployment in signed login and registration messages.
+    pub fn audience(&self) -> String {
+        identity::audience(
+            self.deployment.chain_id,
+            &self.deployment.contracts.marketplace.to_string(),
+        )
     }
 }
 
@@ -48,45 +86,6 @@ pub struct OpenAuthorization {
     pub open_signature: Bytes,
     pub permit_deadline: U256,
     pub permit_signature: Signature,
-}
-
-/// The on-chain state of a contract (`Marketplace.Status`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ChainStatus {
-    None,
-    Active,
-    Suspended,
-    Closing,
-    Closed,
-}
-
-impl ChainStatus {
-    fn from_u8(v: u8) -> Self {
-        match v {
-            1 => Self::Active,
-            2 => Self::Suspended,
-            3 => Self::Closing,
-            4 => Self::Closed,
-            _ => Self::None,
-        }
-    }
-}
-
-/// A contract as the chain has it.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ChainAgreement {
-    pub status: ChainStatus,
-    pub consumer: Address,
-    pub provider: Address,
-    pub escrow: String,
-    pub charged: String,
-    pub terms_hash: B256,
-    pub terms_cid: String,
-    pub period: u64,
-    pub period_price: String,
-    pub next_charge_at: u64,
 }
 
 impl LedgerLink {
@@ -132,15 +131,15 @@ impl LedgerLink {
         )
     }
 
-    fn read_err(&self, e: alloy::contract::Error) -> ClientError {
-        ClientError::Unreachable {
+    fn read_err(&self, e: alloy::contract::Error) -> ChainError {
+        ChainError::Client(ClientError::Unreachable {
             url: self.client.url().to_string(),
             reason: e.to_string(),
-        }
+        })
     }
 
     /// The registry nonce the account's next `Link` or `SetConfig` signature must carry.
-    pub async fn registry_nonce(&self, account: Address) -> Result<U256, ClientError> {
+    pub async fn registry_nonce(&self, account: Address) -> Result<U256, ChainError> {
         self.registry()
             .nonces(account)
             .call()
@@ -149,7 +148,7 @@ impl LedgerLink {
     }
 
     /// The token nonce the account's next permit must carry.
-    pub async fn permit_nonce(&self, account: Address) -> Result<U256, ClientError> {
+    pub async fn permit_nonce(&self, account: Address) -> Result<U256, ChainError> {
         self.token()
             .nonces(account)
             .call()
@@ -157,16 +156,18 @@ impl LedgerLink {
             .map_err(|e| self.read_err(e))
     }
 
-    pub async fn credit_balance(&self, account: Address) -> Result<U256, ClientError> {
-        self.token()
+    pub async fn credit_balance(&self, account: Address) -> Result<Credits, ChainError> {
+        let v = self
+            .token()
             .balanceOf(account)
             .call()
             .await
-            .map_err(|e| self.read_err(e))
+            .map_err(|e| self.read_err(e))?;
+        credits("balanceOf", v)
     }
 
     /// The did an account is linked to on chain, with its role number (0 when none).
-    pub async fn linked(&self, account: Address) -> Result<(String, u8), ClientError> {
+    pub async fn linked(&self, account: Address) -> Result<(String, u8), ChainError> {
         let p = self
             .registry()
             .participant(account)
@@ -184,7 +185,7 @@ impl LedgerLink {
         role: u8,
         deadline: U256,
         signature: Bytes,
-    ) -> Result<B256, ClientError> {
+    ) -> Result<B256, ChainError> {
         let call = ParticipantRegistry::registerCall {
             did: did.to_string(),
             account,
@@ -206,7 +207,7 @@ impl LedgerLink {
         cid: &str,
         deadline: U256,
         signature: Bytes,
-    ) -> Result<(B256, u64), ClientError> {
+    ) -> Result<(B256, u64), ChainError> {
         let call = ParticipantRegistry::setConfigForCall {
             account,
             cid: cid.to_string(),
@@ -226,12 +227,15 @@ impl LedgerLink {
                     .ok()
                     .map(|e| e.inner.data.version)
             })
-            .unwrap_or_default();
+            .ok_or(ChainError::Unexpected {
+                what: "setConfig receipt",
+                value: "no ConfigUpdated event".into(),
+            })?;
         Ok((receipt.transaction_hash, version))
     }
 
     /// Opens the contract with the consumer's authorisations (one transaction: permit + open).
-    pub async fn open(&self, auth: &OpenAuthorization) -> Result<B256, ClientError> {
+    pub async fn open(&self, auth: &OpenAuthorization) -> Result<B256, ChainError> {
         let sig = &auth.permit_signature;
         let call = Marketplace::openWithPermitCall {
             req: auth.request.clone(),
@@ -248,35 +252,38 @@ impl LedgerLink {
         Ok(receipt.transaction_hash)
     }
 
-    pub async fn agreement(&self, contract_id: B256) -> Result<ChainAgreement, ClientError> {
+    pub async fn agreement(&self, contract_id: ContractId) -> Result<ChainAgreement, ChainError> {
         let a = self
             .marketplace()
-            .agreement(contract_id)
+            .agreement(contract_id.0)
             .call()
             .await
             .map_err(|e| self.read_err(e))?;
         Ok(ChainAgreement {
-            status: ChainStatus::from_u8(a.status),
+            status: ChainStatus::from_number(a.status).ok_or(ChainError::Unexpected {
+                what: "agreement.status",
+                value: a.status.to_string(),
+            })?,
             consumer: a.consumer,
             provider: a.provider,
-            escrow: a.escrow.to_string(),
-            charged: a.charged.to_string(),
-            terms_hash: a.termsHash,
+            escrow: credits("agreement.escrow", a.escrow)?,
+            charged: credits("agreement.charged", a.charged)?,
+            terms_hash: Hash32(a.termsHash),
             terms_cid: a.termsCid,
             period: a.period,
-            period_price: a.periodPrice.to_string(),
+            period_price: credits("agreement.periodPrice", a.periodPrice)?,
             next_charge_at: a.nextChargeAt,
         })
     }
 
     /// Closes the contract (the broker may at any time) and returns the refund paid back.
-    pub async fn close(&self, contract_id: B256) -> Result<(B256, U256), ClientError> {
+    pub async fn close(&self, contract_id: ContractId) -> Result<(B256, Credits), ChainError> {
         let receipt = self
             .client
             .send_call(
                 self.deployment.contracts.marketplace,
                 &Marketplace::closeCall {
-                    contractId: contract_id,
+                    contractId: contract_id.0,
                 },
             )
             .await?;
@@ -289,8 +296,11 @@ impl LedgerLink {
                     .ok()
                     .map(|e| e.inner.data.refund)
             })
-            .unwrap_or_default();
-        Ok((receipt.transaction_hash, refund))
+            .ok_or(ChainError::Unexpected {
+                what: "close receipt",
+                value: "no ContractClosed event".into(),
+            })?;
+        Ok((receipt.transaction_hash, credits("refund", refund)?))
     }
 }
 
@@ -310,7 +320,7 @@ impl LedgerLink {
         records_cid: &str,
         record_count: u32,
         charges: &[(B256, U256)],
-    ) -> Result<alloy::rpc::types::TransactionReceipt, ClientError> {
+    ) -> Result<alloy::rpc::types::TransactionReceipt, ChainError> {
         let call = UsageSettlement::settleCall {
             batchId: batch_id,
             merkleRoot: root,
@@ -319,13 +329,14 @@ impl LedgerLink {
             contractIds: charges.iter().map(|(c, _)| *c).collect(),
             amounts: charges.iter().map(|(_, a)| *a).collect(),
         };
-        self.client
+        Ok(self
+            .client
             .send_call(self.deployment.contracts.usage_settlement, &call)
-            .await
+            .await?)
     }
 
     /// Whether the chain has settled `batch_id`.
-    pub async fn batch_settled(&self, batch_id: B256) -> Result<bool, ClientError> {
+    pub async fn batch_settled(&self, batch_id: B256) -> Result<bool, ChainError> {
         let b = self
             .settlement()
             .batch(batch_id)
@@ -348,7 +359,7 @@ impl LedgerLink {
         batch_id: B256,
         record_hash: B256,
         proof: Vec<B256>,
-    ) -> Result<bool, ClientError> {
+    ) -> Result<bool, ChainError> {
         self.settlement()
             .verifyRecord(batch_id, record_hash, proof)
             .call()
@@ -357,7 +368,7 @@ impl LedgerLink {
     }
 
     /// The broker's fee on charges, in basis points.
-    pub async fn fee_bps(&self) -> Result<u16, ClientError> {
+    pub async fn fee_bps(&self) -> Result<u16, ChainError> {
         self.marketplace()
             .feeBps()
             .call()
@@ -367,13 +378,13 @@ impl LedgerLink {
 
     /// Charges a reserved contract's next period when due; the chain suspends the contract
     /// itself when its escrow cannot pay. Returns whether it charged.
-    pub async fn charge_period(&self, contract_id: B256) -> Result<bool, ClientError> {
+    pub async fn charge_period(&self, contract_id: ContractId) -> Result<bool, ChainError> {
         let receipt = self
             .client
             .send_call(
                 self.deployment.contracts.marketplace,
                 &Marketplace::chargePeriodCall {
-                    contractId: contract_id,
+                    contractId: contract_id.0,
                 },
             )
             .await?;
@@ -384,7 +395,7 @@ impl LedgerLink {
             .any(|l| l.log_decode::<Marketplace::Charged>().is_ok()))
     }
 
-    pub async fn suspend(&self, contract_id: B256, reason: &str) -> Result<(), ClientError> {
+    pub async fn suspend(&self, contract_id: ContractId, reason: &str) -> Result<(), ChainError> {
         let mut r = [0u8; 32];
         let n = reason.len().min(32);
         r[..n].copy_from_slice(&reason.as_bytes()[..n]);
@@ -392,28 +403,30 @@ impl LedgerLink {
             .send_call(
                 self.deployment.contracts.marketplace,
                 &Marketplace::suspendCall {
-                    contractId: contract_id,
+                    contractId: contract_id.0,
                     reason: B256::from(r),
                 },
             )
             .await
             .map(|_| ())
+            .map_err(Into::into)
     }
 
-    pub async fn resume(&self, contract_id: B256) -> Result<(), ClientError> {
+    pub async fn resume(&self, contract_id: ContractId) -> Result<(), ChainError> {
         self.client
             .send_call(
                 self.deployment.contracts.marketplace,
                 &Marketplace::resumeCall {
-                    contractId: contract_id,
+                    contractId: contract_id.0,
                 },
             )
             .await
             .map(|_| ())
+            .map_err(Into::into)
     }
 
     /// The consumer's next top-up signature nonce.
-    pub async fn topup_nonce(&self, consumer: Address) -> Result<U256, ClientError> {
+    pub async fn topup_nonce(&self, consumer: Address) -> Result<U256, ChainError> {
         self.marketplace()
             .nonces(consumer)
             .call()
@@ -424,13 +437,14 @@ impl LedgerLink {
     /// Adds `amount` to a contract's escrow with the consumer's permit and TopUp signatures.
     pub async fn top_up(
         &self,
-        contract_id: B256,
+        contract_id: ContractId,
         consumer: Address,
-        amount: U256,
-        deadline: U256,
+        amount: Credits,
+        deadline: u64,
         permit: Signature,
         topup_signature: Bytes,
-    ) -> Result<B256, ClientError> {
+    ) -> Result<B256, ChainError> {
+        let (amount, deadline) = (U256::from(amount.base_units()), U256::from(deadline));
         self.client
             .send_call(
                 self.deployment.contracts.credit_token,
@@ -450,7 +464,7 @@ impl LedgerLink {
             .send_call(
                 self.deployment.contracts.marketplace,
                 &Marketplace::topUpCall {
-                    contractId: contract_id,
+                    contractId: contract_id.0,
                     amount,
                     deadline,
                     consumerSig: topup_signature,
@@ -461,22 +475,29 @@ impl LedgerLink {
     }
 
     /// The latest block's timestamp: the time the contracts go by.
-    pub async fn chain_time(&self) -> Result<u64, ClientError> {
+    pub async fn chain_time(&self) -> Result<u64, ChainError> {
         use alloy::providers::Provider;
         let block = self
             .client
             .provider()
             .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
             .await
-            .map_err(|e| ClientError::Unreachable {
-                url: self.client.url().to_string(),
-                reason: e.to_string(),
+            .map_err(|e| {
+                ChainError::Client(ClientError::Unreachable {
+                    url: self.client.url().to_string(),
+                    reason: e.to_string(),
+                })
             })?;
-        Ok(block.map_or(0, |b| b.header.timestamp))
+        block
+            .map(|b| b.header.timestamp)
+            .ok_or(ChainError::Unexpected {
+                what: "latest block",
+                value: "none".into(),
+            })
     }
 
     /// A region's cost data as BillingModels has it.
-    pub async fn region(&self, name: &str) -> Result<contracts::billing::Region, ClientError> {
+    pub async fn region(&self, name: &str) -> Result<contracts::billing::Region, ChainError> {
         let r = contracts::BillingModels::new(
             self.deployment.contracts.billing_models,
             self.client.provider(),

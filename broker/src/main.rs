@@ -3,15 +3,23 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Result;
+use api::Did;
+use broker::market::credentials::CredentialPolicy;
+use broker::market::escrow::EscrowPolicy;
+use broker::market::purchase::FaultPoint;
+use broker::market::settlement::BatchLimits;
+use broker::market::MarketPolicy;
+use broker::store::{PoolSize, Retention};
 use broker::{Broker, BrokerConfig, ChainConfig};
 use clap::Parser;
 
 #[derive(Parser)]
 #[command(name = "mercato-broker", version, about = "The Mercato broker")]
 struct Cli {
-    /// Address the HTTP API listens on.
+    /// Address the HTTP API listens on (port 0: any free port; the broker prints the one it got).
     #[arg(long, env = "MERCATO_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
     /// Where the embedded chain state and the SQLite database live.
@@ -20,7 +28,10 @@ struct Cli {
     /// Database URL; defaults to SQLite in the data directory.
     #[arg(long, env = "MERCATO_DATABASE_URL")]
     database_url: Option<String>,
-    /// Port of the embedded chain's JSON-RPC.
+    /// Most database connections (default: 4 on SQLite, 16 on PostgreSQL).
+    #[arg(long, env = "MERCATO_DB_MAX_CONNECTIONS")]
+    db_max_connections: Option<u32>,
+    /// Port of the embedded chain's JSON-RPC (0: any free port).
     #[arg(long, default_value_t = 8545)]
     chain_port: u16,
     /// Use an existing chain instead of the embedded one (needs --deployment and --key-file).
@@ -44,16 +55,16 @@ struct Cli {
     #[arg(long, env = "MERCATO_RESERVATION_TTL", default_value_t = 300)]
     reservation_ttl: u64,
     /// Lifetime of peering credentials, in seconds.
-    #[arg(long, env = "MERCATO_CREDENTIAL_TTL", default_value_t = 3600)]
+    #[arg(long, env = "MERCATO_CREDENTIAL_TTL", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
     credential_ttl: u64,
     /// How long a replaced credential keeps working after a renewal, in seconds.
     #[arg(long, env = "MERCATO_CREDENTIAL_GRACE", default_value_t = 60)]
     credential_grace: u64,
     /// Settle pending usage at least this often, in seconds.
-    #[arg(long, env = "MERCATO_SETTLE_INTERVAL", default_value_t = 30)]
+    #[arg(long, env = "MERCATO_SETTLE_INTERVAL", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     settle_interval: u64,
     /// Most usage records in one settlement batch.
-    #[arg(long, env = "MERCATO_BATCH_RECORDS", default_value_t = 20_000)]
+    #[arg(long, env = "MERCATO_BATCH_RECORDS", default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..))]
     batch_records: u32,
     /// How long a consumer may dispute a usage record before it is settled, in seconds.
     #[arg(long, env = "MERCATO_DISPUTE_WINDOW", default_value_t = 300)]
@@ -64,9 +75,15 @@ struct Cli {
     /// Close (with refund) a contract suspended for its escrow for this long, in seconds.
     #[arg(long, env = "MERCATO_SUSPENDED_GRACE", default_value_t = 86_400)]
     suspended_grace: u64,
+    /// Requests a minute per client address to registration and login challenges.
+    #[arg(long, env = "MERCATO_AUTH_RATE", default_value_t = broker::config::DEFAULT_AUTH_RATE, value_parser = clap::value_parser!(u32).range(1..))]
+    auth_rate: u32,
+    /// How long published events stay readable for event streams that resume, in hours.
+    #[arg(long, env = "MERCATO_EVENT_RETENTION_HOURS", default_value_t = 168)]
+    event_retention_hours: u64,
     /// A did:key to make operator (repeatable): how the first operator comes to exist.
     #[arg(long = "operator", env = "MERCATO_OPERATORS", value_delimiter = ',')]
-    operators: Vec<String>,
+    operators: Vec<Did>,
 }
 
 /// Crash tests only: abort at a purchase step (accepted, opening, opened, active).
@@ -101,32 +118,44 @@ async fn run() -> Result<()> {
             port: cli.chain_port,
         },
     };
+    let abort_at = match std::env::var(ABORT_AT_ENV) {
+        Ok(step) => Some(FaultPoint::parse(&step).ok_or_else(|| {
+            anyhow::anyhow!("{ABORT_AT_ENV}={step}: use accepted, opening, opened or active")
+        })?),
+        Err(_) => None,
+    };
     let config = BrokerConfig {
-        listen: cli.listen,
-        data_dir: cli.data_dir,
         database_url: cli.database_url,
+        pool: PoolSize {
+            max_connections: cli.db_max_connections,
+        },
         chain,
         ipfs_api: cli.ipfs_api,
         amqp_url: cli.amqp_url,
-        reservation_ttl: std::time::Duration::from_secs(cli.reservation_ttl),
-        operators: cli.operators,
-        abort_at: std::env::var(ABORT_AT_ENV).ok(),
-        credentials: broker::market::credentials::CredentialPolicy {
-            ttl_secs: cli.credential_ttl.max(1),
-            grace_secs: cli.credential_grace,
-        },
-        settlement: broker::config::SettlementPolicy {
-            interval: std::time::Duration::from_secs(cli.settle_interval.max(1)),
-            limits: broker::market::settlement::BatchLimits {
-                max_records: cli.batch_records.max(1),
-                dispute_window_secs: cli.dispute_window,
-                ..Default::default()
+        market: MarketPolicy {
+            reservation_ttl: Duration::from_secs(cli.reservation_ttl),
+            credentials: CredentialPolicy {
+                ttl_secs: cli.credential_ttl,
+                grace_secs: cli.credential_grace,
             },
-            escrow: broker::market::escrow::EscrowPolicy {
+            escrow: EscrowPolicy {
                 warn_before_secs: cli.escrow_warn,
                 suspended_grace_secs: cli.suspended_grace,
             },
+            batches: BatchLimits {
+                max_records: cli.batch_records,
+                dispute_window_secs: cli.dispute_window,
+                ..Default::default()
+            },
         },
+        settle_interval: Duration::from_secs(cli.settle_interval),
+        operators: cli.operators,
+        auth_rate_per_minute: cli.auth_rate,
+        retention: Retention {
+            events: Duration::from_secs(cli.event_retention_hours * 3600),
+        },
+        abort_at,
+        ..BrokerConfig::embedded(cli.listen, cli.data_dir)
     };
     let broker = Broker::start(&config).await?;
     let d = &broker.ledger.deployment;

@@ -3,41 +3,39 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use broker::events::outbox::{self, Audience, Topic};
+use api::events::{EventBody, OfferWithdrawn};
+use broker::events::outbox::{self, Audience, Pending};
 use broker::events::rabbit::{RabbitBus, EXCHANGE};
-use broker::events::rabbit_server::RabbitServer;
-use broker::events::{bus, Bus};
-use broker::store::Store;
+use broker::events::{relay, Bus};
+use broker::shutdown;
+use broker::store::{PoolSize, Store};
 use futures::StreamExt;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties};
+use testkit::rabbit_server::RabbitServer;
+use testkit::{eventually, Patience};
 
 const EVENTS: u64 = 300;
 
 async fn emit(store: &Store, i: u64) {
-    let mut tx = store.begin().await.unwrap();
-    outbox::emit(
-        &mut tx,
-        store.backend(),
-        Topic::OfferPublished,
-        &format!("offer-{i}"),
-        &Audience::Everyone,
-        serde_json::json!({ "i": i }),
-        i,
-    )
-    .await
-    .unwrap();
-    tx.commit().await.unwrap();
+    let tx = store.begin().await.unwrap();
+    let event = Pending {
+        subject: format!("offer-{i}"),
+        audience: Audience::Everyone,
+        body: EventBody::OfferWithdrawn(OfferWithdrawn {
+            offer: format!("offer-{i}").parse().unwrap(),
+            provider: identity::did_of(&identity::generate().verifying_key()),
+        }),
+    };
+    outbox::commit(store, tx, vec![event], i).await.unwrap();
 }
 
 async fn unpublished(store: &Store) -> usize {
-    outbox::unpublished(store.pool(), 10_000)
-        .await
-        .unwrap()
-        .len()
+    let mut tx = store.pool().begin().await.unwrap();
+    outbox::unpublished(&mut tx, 10_000).await.unwrap().len()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -48,7 +46,14 @@ async fn rabbitmq_stopped_and_restarted_while_publishing_loses_no_event() {
         "sqlite://{}?mode=rwc",
         dir.path().join("b.sqlite").display()
     );
-    let store = Store::open(&url).await.unwrap();
+    let store = Store::open(
+        &url,
+        PoolSize {
+            max_connections: None,
+        },
+    )
+    .await
+    .unwrap();
 
     // The consumer side: a durable queue bound to every routing key of the exchange (which the
     // bus declares on connecting).
@@ -77,21 +82,25 @@ async fn rabbitmq_stopped_and_restarted_while_publishing_loses_no_event() {
 
     let wake = Arc::new(tokio::sync::Notify::new());
     let bus: Arc<dyn Bus> = Arc::new(RabbitBus::new(&rabbit.url()));
-    let relay = tokio::spawn(bus::relay(
+    let (stop, stopped) = shutdown::channel();
+    let relay = tokio::spawn(relay::relay(
         store.clone(),
         bus,
         wake.clone(),
         Duration::from_millis(20),
+        stopped,
     ));
 
     for i in 1..=EVENTS {
         emit(&store, i).await;
         wake.notify_one();
         if i == 100 {
-            let start = Instant::now();
-            while unpublished(&store).await > 0 && start.elapsed() < Duration::from_secs(30) {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            eventually(
+                "the first 100 events to be published",
+                Patience::secs(30),
+                || async { unpublished(&store).await == 0 },
+            )
+            .await;
             tokio::task::block_in_place(|| rabbit.stop());
         }
         if i == 200 {
@@ -100,15 +109,14 @@ async fn rabbitmq_stopped_and_restarted_while_publishing_loses_no_event() {
             tokio::task::block_in_place(|| rabbit.resume()).expect("RabbitMQ restarts");
         }
     }
-    let start = Instant::now();
-    while unpublished(&store).await > 0 {
-        assert!(
-            start.elapsed() < Duration::from_secs(90),
-            "events stuck in the outbox"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    relay.abort();
+    eventually(
+        "every event to leave the outbox",
+        Patience::secs(90),
+        || async { unpublished(&store).await == 0 },
+    )
+    .await;
+    stop.fire();
+    relay.await.unwrap();
 
     // Every event is in the queue (at least once; duplicates are told apart by message id).
     let conn = Connection::connect(&rabbit.url(), ConnectionProperties::default())
@@ -139,7 +147,7 @@ async fn rabbitmq_stopped_and_restarted_while_publishing_loses_no_event() {
             .as_str()
             .parse()
             .unwrap();
-        assert_eq!(delivery.routing_key.as_str(), "offer.published");
+        assert_eq!(delivery.routing_key.as_str(), "offer.withdrawn");
         delivery.ack(BasicAckOptions::default()).await.unwrap();
         seen.insert(id);
     }

@@ -5,21 +5,22 @@
 use std::sync::Arc;
 
 use alloy::primitives::{keccak256, U256};
-use broker::dev;
 use broker::ledger_link::LedgerLink;
 use broker::market::settlement::{settle_once, BatchLimits};
-use broker::store::Store;
+use broker::market::{Market, MarketPolicy};
+use broker::store::{PoolSize, Store};
 use content::{ContentStore, EmbeddedStore};
 use contracts::Marketplace;
 use ledger::accounts::{dev_signer, BROKER_INDEX};
-use ledger::anvil::{free_port, AnvilOptions};
+use ledger::anvil::AnvilOptions;
 use ledger::{devnet, ChainClient};
+use testkit::dev;
 
 #[tokio::test]
 async fn a_batch_settled_but_not_recorded_is_never_paid_twice() {
     let dir = tempfile::tempdir().unwrap();
     let options = AnvilOptions {
-        port: free_port().unwrap(),
+        port: 0,
         ..AnvilOptions::new(dir.path().join("ledger"))
     };
     let net = devnet::up(&options, |_| {}).await.unwrap();
@@ -33,16 +34,17 @@ async fn a_batch_settled_but_not_recorded_is_never_paid_twice() {
         client: broker.clone(),
         deployment: d.clone(),
     };
-    dev::register(&ledger, &consumer, "did:key:c", 2)
+    dev::register(&broker, &d, &consumer, "did:key:c", 2)
         .await
         .unwrap();
-    dev::register(&ledger, &provider, "did:key:p", 1)
+    dev::register(&broker, &d, &provider, "did:key:p", 1)
         .await
         .unwrap();
     let mut ids = Vec::new();
     for (i, deposit) in [10_000u64, 50].into_iter().enumerate() {
         let id = dev::open_contract(
-            &ledger,
+            &broker,
+            &d,
             &consumer,
             provider.address(),
             &format!("retry{i}"),
@@ -53,10 +55,15 @@ async fn a_batch_settled_but_not_recorded_is_never_paid_twice() {
         ids.push(id);
     }
 
-    let store = Store::open(&format!(
-        "sqlite://{}?mode=rwc",
-        dir.path().join("b.sqlite").display()
-    ))
+    let store = Store::open(
+        &format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("b.sqlite").display()
+        ),
+        PoolSize {
+            max_connections: None,
+        },
+    )
     .await
     .unwrap();
     // 30 records of 100 for the first contract; 1 of 100 for the second, whose escrow is 50.
@@ -81,23 +88,22 @@ async fn a_batch_settled_but_not_recorded_is_never_paid_twice() {
     }
     let content: Arc<dyn ContentStore> =
         Arc::new(EmbeddedStore::open(dir.path().join("content")).unwrap());
-    let limits = BatchLimits {
-        max_records: 1000,
-        max_contracts: 10,
-        dispute_window_secs: 0,
+    let policy = MarketPolicy {
+        batches: BatchLimits {
+            max_records: 1000,
+            max_contracts: 10,
+            dispute_window_secs: 0,
+        },
+        ..MarketPolicy::default()
     };
+    let market = Market::new(store.clone(), ledger.clone(), content, policy);
     let charged = |id| {
         let m = Marketplace::new(c.marketplace, broker.provider());
         async move { m.agreement(id).call().await.unwrap().charged }
     };
 
     // The contract whose escrow cannot pay is left out; the other is settled once.
-    assert_eq!(
-        settle_once(&store, &ledger, content.as_ref(), limits, 1_000)
-            .await
-            .unwrap(),
-        30
-    );
+    assert_eq!(settle_once(&market, 1_000).await.unwrap(), 30);
     assert_eq!(charged(ids[0]).await, U256::from(3_000u64));
     assert_eq!(charged(ids[1]).await, U256::ZERO);
 
@@ -106,12 +112,7 @@ async fn a_batch_settled_but_not_recorded_is_never_paid_twice() {
         .execute(store.pool())
         .await
         .unwrap();
-    assert_eq!(
-        settle_once(&store, &ledger, content.as_ref(), limits, 1_001)
-            .await
-            .unwrap(),
-        30
-    );
+    assert_eq!(settle_once(&market, 1_001).await.unwrap(), 30);
     assert_eq!(
         charged(ids[0]).await,
         U256::from(3_000u64),
@@ -123,17 +124,29 @@ async fn a_batch_settled_but_not_recorded_is_never_paid_twice() {
         .unwrap();
     assert_eq!(state, "settled");
     // Nothing else to settle while the second contract's escrow is short.
-    assert_eq!(
-        settle_once(&store, &ledger, content.as_ref(), limits, 1_002)
-            .await
-            .unwrap(),
-        0
-    );
+    assert_eq!(settle_once(&market, 1_002).await.unwrap(), 0);
     let (waiting,): (i64,) =
         sqlx::query_as("SELECT COUNT(*) FROM usage_records WHERE batch_id IS NULL")
             .fetch_one(store.pool())
             .await
             .unwrap();
     assert_eq!(waiting, 1);
+
+    // A batch whose stored charges cannot be read is an error naming them, never a batch that
+    // looks settled with nothing to pay.
+    sqlx::query("UPDATE settlement_batches SET state = 'built', charges = 'garbage'")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let err = settle_once(&market, 1_003).await.unwrap_err();
+    assert!(
+        err.to_string().contains("settlement_batches.charges"),
+        "{err}"
+    );
+    let (state,): (String,) = sqlx::query_as("SELECT state FROM settlement_batches")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(state, "built");
     net.chain.stop().await;
 }

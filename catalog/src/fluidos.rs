@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::model::{
-    Compute, Data, Gpu, GpuShare, Location, Offer, Partitionability, Plan, PlanUnit, Pricing,
-    ReservedPrice, Resources,
+    Compute, Credits, Data, Gpu, GpuShare, Location, Offer, Partitionability, Plan, PlanUnit,
+    Pricing, ReservedPrice, Resources,
 };
 use crate::quantity;
 
@@ -21,7 +21,6 @@ pub const API_VERSION: &str = "nodecore.fluidos.eu/v1alpha1";
 pub const OFFER_ANNOTATION: &str = "mercato.offer/v1";
 /// The currency of Mercato's credits in a flavor's price.
 pub const CURRENCY: &str = "MCR";
-const CREDIT: f64 = 1e8;
 
 /// The flavor an offer came from, verbatim (without Mercato's annotation).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -162,29 +161,6 @@ fn format_period(seconds: u64) -> String {
         2_592_000 => "monthly".into(),
         31_536_000 => "yearly".into(),
         s => format!("{s}s"),
-    }
-}
-
-/// Credits as a decimal string ("12.5") to base units.
-fn parse_credits(amount: &str) -> Option<u64> {
-    let (int, frac) = amount.split_once('.').unwrap_or((amount, ""));
-    if int.is_empty()
-        || frac.len() > 8
-        || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
-    {
-        return None;
-    }
-    let int: u64 = int.parse().ok()?;
-    let frac: u64 = format!("{frac:0<8}").parse().ok()?;
-    int.checked_mul(CREDIT as u64)?.checked_add(frac)
-}
-
-fn format_credits(base: u64) -> String {
-    let (int, frac) = (base / CREDIT as u64, base % CREDIT as u64);
-    if frac == 0 {
-        int.to_string()
-    } else {
-        format!("{int}.{}", format!("{frac:08}").trim_end_matches('0'))
     }
 }
 
@@ -341,7 +317,7 @@ pub fn offer_from_flavor(flavor: &Value, provider: &str) -> Result<Offer, Flavor
                     format!("{currency:?} is not {CURRENCY}; Mercato prices in credits"),
                 ));
             }
-            let price = parse_credits(amount).ok_or_else(|| {
+            let price = Credits::parse_human(amount).ok().ok_or_else(|| {
                 field(
                     "spec.price.amount",
                     format!("{amount:?} is not an amount of credits"),
@@ -712,10 +688,10 @@ pub fn flavor_from_offer(offer: &Offer) -> Result<Value, FlavorError> {
         let p = child(spec, "price");
         if p.get("amount")
             .and_then(Value::as_str)
-            .and_then(parse_credits)
+            .and_then(|a| Credits::parse_human(a).ok())
             != Some(r.price)
         {
-            p.insert("amount".into(), Value::String(format_credits(r.price)));
+            p.insert("amount".into(), Value::String(r.price.human()));
         }
         put_str(p, "currency", CURRENCY);
         if p.get("period")

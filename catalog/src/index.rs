@@ -8,7 +8,7 @@ use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
 
 use crate::model::{Offer, ResourceClass};
-use crate::query::{self, Cursor, Facets, Query, SortKey, PRICE_BUCKETS};
+use crate::query::{self, Cursor, FacetCount, Facets, Query, SortKey, PRICE_BUCKETS};
 use crate::row;
 
 const NONE16: u16 = u16::MAX;
@@ -801,13 +801,13 @@ impl Index {
             }
         }
         let named = |dict: &Dict, counts: Vec<usize>| {
-            let mut v: Vec<(String, usize)> = counts
+            let mut v: Vec<FacetCount> = counts
                 .into_iter()
                 .enumerate()
                 .filter(|(_, n)| *n > 0)
-                .map(|(i, n)| (dict.names[i].clone(), n))
+                .map(|(i, n)| FacetCount::new(dict.names[i].clone(), n))
                 .collect();
-            v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+            v.sort_by(|a, b| b.count.cmp(&a.count).then(a.value.cmp(&b.value)));
             v
         };
         Facets {
@@ -816,7 +816,7 @@ impl Index {
                 .iter()
                 .zip(classes)
                 .filter(|(_, n)| *n > 0)
-                .map(|(c, n)| (c.as_str().to_string(), n))
+                .map(|(c, n)| FacetCount::new(c.as_str(), n))
                 .collect(),
             regions: named(&self.regions, regions),
             gpu_models: named(&self.gpu_models, gpus),
@@ -824,14 +824,12 @@ impl Index {
                 .iter()
                 .zip(buckets)
                 .map(|(ub, n)| {
-                    (
-                        if ub.is_finite() {
-                            format!("{ub}")
-                        } else {
-                            "inf".into()
-                        },
-                        n,
-                    )
+                    let bound = if ub.is_finite() {
+                        format!("{ub}")
+                    } else {
+                        "inf".into()
+                    };
+                    FacetCount::new(bound, n)
                 })
                 .collect(),
         }

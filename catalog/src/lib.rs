@@ -1,23 +1,21 @@
 //! Mercato's catalog: the offer and plan model for every resource class, its validation and
 //! signatures, conversion to and from FLUIDOS REAR flavors, storage, and the query engine.
 
-pub mod api;
 pub mod fluidos;
 pub mod follow;
-pub mod identity;
 pub mod index;
 pub mod model;
+pub mod money;
 pub mod params;
-pub mod pg_server;
 pub mod provider_config;
 pub mod quantity;
 pub mod query;
 pub mod row;
 pub mod store;
-pub mod synth;
 pub mod validate;
 
 pub use index::{Hit, Index, Page};
 pub use model::{Offer, Plan, ResourceClass};
+pub use money::Credits;
 pub use query::{Query, SortKey};
 pub use validate::{parse_offer, validate, OfferError};

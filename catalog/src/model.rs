@@ -6,10 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::fluidos::FluidosDetails;
 
-/// Amounts of credits in base units (1 credit = 10^8, the token's 8 decimals).
-pub type Credits = u64;
+pub use crate::money::Credits;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Offer {
     /// Chosen by the provider, unique in the catalog: 1–64 of `[A-Za-z0-9._-]`.
@@ -39,13 +38,14 @@ pub struct Offer {
     pub certified_metrics: Vec<CertifiedMetric>,
     /// FLUIDOS REAR flavor fields with no Mercato equivalent, kept so conversions lose nothing.
     #[serde(default, skip_serializing_if = "FluidosDetails::is_empty")]
+    #[schema(value_type = Option<Object>)]
     pub fluidos: FluidosDetails,
     /// Hex Ed25519 signature of the provider over `canonical_bytes()` (empty while unsigned).
     #[serde(default)]
     pub signature: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Location {
     /// ISO 3166-1 alpha-2, upper case.
@@ -61,7 +61,7 @@ pub struct Location {
 }
 
 /// What the offer provides; at least one class.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Resources {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -74,7 +74,19 @@ pub struct Resources {
     pub data: Option<Data>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum ResourceClass {
     Compute,
@@ -119,7 +131,7 @@ impl Resources {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Compute {
     /// `amd64`, `arm64`, …
@@ -132,7 +144,7 @@ pub struct Compute {
     pub pods: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Gpu {
     pub vendor: String,
@@ -147,7 +159,7 @@ pub struct Gpu {
 }
 
 /// Whole GPUs, or a time-sliced fraction of one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", tag = "mode", deny_unknown_fields)]
 pub enum GpuShare {
     Whole { count: u32 },
@@ -164,7 +176,7 @@ impl GpuShare {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Network {
     pub bandwidth_mbps: u64,
@@ -176,7 +188,7 @@ pub struct Network {
     pub service_level: NetworkServiceLevel,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum NetworkServiceLevel {
     /// A reserved slice with the stated bandwidth and latency.
@@ -184,7 +196,7 @@ pub enum NetworkServiceLevel {
     BestEffort,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Data {
     pub dataset: String,
@@ -192,6 +204,7 @@ pub struct Data {
     pub descriptor: String,
     /// JSON Schema of a record, when the dataset has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub schema: Option<serde_json::Value>,
     pub size_bytes: u64,
     pub licence: String,
@@ -200,7 +213,7 @@ pub struct Data {
 
 /// A way to buy the offer: its price, what one unit of it gives, and how many units can be sold
 /// at once.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Plan {
     /// Unique within the offer: 1–64 of `[A-Za-z0-9._-]`.
@@ -213,7 +226,7 @@ pub struct Plan {
     pub unit: PlanUnit,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PlanUnit {
     #[serde(default)]
@@ -233,7 +246,7 @@ pub struct PlanUnit {
 }
 
 /// Reserved (a price per period, paid in advance) and/or pay-per-use unit prices; at least one.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Pricing {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -242,7 +255,7 @@ pub struct Pricing {
     pub pay_per_use: Option<UnitPrices>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ReservedPrice {
     pub price: Credits,
@@ -250,7 +263,7 @@ pub struct ReservedPrice {
 }
 
 /// Pay-per-use prices per resource unit, in credit base units.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UnitPrices {
     #[serde(default)]
@@ -270,7 +283,7 @@ pub struct UnitPrices {
     pub free_network_gb: u64,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AvailabilityWindow {
     /// Unix seconds; none = from now on.
@@ -282,7 +295,7 @@ pub struct AvailabilityWindow {
 }
 
 /// FLUIDOS partitionability policy: the smallest piece and the step above it, per resource.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Partitionability {
     pub cpu_min_millicores: u64,
@@ -295,7 +308,7 @@ pub struct Partitionability {
     pub gpu_step_permille: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum MetricKind {
     LatencyMs,
@@ -305,7 +318,7 @@ pub enum MetricKind {
 }
 
 /// A metric the broker measured and certified, with the credential that proves it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CertifiedMetric {
     pub kind: MetricKind,
@@ -327,7 +340,7 @@ impl Offer {
     }
 
     pub fn sign(&mut self, key: &ed25519_dalek::SigningKey) {
-        self.signature = crate::identity::sign_hex(key, &self.canonical_bytes());
+        self.signature = identity::sign_hex(key, &self.canonical_bytes());
     }
 
     pub fn classes(&self) -> Vec<ResourceClass> {
@@ -345,7 +358,7 @@ impl Plan {
         self.pricing
             .reserved
             .as_ref()
-            .map(|r| r.price as f64 * 3600.0 / r.period_seconds as f64)
+            .map(|r| r.price.as_f64() * 3600.0 / r.period_seconds as f64)
     }
 
     /// The reserved hourly price per unit of the plan's main resource, so plans of different sizes
@@ -363,10 +376,10 @@ impl Plan {
             (Some(hourly), _) if size > 0.0 => hourly / size,
             (Some(hourly), _) => hourly,
             (None, Some(p)) => match class {
-                ResourceClass::Compute => p.cpu_core_hour as f64,
-                ResourceClass::Gpu => p.gpu_hour as f64,
-                ResourceClass::Network => p.network_gb as f64,
-                ResourceClass::Data => p.data_access as f64,
+                ResourceClass::Compute => p.cpu_core_hour.as_f64(),
+                ResourceClass::Gpu => p.gpu_hour.as_f64(),
+                ResourceClass::Network => p.network_gb.as_f64(),
+                ResourceClass::Data => p.data_access.as_f64(),
             },
             (None, None) => f64::INFINITY,
         }

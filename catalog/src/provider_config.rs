@@ -51,22 +51,24 @@ pub struct Policies {
     pub max_contracts: Option<u32>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Connection {
-    /// `generic`, `liqo` or `wireguard`.
-    pub kind: String,
+    #[serde(default)]
+    pub kind: ConnectionKind,
     #[serde(default)]
     pub node_id: String,
 }
 
-impl Default for Connection {
-    fn default() -> Self {
-        Self {
-            kind: "generic".into(),
-            node_id: String::new(),
-        }
-    }
+/// How consumers connect to the provider; the peering credential has the same kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ConnectionKind {
+    /// Mercato's own channel to the provider's agent.
+    #[default]
+    Generic,
+    Liqo,
+    Wireguard,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -97,11 +99,6 @@ pub fn parse(bytes: &[u8]) -> Result<ProviderConfig, ConfigError> {
             "every endpoint url must be an absolute URL",
         ));
     }
-    if !["generic", "liqo", "wireguard"].contains(&c.connection.kind.as_str()) {
-        return Err(ConfigError::Invalid(
-            "connection.kind must be generic, liqo or wireguard",
-        ));
-    }
     Ok(c)
 }
 
@@ -114,7 +111,7 @@ mod tests {
         let yaml = b"name: edge-1\nendpoints:\n  - name: api\n    url: https://edge-1.example:8443\npolicies:\n  autoAccept: true\n";
         let c = parse(yaml).unwrap();
         assert!(c.policies.auto_accept);
-        assert_eq!(c.connection.kind, "generic");
+        assert_eq!(c.connection.kind, ConnectionKind::Generic);
         let json = serde_json::to_vec(&c).unwrap();
         assert_eq!(parse(&json).unwrap(), c);
         assert!(matches!(
@@ -127,6 +124,10 @@ mod tests {
         ));
         assert!(matches!(
             parse(b"name: x\nendpoints: []\nsurprise: 1\n"),
+            Err(ConfigError::Parse(_))
+        ));
+        assert!(matches!(
+            parse(b"name: x\nendpoints:\n  - {name: a, url: 'tcp://h:1'}\nconnection:\n  kind: carrier-pigeon\n"),
             Err(ConfigError::Parse(_))
         ));
         assert_eq!(

@@ -8,7 +8,7 @@ use crate::model::ResourceClass;
 pub const MAX_LIMIT: usize = 200;
 pub const DEFAULT_LIMIT: usize = 20;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum SortKey {
     /// Normalised price per unit-hour of the class asked for (or the plan's main class), cheapest first.
@@ -169,15 +169,33 @@ pub fn distance_km(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
 /// Price buckets for facets (base units per unit-hour): upper bounds, the last is open.
 pub const PRICE_BUCKETS: [f64; 6] = [1e6, 1e7, 5e7, 1e8, 1e9, f64::INFINITY];
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// Plans matching a query, counted per value of a facet.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Facets {
     pub total: usize,
-    pub classes: Vec<(String, usize)>,
-    pub regions: Vec<(String, usize)>,
-    pub gpu_models: Vec<(String, usize)>,
-    /// (upper bound of the bucket, count); the last bound is "inf".
-    pub price_buckets: Vec<(String, usize)>,
+    pub classes: Vec<FacetCount>,
+    pub regions: Vec<FacetCount>,
+    pub gpu_models: Vec<FacetCount>,
+    /// Upper bounds of price buckets (base units per unit-hour); the last bound is "inf".
+    pub price_buckets: Vec<FacetCount>,
+}
+
+/// One value of a facet and how many plans have it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FacetCount {
+    pub value: String,
+    pub count: usize,
+}
+
+impl FacetCount {
+    pub fn new(value: impl Into<String>, count: usize) -> Self {
+        Self {
+            value: value.into(),
+            count,
+        }
+    }
 }
 
 #[cfg(test)]

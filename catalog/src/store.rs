@@ -103,37 +103,111 @@ fn parse_body(id: &str, body: &str) -> Result<Offer, StoreError> {
     })
 }
 
-impl CatalogStore {
-    pub async fn open(url: &str) -> Result<Self, StoreError> {
-        sqlx::any::install_default_drivers();
-        let backend = if url.starts_with("sqlite:") {
-            Backend::Sqlite
-        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            Backend::Postgres
-        } else {
-            return Err(StoreError::UnsupportedUrl(url.to_string()));
-        };
-        let pool = AnyPoolOptions::new()
-            .max_connections(if backend == Backend::Sqlite { 4 } else { 16 })
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        sqlx::query("PRAGMA journal_mode = WAL")
-                            .execute(&mut *conn)
-                            .await?;
-                        sqlx::query("PRAGMA busy_timeout = 5000")
-                            .execute(&mut *conn)
-                            .await?;
-                        sqlx::query("PRAGMA synchronous = NORMAL")
-                            .execute(&mut *conn)
-                            .await?;
-                    }
-                    Ok(())
+/// The current row of an offer, for a write that checks owner and status.
+#[derive(sqlx::FromRow)]
+struct CurrentRow {
+    version: i64,
+    provider: String,
+    status: String,
+}
+
+async fn current_row(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    id: &str,
+) -> Result<Option<(i64, String, String)>, StoreError> {
+    let row: Option<CurrentRow> =
+        sqlx::query_as("SELECT version, provider, status FROM offers WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut **tx)
+            .await?;
+    Ok(row.map(|r| (r.version, r.provider, r.status)))
+}
+
+#[derive(sqlx::FromRow)]
+struct OfferRow {
+    id: String,
+    body: String,
+    withdrawn_at: Option<i64>,
+}
+
+impl OfferRow {
+    fn into_stored(self) -> Result<StoredOffer, StoreError> {
+        Ok(StoredOffer {
+            offer: parse_body(&self.id, &self.body)?,
+            withdrawn_at: self
+                .withdrawn_at
+                .map(|t| unsigned("offers", "withdrawn_at", t))
+                .transpose()?,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct ChangeRow {
+    seq: i64,
+    offer_id: String,
+    version: i64,
+    kind: String,
+}
+
+impl ChangeRow {
+    fn into_change(self) -> Result<Change, StoreError> {
+        let kind = match self.kind.as_str() {
+            "published" => ChangeKind::Published,
+            "withdrawn" => ChangeKind::Withdrawn,
+            other => {
+                return Err(StoreError::Corrupt {
+                    id: self.offer_id,
+                    reason: format!("offer_changes.kind is {other:?}"),
                 })
-            })
-            .connect(url)
-            .await
-            .map_err(StoreError::Open)?;
+            }
+        };
+        Ok(Change {
+            seq: unsigned("offer_changes", "seq", self.seq)?,
+            version: unsigned("offer_changes", "version", self.version)?,
+            offer_id: self.offer_id,
+            kind,
+        })
+    }
+}
+
+/// A stored integer that cannot be negative.
+fn unsigned(table: &str, column: &str, v: i64) -> Result<u64, StoreError> {
+    u64::try_from(v).map_err(|_| StoreError::Corrupt {
+        id: table.to_string(),
+        reason: format!("{table}.{column} is {v}"),
+    })
+}
+
+impl Backend {
+    /// The backend a database URL names.
+    pub fn of_url(url: &str) -> Result<Self, StoreError> {
+        if url.starts_with("sqlite:") {
+            Ok(Self::Sqlite)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Ok(Self::Postgres)
+        } else {
+            Err(StoreError::UnsupportedUrl(url.to_string()))
+        }
+    }
+}
+
+/// What every SQLite connection needs for concurrent use: WAL, a busy timeout, normal sync.
+pub async fn prepare_sqlite(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
+    for pragma in [
+        "PRAGMA journal_mode = WAL",
+        "PRAGMA busy_timeout = 5000",
+        "PRAGMA synchronous = NORMAL",
+    ] {
+        sqlx::query(pragma).execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+impl CatalogStore {
+    /// The catalog on a pool its owner opened (the broker tunes its own pool); runs the catalog's
+    /// migrations.
+    pub async fn attach(pool: AnyPool, backend: Backend) -> Result<Self, StoreError> {
         // The broker's own migrations share the database (other version numbers), hence
         // ignore_missing.
         let mut migrator = match backend {
@@ -143,6 +217,25 @@ impl CatalogStore {
         migrator.set_ignore_missing(true);
         migrator.run(&pool).await?;
         Ok(Self { pool, backend })
+    }
+
+    /// Opens the catalog alone, on a small default pool (tools, tests and the benchmark).
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::of_url(url)?;
+        let pool = AnyPoolOptions::new()
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        prepare_sqlite(conn).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(url)
+            .await
+            .map_err(StoreError::Open)?;
+        Self::attach(pool, backend).await
     }
 
     pub fn backend(&self) -> Backend {
@@ -207,12 +300,7 @@ impl CatalogStore {
         offer: &Offer,
         now: u64,
     ) -> Result<u64, StoreError> {
-        let current: Option<(i64, String, String)> =
-            sqlx::query("SELECT version, provider, status FROM offers WHERE id = $1")
-                .bind(&offer.id)
-                .fetch_optional(&mut **tx)
-                .await?
-                .map(|r: AnyRow| (r.get(0), r.get(1), r.get(2)));
+        let current = current_row(tx, &offer.id).await?;
         match current {
             None if offer.version != 1 => {
                 return Err(StoreError::NotFirstVersion {
@@ -271,13 +359,12 @@ impl CatalogStore {
         .bind(now as i64)
         .execute(&mut **tx)
         .await?;
-        let seq: i64 = sqlx::query("INSERT INTO offer_changes (offer_id, version, kind, at) VALUES ($1, $2, 'published', $3) RETURNING seq")
+        let seq: i64 = sqlx::query_scalar("INSERT INTO offer_changes (offer_id, version, kind, at) VALUES ($1, $2, 'published', $3) RETURNING seq")
             .bind(&offer.id)
             .bind(i64::from(offer.version))
             .bind(now as i64)
             .fetch_one(&mut **tx)
-            .await?
-            .get(0);
+            .await?;
         Ok(seq as u64)
     }
 
@@ -356,12 +443,7 @@ impl CatalogStore {
         provider: &str,
         now: u64,
     ) -> Result<u64, StoreError> {
-        let current: Option<(i64, String, String)> =
-            sqlx::query("SELECT version, provider, status FROM offers WHERE id = $1")
-                .bind(id)
-                .fetch_optional(&mut **tx)
-                .await?
-                .map(|r: AnyRow| (r.get(0), r.get(1), r.get(2)));
+        let current = current_row(tx, id).await?;
         let version = match current {
             None => return Err(StoreError::NotFound(id.to_string())),
             Some((_, p, _)) if p != provider => return Err(StoreError::NotOwner(id.to_string())),
@@ -379,81 +461,62 @@ impl CatalogStore {
             .bind(id)
             .execute(&mut **tx)
             .await?;
-        let seq: i64 = sqlx::query("INSERT INTO offer_changes (offer_id, version, kind, at) VALUES ($1, $2, 'withdrawn', $3) RETURNING seq")
+        let seq: i64 = sqlx::query_scalar("INSERT INTO offer_changes (offer_id, version, kind, at) VALUES ($1, $2, 'withdrawn', $3) RETURNING seq")
             .bind(id)
             .bind(version)
             .bind(now as i64)
             .fetch_one(&mut **tx)
-            .await?
-            .get(0);
+            .await?;
         Ok(seq as u64)
     }
 
     pub async fn get(&self, id: &str) -> Result<Option<StoredOffer>, StoreError> {
-        let row = sqlx::query("SELECT body, withdrawn_at FROM offers WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| {
-            let body: String = r.get(0);
-            let withdrawn_at: Option<i64> = r.get(1);
-            Ok(StoredOffer {
-                offer: parse_body(id, &body)?,
-                withdrawn_at: withdrawn_at.map(|t| t as u64),
-            })
-        })
-        .transpose()
+        let row: Option<OfferRow> =
+            sqlx::query_as("SELECT id, body, withdrawn_at FROM offers WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(OfferRow::into_stored).transpose()
     }
 
     /// Every version of an offer, oldest first.
     pub async fn history(&self, id: &str) -> Result<Vec<Offer>, StoreError> {
-        let rows = sqlx::query("SELECT body FROM offer_versions WHERE id = $1 ORDER BY version")
-            .bind(id)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| parse_body(id, &r.get::<String, _>(0)))
-            .collect()
+        let rows: Vec<(String,)> =
+            sqlx::query_as("SELECT body FROM offer_versions WHERE id = $1 ORDER BY version")
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(|(body,)| parse_body(id, body)).collect()
     }
 
     /// All active offers and the change sequence they reflect (for rebuilding an index).
     pub async fn active_offers(&self) -> Result<(Vec<Offer>, u64), StoreError> {
         let mut tx = self.pool.begin().await?;
-        let seq: i64 = sqlx::query("SELECT COALESCE(MAX(seq), 0) FROM offer_changes")
+        let seq: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM offer_changes")
             .fetch_one(&mut *tx)
-            .await?
-            .get(0);
-        let rows = sqlx::query("SELECT id, body FROM offers WHERE status = 'active'")
-            .fetch_all(&mut *tx)
             .await?;
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT id, body FROM offers WHERE status = 'active'")
+                .fetch_all(&mut *tx)
+                .await?;
         tx.commit().await?;
         let offers = rows
             .iter()
-            .map(|r| parse_body(&r.get::<String, _>(0), &r.get::<String, _>(1)))
+            .map(|(id, body)| parse_body(id, body))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok((offers, seq as u64))
+        Ok((offers, unsigned("offer_changes", "seq", seq)?))
     }
 
     /// Changes after `seq`, oldest first.
     pub async fn changes_since(&self, seq: u64, limit: u32) -> Result<Vec<Change>, StoreError> {
-        let rows = sqlx::query("SELECT seq, offer_id, version, kind FROM offer_changes WHERE seq > $1 ORDER BY seq LIMIT $2")
-            .bind(seq as i64)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|r| Change {
-                seq: r.get::<i64, _>(0) as u64,
-                offer_id: r.get(1),
-                version: r.get::<i64, _>(2) as u64,
-                kind: if r.get::<String, _>(3) == "withdrawn" {
-                    ChangeKind::Withdrawn
-                } else {
-                    ChangeKind::Published
-                },
-            })
-            .collect())
+        let rows: Vec<ChangeRow> = sqlx::query_as(
+            "SELECT seq, offer_id, version, kind FROM offer_changes WHERE seq > $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(seq as i64)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(ChangeRow::into_change).collect()
     }
 
     /// The plain-SQL answer to `q` (the benchmark's baseline and the index's cross-check):
@@ -476,15 +539,21 @@ impl CatalogStore {
         let rows = page.fetch_all(&self.pool).await?;
         let within = |r: &AnyRow| {
             q.near.is_none_or(|n| {
-                let (lat, lon): (f64, f64) = (r.get(2), r.get(3));
+                let (lat, lon): (f64, f64) = (
+                    r.try_get("latitude").unwrap_or(f64::NAN),
+                    r.try_get("longitude").unwrap_or(f64::NAN),
+                );
                 query::distance_km(n.latitude, n.longitude, lat, lon) <= n.radius_km
             })
         };
         let hits: Vec<(String, usize)> = rows
             .iter()
             .filter(|r| within(r))
-            .map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1) as usize))
-            .collect();
+            .map(|r| {
+                let index: i64 = r.try_get("plan_index")?;
+                Ok((r.try_get("offer_id")?, index as usize))
+            })
+            .collect::<Result<_, sqlx::Error>>()?;
         let total = if q.near.is_some() {
             hits.len()
         } else {
@@ -493,7 +562,7 @@ impl CatalogStore {
             for p in &params {
                 count = p.bind(count);
             }
-            count.fetch_one(&self.pool).await?.get::<i64, _>(0) as usize
+            count.fetch_one(&self.pool).await?.try_get::<i64, _>(0)? as usize
         };
         Ok((hits.into_iter().take(limit).collect(), total))
     }
@@ -507,15 +576,16 @@ impl CatalogStore {
             ("gpuModel", "gpu_model"),
             ("class", "CASE WHEN has_gpu THEN 'gpu' WHEN has_compute THEN 'compute' WHEN has_network THEN 'network' ELSE 'data' END"),
         ] {
-            let sql = format!("SELECT {expr}, COUNT(*) FROM plans WHERE {where_sql} GROUP BY {expr}");
+            let sql = format!("SELECT {expr} AS name, COUNT(*) AS n FROM plans WHERE {where_sql} GROUP BY {expr}");
             let mut query = sqlx::query(&sql);
             for p in &params {
                 query = p.bind(query);
             }
             for r in query.fetch_all(&self.pool).await? {
-                let name: Option<String> = r.get(0);
+                let name: Option<String> = r.try_get("name")?;
                 if let Some(name) = name {
-                    out.push((facet.to_string(), name, r.get::<i64, _>(1) as usize));
+                    let n: i64 = r.try_get("n")?;
+                    out.push((facet.to_string(), name, n as usize));
                 }
             }
         }

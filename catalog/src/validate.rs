@@ -5,13 +5,12 @@ use std::collections::HashSet;
 use std::fmt;
 
 use crate::fluidos::FluidosDetails;
-use crate::identity;
-use crate::model::{GpuShare, Offer, Plan, ResourceClass};
+use crate::model::{Credits, GpuShare, Offer, Plan, ResourceClass};
 
 /// Largest accepted offer document.
 pub const MAX_OFFER_BYTES: usize = 256 * 1024;
-/// Largest price or unit price (10^10 credits): products with capacities stay within u64.
-pub const MAX_PRICE: u64 = 1_000_000_000_000_000_000;
+/// Largest price or unit price (10^10 credits): products with capacities stay well within u128.
+pub const MAX_PRICE: Credits = Credits::credits(10_000_000_000);
 pub const MAX_PLANS: usize = 64;
 pub const MAX_TAGS: usize = 32;
 
@@ -61,6 +60,19 @@ impl Check {
     fn range<T: PartialOrd + fmt::Display + Copy>(&mut self, field: &str, v: T, lo: T, hi: T) {
         if v < lo || v > hi {
             self.fail(field, format!("{v} is outside {lo}..={hi}"));
+        }
+    }
+
+    fn price(&mut self, field: &str, v: Credits) {
+        if v > MAX_PRICE {
+            self.fail(
+                field,
+                format!(
+                    "{} credits is more than the most a price can be, {} credits",
+                    v.human(),
+                    MAX_PRICE.human()
+                ),
+            );
         }
     }
 
@@ -338,24 +350,13 @@ fn validate_plan(c: &mut Check, at: &str, p: &Plan, o: &Offer) {
         );
     }
     if let Some(r) = &pr.reserved {
-        c.range(
-            &format!("{at}.pricing.reserved.price"),
-            r.price,
-            0,
-            MAX_PRICE,
-        );
+        c.price(&format!("{at}.pricing.reserved.price"), r.price);
         c.range(
             &format!("{at}.pricing.reserved.periodSeconds"),
             r.period_seconds,
             60,
             10 * 365 * 86_400,
         );
-        if r.price.checked_mul(u64::from(p.capacity)).is_none() {
-            c.fail(
-                format!("{at}.pricing.reserved.price"),
-                "price × capacity overflows",
-            );
-        }
     }
     if let Some(u) = &pr.pay_per_use {
         for (name, v) in [
@@ -366,7 +367,7 @@ fn validate_plan(c: &mut Check, at: &str, p: &Plan, o: &Offer) {
             ("storageGibMonth", u.storage_gib_month),
             ("dataAccess", u.data_access),
         ] {
-            c.range(&format!("{at}.pricing.payPerUse.{name}"), v, 0, MAX_PRICE);
+            c.price(&format!("{at}.pricing.payPerUse.{name}"), v);
         }
     }
     let u = &p.unit;

@@ -3,9 +3,9 @@
 
 use catalog::model::{MetricKind, Offer, ResourceClass};
 use catalog::query::{self, Cursor, Near, Query, SortKey};
-use catalog::synth::{Generator, GPU_MODELS, REGIONS};
 use catalog::Index;
 use rand::{Rng, SeedableRng};
+use testkit::synth::{Generator, GPU_MODELS, REGIONS};
 
 fn reference(offers: &[Offer], q: &Query) -> Vec<(f64, u64, String, usize)> {
     let words: Vec<String> = q
@@ -295,17 +295,21 @@ fn facets_count_everything_the_filter_matches() {
             })
             .count()
     };
-    for (name, n) in &f.classes {
-        assert_eq!(*n, count(ResourceClass::parse(name).unwrap()), "{name}");
+    for c in &f.classes {
+        assert_eq!(
+            c.count,
+            count(ResourceClass::parse(&c.value).unwrap()),
+            "{c:?}"
+        );
     }
-    let regions: usize = f.regions.iter().map(|(_, n)| n).sum();
+    let regions: usize = f.regions.iter().map(|r| r.count).sum();
     assert_eq!(regions, f.total);
     assert!(f
         .regions
         .iter()
-        .all(|(r, _)| r == "eu-west" || r == "eu-central"));
+        .all(|r| r.value == "eu-west" || r.value == "eu-central"));
     assert_eq!(
-        f.price_buckets.iter().map(|(_, n)| n).sum::<usize>(),
+        f.price_buckets.iter().map(|b| b.count).sum::<usize>(),
         f.total
     );
 }

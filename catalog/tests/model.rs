@@ -2,9 +2,9 @@
 
 use catalog::fluidos::{self, FlavorError};
 use catalog::model::*;
-use catalog::synth::Generator;
 use catalog::validate::{parse_offer, validate, OfferError, MAX_OFFER_BYTES};
 use serde_json::json;
+use testkit::synth::Generator;
 
 fn offers(n: usize) -> (Generator, Vec<Offer>) {
     let mut g = Generator::new(7, 5, true);
@@ -117,7 +117,7 @@ fn absurd_quantities_and_overflowing_prices_are_refused() {
 
     let mut bad = o.clone();
     bad.plans[0].pricing.reserved = Some(ReservedPrice {
-        price: u64::MAX,
+        price: Credits::from_base_units(u128::MAX),
         period_seconds: 3600,
     });
     let err = validate(&bad, false).unwrap_err();
@@ -196,7 +196,7 @@ fn signatures_bind_the_whole_offer_to_its_provider() {
     let other = g
         .providers
         .iter()
-        .find(|k| catalog::identity::did_of(&k.verifying_key()) != o.provider)
+        .find(|k| identity::did_of(&k.verifying_key()).to_string() != o.provider)
         .unwrap();
     forged.sign(other);
     assert_eq!(
@@ -292,7 +292,7 @@ fn a_k8slice_flavor_maps_to_typed_fields_and_back_without_loss() {
     assert_eq!(
         offer.plans[0].pricing.reserved,
         Some(ReservedPrice {
-            price: 1_250_000_000,
+            price: Credits::from_base_units(1_250_000_000),
             period_seconds: 3600
         })
     );
@@ -385,7 +385,7 @@ fn offers_round_trip_through_flavors_and_updates_show_in_the_flavor() {
     // A changed offer writes its new values into the flavor it came from.
     let mut offer = fluidos::offer_from_flavor(&k8slice_flavor(), &did()).unwrap();
     offer.resources.compute.as_mut().unwrap().memory_mib = 48 * 1024;
-    offer.plans[0].pricing.reserved.as_mut().unwrap().price = 1_500_000_000;
+    offer.plans[0].pricing.reserved.as_mut().unwrap().price = Credits::credits(15);
     let f = fluidos::flavor_from_offer(&offer).unwrap();
     assert_eq!(
         f["spec"]["flavorType"]["typeData"]["characteristics"]["memory"],

@@ -5,7 +5,6 @@
 
 pub mod cid;
 pub mod embedded;
-pub mod ipfs_daemon;
 pub mod kubo;
 pub mod unixfs;
 

@@ -1,8 +1,8 @@
 //! The Kubo RPC client against a real IPFS daemon (js-ipfs, started by the test): the node gives
 //! the same CIDs as the embedded store, content comes back verified, pins hold.
 
-use content::ipfs_daemon::IpfsDaemon;
 use content::{unixfs, Cid, ContentError, ContentStore, EmbeddedStore, KuboStore};
+use testkit::ipfs_daemon::IpfsDaemon;
 
 fn content(n: usize, seed: u32) -> Vec<u8> {
     let mut x = seed;

@@ -167,11 +167,12 @@ impl DevChain {
         if let Some(pid) = child.id() {
             std::fs::write(&pid_file, pid.to_string()).map_err(dir_err)?;
         }
-        let url = format!("http://{}:{}", options.host, options.port);
         let started = Instant::now();
         let limit = Duration::from_secs(30);
         let http = reqwest::Client::new();
-        loop {
+        let mut bound =
+            (options.port != 0).then(|| format!("http://{}:{}", options.host, options.port));
+        let url = loop {
             if let Ok(Some(status)) = child.try_wait() {
                 let _ = std::fs::remove_file(&pid_file);
                 return Err(AnvilError::Exited {
@@ -180,6 +181,22 @@ impl DevChain {
                     log: log_path,
                 });
             }
+            if started.elapsed() > limit {
+                let _ = child.start_kill();
+                return Err(AnvilError::NotReady {
+                    url: bound.unwrap_or_else(|| format!("http://{}:0", options.host)),
+                    waited: limit,
+                    log: log_path,
+                });
+            }
+            // Port 0: Anvil took a free port and says which in its log.
+            if bound.is_none() {
+                bound = bound_address(&log_path).map(|a| format!("http://{a}"));
+            }
+            let Some(url) = bound.clone() else {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            };
             let probe = http
                 .post(&url)
                 .json(
@@ -188,18 +205,10 @@ impl DevChain {
                 .send()
                 .await;
             if matches!(probe, Ok(ref r) if r.status().is_success()) {
-                break;
+                break url;
             }
-            if started.elapsed() > limit {
-                let _ = child.start_kill();
-                return Err(AnvilError::NotReady {
-                    url,
-                    waited: limit,
-                    log: log_path,
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
         tracing::info!(%url, binary = %binary.display(), "anvil started");
         Ok(Self {
             child: Some(child),
@@ -253,6 +262,15 @@ impl Drop for DevChain {
             let _ = std::fs::remove_file(self.data_dir.join(PID_FILE));
         }
     }
+}
+
+/// The address Anvil says it listens on (`Listening on 127.0.0.1:PORT` in its log).
+fn bound_address(log: &Path) -> Option<String> {
+    std::fs::read_to_string(log).ok()?.lines().find_map(|l| {
+        l.trim()
+            .strip_prefix("Listening on ")
+            .map(|a| a.trim().to_string())
+    })
 }
 
 /// A port that was free a moment ago on the loopback interface (for tests and benchmarks).

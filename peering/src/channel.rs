@@ -14,7 +14,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
-use crate::keys::{x25519_public, x25519_secret, NotAKey};
+use identity::{x25519_public, x25519_secret, IdentityError};
 
 const PATTERN: &str = "Noise_IK_25519_ChaChaPoly_SHA256";
 const MAX_FRAME: usize = 65535;
@@ -24,7 +24,7 @@ const CHUNK: usize = 16 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum ChannelError {
     #[error(transparent)]
-    Key(#[from] NotAKey),
+    Key(#[from] IdentityError),
     #[error("network: {0}")]
     Io(#[from] std::io::Error),
     #[error("the handshake failed (wrong provider key, or not a Mercato agent): {0}")]
@@ -228,9 +228,9 @@ mod tests {
         let provider = SigningKey::generate(&mut rand::rngs::OsRng);
         let consumer = SigningKey::generate(&mut rand::rngs::OsRng);
         let impostor = SigningKey::generate(&mut rand::rngs::OsRng);
-        let provider_did = catalog::identity::did_of(&provider.verifying_key());
+        let provider_did = identity::did_of(&provider.verifying_key());
         let consumer_x =
-            x25519_public(&catalog::identity::did_of(&consumer.verifying_key())).unwrap();
+            x25519_public(identity::did_of(&consumer.verifying_key()).as_str()).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let agent_key = provider.clone();
@@ -255,7 +255,7 @@ mod tests {
                 }
             }
         });
-        let (mut ch, answer) = initiate(&addr, &consumer, &provider_did, b"hello")
+        let (mut ch, answer) = initiate(&addr, &consumer, provider_did.as_str(), b"hello")
             .await
             .unwrap();
         assert_eq!(answer, b"welcome");
@@ -263,7 +263,7 @@ mod tests {
         assert_eq!(ch.recv().await.unwrap().unwrap(), b"cba");
         drop(ch);
         // Another key is refused, and learns so only over the encrypted handshake.
-        let (_, answer) = initiate(&addr, &impostor, &provider_did, b"hello")
+        let (_, answer) = initiate(&addr, &impostor, provider_did.as_str(), b"hello")
             .await
             .unwrap();
         assert_eq!(answer, b"no");
@@ -275,7 +275,9 @@ mod tests {
             let (stream, _) = listener.accept().await.unwrap();
             let _ = respond(stream, &provider, |_, _| Decision::Admit((), vec![])).await;
         });
-        let wrong = catalog::identity::did_of(&impostor.verifying_key());
-        assert!(initiate(&addr, &consumer, &wrong, b"hello").await.is_err());
+        let wrong = identity::did_of(&impostor.verifying_key());
+        assert!(initiate(&addr, &consumer, wrong.as_str(), b"hello")
+            .await
+            .is_err());
     }
 }

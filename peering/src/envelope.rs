@@ -54,7 +54,7 @@ pub struct Credential {
 
 /// What identifies a credential without revealing it: SHA-256 of the secret, hex.
 pub fn secret_hash(secret: &str) -> String {
-    catalog::identity::hex_encode(&Sha256::digest(secret.as_bytes()))
+    identity::hex_encode(&Sha256::digest(secret.as_bytes()))
 }
 
 impl Credential {

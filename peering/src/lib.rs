@@ -7,9 +7,7 @@
 pub mod admission;
 pub mod channel;
 pub mod envelope;
-pub mod keys;
 pub mod seal;
-pub mod usage;
 
 pub use admission::{Admission, AdmissionTable, Refusal};
 pub use envelope::{Credential, CredentialKind, ENVELOPE_VERSION};

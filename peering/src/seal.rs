@@ -12,11 +12,11 @@ use sha2::Sha256;
 use x25519_dalek::{PublicKey, StaticSecret};
 
 use crate::envelope::Credential;
-use crate::keys::{x25519_public, x25519_secret, NotAKey};
+use identity::{x25519_public, x25519_secret, IdentityError};
 
 const INFO: &[u8] = b"mercato peering credential v1";
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SealedCredential {
     /// The did the credential is sealed to.
@@ -29,7 +29,7 @@ pub struct SealedCredential {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SealError {
     #[error(transparent)]
-    Key(#[from] NotAKey),
+    Key(#[from] IdentityError),
     #[error("the credential is sealed to {0}, not to this key")]
     NotForMe(String),
     #[error("the sealed credential is malformed or was tampered with")]
@@ -58,7 +58,7 @@ pub fn seal(credential: &Credential, recipient_did: &str) -> Result<SealedCreden
     let ciphertext = cipher(shared.as_bytes(), &eph_pub, &recipient)
         .encrypt(&Nonce::from(nonce), plain.as_slice())
         .map_err(|_| SealError::Corrupt)?;
-    let hex = catalog::identity::hex_encode;
+    let hex = identity::hex_encode;
     Ok(SealedCredential {
         recipient: recipient_did.to_string(),
         ephemeral: hex(&eph_pub),
@@ -68,11 +68,11 @@ pub fn seal(credential: &Credential, recipient_did: &str) -> Result<SealedCreden
 }
 
 pub fn open(sealed: &SealedCredential, key: &SigningKey) -> Result<Credential, SealError> {
-    let me = catalog::identity::did_of(&key.verifying_key());
-    if sealed.recipient != me {
+    let me = identity::did_of(&key.verifying_key());
+    if sealed.recipient != me.as_str() {
         return Err(SealError::NotForMe(sealed.recipient.clone()));
     }
-    let bytes = |s: &str| catalog::identity::hex_decode(s).ok_or(SealError::Corrupt);
+    let bytes = |s: &str| identity::hex_decode(s).ok_or(SealError::Corrupt);
     let eph: [u8; 32] = bytes(&sealed.ephemeral)?
         .try_into()
         .map_err(|_| SealError::Corrupt)?;
@@ -112,15 +112,15 @@ mod tests {
     fn only_the_consumer_opens_its_credential_and_tampering_is_caught() {
         let consumer = SigningKey::generate(&mut rand::rngs::OsRng);
         let other = SigningKey::generate(&mut rand::rngs::OsRng);
-        let did = catalog::identity::did_of(&consumer.verifying_key());
-        let c = credential(&did);
-        let sealed = seal(&c, &did).unwrap();
+        let did = identity::did_of(&consumer.verifying_key());
+        let c = credential(did.as_str());
+        let sealed = seal(&c, did.as_str()).unwrap();
         assert!(!sealed.ciphertext.contains(&c.secret));
         assert_eq!(open(&sealed, &consumer).unwrap(), c);
         assert!(matches!(open(&sealed, &other), Err(SealError::NotForMe(_))));
         // Another key claiming to be the recipient still cannot decrypt.
         let mut stolen = sealed.clone();
-        stolen.recipient = catalog::identity::did_of(&other.verifying_key());
+        stolen.recipient = identity::did_of(&other.verifying_key()).to_string();
         assert_eq!(open(&stolen, &other), Err(SealError::Corrupt));
         let mut tampered = sealed.clone();
         let last = tampered.ciphertext.pop().unwrap();
@@ -129,6 +129,6 @@ mod tests {
             .push(if last == '0' { '1' } else { '0' });
         assert_eq!(open(&tampered, &consumer), Err(SealError::Corrupt));
         // Two seals of the same credential differ (fresh ephemeral key and nonce).
-        assert_ne!(seal(&c, &did).unwrap(), sealed);
+        assert_ne!(seal(&c, did.as_str()).unwrap(), sealed);
     }
 }

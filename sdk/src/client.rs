@@ -1,10 +1,17 @@
-//! The HTTP client. Errors from the broker arrive as RFC 9457 problems and keep their reason.
+//! The HTTP client. Answers are decoded into the API's types; a problem answer keeps its status,
+//! title and reason.
 
+use std::sync::Arc;
+
+use api::ledger::{Health, LedgerStatus};
+use api::offers::{OfferDocument, SearchPage};
+use api::providers::ProviderConfigView;
+use api::{Did, OfferId, Problem};
+use catalog::query::Facets;
+use reqwest::Method;
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
+use serde::Serialize;
 use url::Url;
-
-pub use catalog::api::{OfferDocument, SearchItem, SearchPage};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SdkError {
@@ -20,49 +27,68 @@ pub enum SdkError {
     },
     #[error("unexpected answer from the broker: {0}")]
     Decode(String),
+    /// What the broker asked to sign is not what the participant asked for: not signed.
+    #[error("not signing: {0}")]
+    Mismatch(String),
+    #[error("cannot sign: {0}")]
+    Sign(String),
+    #[error("the chain: {0}")]
+    Chain(String),
+    #[error("peering: {0}")]
+    Peering(String),
 }
 
-#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct Contracts {
-    pub credit_token: String,
-    pub participant_registry: String,
-    pub marketplace: String,
-    pub billing_models: String,
-    pub usage_settlement: String,
-    pub credential_registry: String,
-}
-
-#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct LedgerStatus {
-    pub chain_id: u64,
-    pub rpc_url: String,
-    pub block_number: u64,
-    pub deployment_block: u64,
-    pub broker_account: String,
-    pub contracts: Contracts,
-}
-
-fn encode(q: &catalog::Query) -> String {
-    let mut out = url::form_urlencoded::Serializer::new(String::new());
-    for (k, v) in catalog::params::to_pairs(q) {
-        out.append_pair(k, &v);
+impl SdkError {
+    /// The HTTP status of a problem answer.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Api { status, .. } => Some(*status),
+            _ => None,
+        }
     }
-    out.finish()
 }
 
-#[derive(Debug, Deserialize)]
-struct Problem {
-    title: String,
-    #[serde(default)]
-    detail: String,
+/// A response as the client received it, for observers (tests check every answer against the
+/// OpenAPI document).
+pub struct Observed<'a> {
+    pub method: &'a Method,
+    /// The path without the query string.
+    pub path: &'a str,
+    pub status: u16,
+    pub content_type: Option<&'a str>,
+    pub body: &'a [u8],
 }
 
-#[derive(Debug, Clone)]
+type Observer = Arc<dyn Fn(&Observed<'_>) + Send + Sync>;
+
+#[derive(Clone)]
 pub struct Client {
     base: Url,
     http: reqwest::Client,
+    observer: Option<Observer>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("base", &self.base.as_str())
+            .finish()
+    }
+}
+
+/// A request body: JSON, or bytes sent as they are (a signed offer's exact JSON).
+pub(crate) enum Body<'a> {
+    None,
+    Json(serde_json::Value),
+    Raw(&'a [u8]),
+}
+
+impl<'a> Body<'a> {
+    pub(crate) fn json<T: Serialize>(v: &T) -> Result<Self, SdkError> {
+        serde_json::to_value(v)
+            .map(Body::Json)
+            .map_err(|e| SdkError::Decode(e.to_string()))
+    }
 }
 
 impl Client {
@@ -74,59 +100,45 @@ impl Client {
         Ok(Self {
             base,
             http: reqwest::Client::new(),
+            observer: None,
         })
     }
 
-    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, SdkError> {
-        self.request(reqwest::Method::GET, path, None, None).await
+    /// Calls `observer` with every answer read in full (not event streams).
+    pub fn observed(mut self, observer: impl Fn(&Observed<'_>) + Send + Sync + 'static) -> Self {
+        self.observer = Some(Arc::new(observer));
+        self
     }
 
-    /// Sends a request; a problem answer becomes `SdkError::Api` with its reason.
-    pub(crate) async fn request<T: DeserializeOwned>(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<serde_json::Value>,
-        token: Option<&str>,
-    ) -> Result<T, SdkError> {
-        self.request_with(method, path, body, token, &[]).await
-    }
-
-    /// `request` with extra headers.
-    pub(crate) async fn request_with<T: DeserializeOwned>(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<serde_json::Value>,
-        token: Option<&str>,
-        headers: &[(&str, &str)],
-    ) -> Result<T, SdkError> {
-        let resp = self.send(method, path, body, token, headers).await?;
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| SdkError::Decode(e.to_string()))?;
-        serde_json::from_slice(&bytes).map_err(|e| SdkError::Decode(e.to_string()))
+    pub fn base(&self) -> &Url {
+        &self.base
     }
 
     /// Sends a request and returns the response when it succeeded (its body unread, for streams
     /// and non-JSON answers); a problem answer becomes `SdkError::Api` with its reason.
     pub(crate) async fn send(
         &self,
-        method: reqwest::Method,
+        method: Method,
         path: &str,
-        body: Option<serde_json::Value>,
+        body: Body<'_>,
         token: Option<&str>,
         headers: &[(&str, &str)],
     ) -> Result<reqwest::Response, SdkError> {
-        let url = self.url(path)?;
-        let mut req = self.http.request(method, url);
+        let url = self
+            .base
+            .join(path)
+            .map_err(|_| SdkError::BadUrl(path.to_string()))?;
+        let mut req = self.http.request(method.clone(), url);
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
+        req = match body {
+            Body::None => req,
+            Body::Json(v) => req.json(&v),
+            Body::Raw(bytes) => req
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(bytes.to_vec()),
+        };
         if let Some(token) = token {
             req = req.bearer_auth(token);
         }
@@ -138,26 +150,79 @@ impl Client {
         if status.is_success() {
             return Ok(resp);
         }
+        let content_type = content_type(&resp);
         let bytes = resp.bytes().await.unwrap_or_default();
-        let p: Problem = serde_json::from_slice(&bytes).unwrap_or(Problem {
-            title: status.canonical_reason().unwrap_or("error").into(),
-            detail: String::from_utf8_lossy(&bytes).into_owned(),
-        });
-        Err(SdkError::Api {
-            status: status.as_u16(),
-            title: p.title,
-            detail: p.detail,
+        self.observe(
+            &method,
+            path,
+            status.as_u16(),
+            content_type.as_deref(),
+            &bytes,
+        );
+        Err(match serde_json::from_slice::<Problem>(&bytes) {
+            Ok(p) => SdkError::Api {
+                status: status.as_u16(),
+                title: p.title,
+                detail: p.detail,
+            },
+            Err(_) => SdkError::Api {
+                status: status.as_u16(),
+                title: status.canonical_reason().unwrap_or("error").into(),
+                detail: String::from_utf8_lossy(&bytes).chars().take(500).collect(),
+            },
         })
     }
 
-    pub(crate) fn url(&self, path: &str) -> Result<Url, SdkError> {
-        self.base
-            .join(path)
-            .map_err(|_| SdkError::BadUrl(path.to_string()))
+    fn observe(&self, method: &Method, path: &str, status: u16, ct: Option<&str>, body: &[u8]) {
+        if let Some(o) = &self.observer {
+            let path = path.split('?').next().unwrap_or(path);
+            o(&Observed {
+                method,
+                path,
+                status,
+                content_type: ct,
+                body,
+            });
+        }
     }
 
-    pub fn base(&self) -> &Url {
-        &self.base
+    /// The answer's bytes (observed).
+    pub(crate) async fn read(
+        &self,
+        method: Method,
+        path: &str,
+        body: Body<'_>,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Result<Vec<u8>, SdkError> {
+        let resp = self
+            .send(method.clone(), path, body, token, headers)
+            .await?;
+        let status = resp.status().as_u16();
+        let ct = content_type(&resp);
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| SdkError::Decode(e.to_string()))?;
+        self.observe(&method, path, status, ct.as_deref(), &bytes);
+        Ok(bytes.to_vec())
+    }
+
+    /// Sends a request and decodes its JSON answer into `T`.
+    pub(crate) async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Body<'_>,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Result<T, SdkError> {
+        let bytes = self.read(method, path, body, token, headers).await?;
+        serde_json::from_slice(&bytes).map_err(|e| SdkError::Decode(format!("{path}: {e}")))
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, SdkError> {
+        self.call(Method::GET, path, Body::None, None, &[]).await
     }
 
     /// One page of catalog search results.
@@ -165,23 +230,42 @@ impl Client {
         self.get(&format!("/v1/offers?{}", encode(q))).await
     }
 
-    pub async fn offer_facets(
-        &self,
-        q: &catalog::Query,
-    ) -> Result<catalog::query::Facets, SdkError> {
+    pub async fn offer_facets(&self, q: &catalog::Query) -> Result<Facets, SdkError> {
         self.get(&format!("/v1/offers/facets?{}", encode(q))).await
     }
 
-    pub async fn offer(&self, id: &str) -> Result<OfferDocument, SdkError> {
-        let id: String = url::form_urlencoded::byte_serialize(id.as_bytes()).collect();
+    pub async fn offer(&self, id: &OfferId) -> Result<OfferDocument, SdkError> {
         self.get(&format!("/v1/offers/{id}")).await
+    }
+
+    pub async fn offer_history(&self, id: &OfferId) -> Result<Vec<catalog::Offer>, SdkError> {
+        self.get(&format!("/v1/offers/{id}/history")).await
+    }
+
+    pub async fn provider_config(&self, did: &Did) -> Result<ProviderConfigView, SdkError> {
+        self.get(&format!("/v1/providers/{did}/config")).await
     }
 
     pub async fn ledger(&self) -> Result<LedgerStatus, SdkError> {
         self.get("/v1/ledger").await
     }
 
-    pub async fn health(&self) -> Result<serde_json::Value, SdkError> {
+    pub async fn health(&self) -> Result<Health, SdkError> {
         self.get("/health").await
     }
+}
+
+fn content_type(resp: &reqwest::Response) -> Option<String> {
+    resp.headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+fn encode(q: &catalog::Query) -> String {
+    let mut out = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in catalog::params::to_pairs(q) {
+        out.append_pair(k, &v);
+    }
+    out.finish()
 }

@@ -3,27 +3,16 @@
 
 use std::sync::Arc;
 
+use api::credentials::{CredentialInfo, Revoked};
+use api::ContractId;
 use peering::channel::{self, Counters};
-use peering::{Credential, SealedCredential};
+use peering::Credential;
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::client::SdkError;
+use crate::client::{Body, SdkError};
 use crate::session::{now, Session};
-
-/// A credential as the broker lists it: metadata and the envelope sealed to this consumer.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CredentialInfo {
-    pub hash: String,
-    pub contract_id: String,
-    pub version: u64,
-    pub not_before: u64,
-    pub expires_at: u64,
-    pub renew_before: u64,
-    pub sealed: SealedCredential,
-}
 
 /// What the consumer presents to the agent in the channel's first message.
 #[derive(Debug, Serialize, Deserialize)]
@@ -43,29 +32,26 @@ pub struct Answer {
 }
 
 fn peer_error(e: impl std::fmt::Display) -> SdkError {
-    SdkError::Decode(e.to_string())
+    SdkError::Peering(e.to_string())
 }
 
 impl Session {
-    pub async fn credentials(&self, contract: &str) -> Result<Vec<CredentialInfo>, SdkError> {
-        let token = self.token().await?;
-        self.client
-            .request(
-                Method::GET,
-                &format!("/v1/contracts/{contract}/credentials"),
-                None,
-                Some(&token),
-            )
-            .await
+    pub async fn credentials(&self, contract: ContractId) -> Result<Vec<CredentialInfo>, SdkError> {
+        self.call(
+            Method::GET,
+            &format!("/v1/contracts/{contract}/credentials"),
+            Body::None,
+        )
+        .await
     }
 
     /// The newest working credential of the contract, opened with this participant's key;
     /// renewed first when it is due.
-    pub async fn credential(&self, contract: &str) -> Result<Credential, SdkError> {
+    pub async fn credential(&self, contract: ContractId) -> Result<Credential, SdkError> {
         let list = self.credentials(contract).await?;
         let newest = list
             .first()
-            .ok_or_else(|| SdkError::Decode(format!("contract {contract} has no credential")))?;
+            .ok_or_else(|| SdkError::Peering(format!("contract {contract} has no credential")))?;
         let c = peering::open(&newest.sealed, &self.key).map_err(peer_error)?;
         if c.needs_renewal(now()) {
             return self.renew_credential(contract).await;
@@ -73,18 +59,25 @@ impl Session {
         Ok(c)
     }
 
-    pub async fn renew_credential(&self, contract: &str) -> Result<Credential, SdkError> {
-        let token = self.token().await?;
+    pub async fn renew_credential(&self, contract: ContractId) -> Result<Credential, SdkError> {
         let fresh: CredentialInfo = self
-            .client
-            .request(
+            .call(
                 Method::POST,
                 &format!("/v1/contracts/{contract}/credentials/renew"),
-                None,
-                Some(&token),
+                Body::None,
             )
             .await?;
         peering::open(&fresh.sealed, &self.key).map_err(peer_error)
+    }
+
+    /// Operators revoke a contract's credentials.
+    pub async fn revoke_credentials(&self, contract: ContractId) -> Result<Revoked, SdkError> {
+        self.call(
+            Method::POST,
+            &format!("/v1/contracts/{contract}/credentials/revoke"),
+            Body::None,
+        )
+        .await
     }
 }
 
@@ -95,7 +88,7 @@ pub async fn dial(
 ) -> Result<channel::Channel, SdkError> {
     let addr = credential
         .agent_address()
-        .ok_or_else(|| SdkError::Decode("the credential names no tcp:// endpoint".into()))?;
+        .ok_or_else(|| SdkError::Peering("the credential names no tcp:// endpoint".into()))?;
     let hello = serde_json::to_vec(&Presentation {
         contract: credential.contract_id.clone(),
         secret: credential.secret.clone(),

@@ -1,19 +1,11 @@
-//! The broker's event stream (server-sent events) for a logged-in participant.
+//! The broker's event stream (server-sent events) for a logged-in participant, as the API's
+//! typed events.
 
-use serde::Deserialize;
+use api::Event;
+use reqwest::Method;
 
-use crate::client::SdkError;
+use crate::client::{Body, SdkError};
 use crate::session::Session;
-
-#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct Event {
-    pub seq: u64,
-    pub topic: String,
-    pub subject: String,
-    pub payload: serde_json::Value,
-    pub at: u64,
-}
 
 /// An open stream; `next` gives events in order.
 pub struct EventStream {
@@ -31,7 +23,7 @@ impl Session {
         };
         let response = self
             .client
-            .send(reqwest::Method::GET, &path, None, Some(&token), &[])
+            .send(Method::GET, &path, Body::None, Some(&token), &[])
             .await?;
         Ok(EventStream {
             response,
@@ -57,7 +49,7 @@ impl EventStream {
                 }
                 return serde_json::from_str(&data)
                     .map(Some)
-                    .map_err(|e| SdkError::Decode(e.to_string()));
+                    .map_err(|e| SdkError::Decode(format!("event: {e}")));
             }
             match self.response.chunk().await {
                 Ok(Some(bytes)) => self.buffer.push_str(&String::from_utf8_lossy(&bytes)),

@@ -20,11 +20,8 @@ pub enum KeyError {
     },
 }
 
-/// `$MERCATO_KEY`, else `~/.config/mercato/key.hex`.
+/// Where the key lives when no path is given: `~/.config/mercato/key.hex`.
 pub fn default_path() -> PathBuf {
-    if let Some(p) = std::env::var_os("MERCATO_KEY") {
-        return PathBuf::from(p);
-    }
     let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
     home.join(".config/mercato/key.hex")
 }
@@ -35,7 +32,7 @@ pub fn generate(path: &Path) -> Result<SigningKey, KeyError> {
         return Err(KeyError::Exists(path.to_path_buf()));
     }
     let key = SigningKey::generate(&mut rand::rngs::OsRng);
-    write_secret(path, &catalog::identity::hex_encode(&key.to_bytes()))?;
+    write_secret(path, &identity::hex_encode(&key.to_bytes()))?;
     Ok(key)
 }
 
@@ -80,10 +77,7 @@ pub fn generate_evm(path: &Path) -> Result<PrivateKeySigner, KeyError> {
         return Err(KeyError::Exists(path.to_path_buf()));
     }
     let signer = PrivateKeySigner::random();
-    write_secret(
-        path,
-        &catalog::identity::hex_encode(signer.to_bytes().as_slice()),
-    )?;
+    write_secret(path, &identity::hex_encode(signer.to_bytes().as_slice()))?;
     Ok(signer)
 }
 
@@ -108,16 +102,16 @@ pub fn load(path: &Path) -> Result<SigningKey, KeyError> {
             })
         }
     };
-    let bytes = catalog::identity::hex_decode(text.trim())
-        .ok_or_else(|| KeyError::Malformed(path.to_path_buf()))?;
+    let bytes =
+        identity::hex_decode(text.trim()).ok_or_else(|| KeyError::Malformed(path.to_path_buf()))?;
     let secret: [u8; 32] = bytes
         .try_into()
         .map_err(|_| KeyError::Malformed(path.to_path_buf()))?;
     Ok(SigningKey::from_bytes(&secret))
 }
 
-pub fn did(key: &SigningKey) -> String {
-    catalog::identity::did_of(&key.verifying_key())
+pub fn did(key: &SigningKey) -> api::Did {
+    identity::did_of(&key.verifying_key())
 }
 
 #[cfg(test)]

@@ -1,7 +1,9 @@
-//! Mercato's Rust client library: typed calls to the broker's HTTP API for every role.
-//! The `mercato` command-line tool is a thin layer over it.
+//! Mercato's Rust client library: typed calls to the broker's HTTP API for every role, with the
+//! API's own types (`api`). Everything a participant authorises is signed here with its own keys
+//! (login messages it builds itself, account links, configurations, offers, contract documents it
+//! checks in full first, EIP-712 purchase terms and top-ups); the broker only relays. The
+//! consumer's side of peering (`credentials`) connects straight to the provider.
 
-pub mod agent;
 pub mod client;
 pub mod credentials;
 pub mod events;
@@ -9,5 +11,5 @@ pub mod keys;
 pub mod market;
 pub mod session;
 
-pub use client::{Client, LedgerStatus, OfferDocument, SdkError, SearchItem, SearchPage};
-pub use session::{Me, Session};
+pub use client::{Client, Observed, SdkError};
+pub use session::Session;

@@ -1,118 +1,66 @@
 //! The marketplace for a logged-in participant: link an EVM account, register a provider
-//! configuration, publish offers, reserve and buy, accept, list and close contracts. Everything
-//! the participant authorises is signed here, with its own keys; the broker only relays.
+//! configuration, publish offers, reserve and buy, accept, list and close contracts, top up,
+//! follow usage. Everything the participant authorises is signed here, with its own keys, after
+//! checking it is what was asked for; the broker only relays.
 
-use alloy::primitives::{keccak256, Address, Bytes, U256};
+use alloy::primitives::{Address, U256};
 use alloy::signers::local::PrivateKeySigner;
 use alloy::signers::SignerSync;
 use alloy::sol_types::SolStruct;
+use api::contracts::{AcceptRequest, ContractListQuery, EscrowView, TopUpRequest, ToppedUp};
+use api::document::{self, ContractDocument, Parties, Party};
+use api::ledger::{AccountInfo, FaucetGrant, LinkRequest, Linked};
+use api::offers::{Published, WithdrawnOffer};
+use api::providers::{ConfigRegistered, ConfigRequest};
+use api::reservations::{PurchaseRequest, Reservation, ReserveRequest};
+use api::usage::{
+    ContractUsage, DisputeRequest, Disputed, RecordOutcome, ResolveRequest, Statement, UsageProof,
+    UsageRecord, UsageReport,
+};
+use api::{
+    ContentId, Contract, ContractId, ContractState, Credits, Ed25519Signature, EvmSignature,
+    OfferId, UsageRecordId,
+};
 use catalog::model::Offer;
 use contracts::eip712;
-use contracts::purchase::PurchaseTerms;
 use reqwest::Method;
-use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
 
-use crate::client::SdkError;
+use crate::client::{Body, SdkError};
 use crate::session::{now, Session};
-
-/// What the chain says of an account.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AccountInfo {
-    pub account: Address,
-    pub did: String,
-    pub role: u8,
-    pub registry_nonce: String,
-    pub permit_nonce: String,
-    pub credits: String,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Reservation {
-    pub id: String,
-    pub status: String,
-    pub offer_id: String,
-    pub plan_id: String,
-    pub quantity: u32,
-    pub expires_at: u64,
-    pub document: String,
-    pub document_cid: String,
-    pub terms: PurchaseTerms,
-}
-
-/// A contract as the broker reports it.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Contract {
-    pub id: String,
-    pub reservation_id: String,
-    pub consumer: String,
-    pub provider: String,
-    pub offer_id: String,
-    pub plan_id: String,
-    pub quantity: u32,
-    pub state: String,
-    pub document_cid: String,
-    pub signatures_cid: Option<String>,
-    pub consumer_signature: String,
-    pub provider_signature: Option<String>,
-    pub deadline: u64,
-    pub tx_hash: Option<String>,
-    pub refund: Option<String>,
-    pub failure: Option<String>,
-    pub created_at: u64,
-    pub updated_at: u64,
-    #[serde(default)]
-    pub document: Option<String>,
-    #[serde(default)]
-    pub chain: Option<Value>,
-}
-
-impl Contract {
-    pub fn is_final(&self) -> bool {
-        matches!(self.state.as_str(), "active" | "closed" | "failed")
-    }
-}
-
-pub use catalog::api::ReserveRequest;
 
 /// Deadline for signatures the broker relays right away.
 const SIGNATURE_TTL_SECS: u64 = 600;
+/// How far the document's issue time may be from this machine's clock.
+const ISSUE_SKEW_SECS: u64 = 300;
+/// Longest a purchase's signatures may stay usable.
+const MAX_PURCHASE_WINDOW_SECS: u64 = 24 * 3600;
 
 fn sign_typed<T: SolStruct>(
     signer: &PrivateKeySigner,
     message: &T,
     domain: &alloy::sol_types::Eip712Domain,
-) -> Result<Bytes, SdkError> {
-    eip712::sign(signer, message, domain).map_err(|e| SdkError::Decode(format!("cannot sign: {e}")))
+) -> Result<EvmSignature, SdkError> {
+    let bytes = eip712::sign(signer, message, domain).map_err(|e| SdkError::Sign(e.to_string()))?;
+    EvmSignature::try_from(bytes).map_err(|e| SdkError::Sign(e.to_string()))
 }
 
-fn parse_u256(s: &str) -> Result<U256, SdkError> {
-    s.parse()
-        .map_err(|_| SdkError::Decode(format!("not a number: {s}")))
-}
-
-fn mismatch(what: &str) -> SdkError {
-    SdkError::Decode(format!(
-        "the broker's reservation does not match what was asked ({what}); not signing it"
+fn mismatch(what: impl std::fmt::Display) -> SdkError {
+    SdkError::Mismatch(format!(
+        "the broker's reservation does not match what was asked ({what})"
     ))
 }
 
-impl Session {
-    async fn call<T: serde::de::DeserializeOwned>(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> Result<T, SdkError> {
-        let token = self.token().await?;
-        self.client.request(method, path, body, Some(&token)).await
+fn is<T: PartialEq>(what: &str, got: &T, want: &T) -> Result<(), SdkError> {
+    if got == want {
+        Ok(())
+    } else {
+        Err(mismatch(what))
     }
+}
 
+impl Session {
     pub async fn account(&self, account: Address) -> Result<AccountInfo, SdkError> {
-        self.call(Method::GET, &format!("/v1/accounts/{account}"), None)
+        self.call(Method::GET, &format!("/v1/accounts/{account}"), Body::None)
             .await
     }
 
@@ -122,48 +70,41 @@ impl Session {
         evm: &PrivateKeySigner,
     ) -> Result<(alloy::sol_types::Eip712Domain, U256, u64), SdkError> {
         let ledger = self.client.ledger().await?;
-        let registry: Address = ledger
-            .contracts
-            .participant_registry
-            .parse()
-            .map_err(|_| SdkError::Decode("registry address".into()))?;
         let info = self.account(evm.address()).await?;
         Ok((
-            eip712::registry_domain(ledger.chain_id, registry),
-            parse_u256(&info.registry_nonce)?,
+            eip712::registry_domain(ledger.chain_id, ledger.contracts.participant_registry),
+            info.registry_nonce.0,
             now() + SIGNATURE_TTL_SECS,
         ))
     }
 
     /// Links `evm`'s account to this did on chain (the account signs its consent).
-    pub async fn link_account(&self, evm: &PrivateKeySigner) -> Result<Value, SdkError> {
+    pub async fn link_account(&self, evm: &PrivateKeySigner) -> Result<Linked, SdkError> {
         let me = self.me().await?;
-        let role = match me.role.as_str() {
-            "provider" => 1,
-            "consumer" => 2,
-            "auditor" => 3,
-            _ => 4,
-        };
         let (domain, nonce, deadline) = self.registry_terms(evm).await?;
         let link = eip712::Link {
-            did: self.did(),
+            did: self.did().to_string(),
             account: evm.address(),
-            role,
+            role: me.role.chain_number(),
             nonce,
             deadline: U256::from(deadline),
         };
-        let signature = sign_typed(evm, &link, &domain)?;
+        let req = LinkRequest {
+            account: evm.address(),
+            deadline,
+            signature: sign_typed(evm, &link, &domain)?,
+        };
         self.call(
             Method::POST,
             "/v1/participants/me/account",
-            Some(json!({"account": evm.address(), "deadline": deadline, "signature": signature})),
+            Body::json(&req)?,
         )
         .await
     }
 
     /// Development chains: credits for the linked account.
-    pub async fn faucet(&self) -> Result<Value, SdkError> {
-        self.call(Method::POST, "/v1/faucet", None).await
+    pub async fn faucet(&self) -> Result<FaucetGrant, SdkError> {
+        self.call(Method::POST, "/v1/faucet", Body::None).await
     }
 
     /// Registers a provider configuration: the CID is computed here and signed by the account.
@@ -171,52 +112,65 @@ impl Session {
         &self,
         evm: &PrivateKeySigner,
         config: &str,
-    ) -> Result<Value, SdkError> {
-        let cid = content::unixfs::cid_of(config.as_bytes()).to_string();
+    ) -> Result<ConfigRegistered, SdkError> {
+        let cid = ContentId::from(content::unixfs::cid_of(config.as_bytes()));
         let (domain, nonce, deadline) = self.registry_terms(evm).await?;
         let message = eip712::SetConfig {
             account: evm.address(),
-            cid: cid.clone(),
+            cid: cid.to_string(),
             nonce,
             deadline: U256::from(deadline),
         };
-        let signature = sign_typed(evm, &message, &domain)?;
-        self.call(
-            Method::POST,
-            "/v1/providers/me/config",
-            Some(
-                json!({"config": config, "cid": cid, "deadline": deadline, "signature": signature}),
-            ),
-        )
-        .await
+        let req = ConfigRequest {
+            config: config.to_string(),
+            cid,
+            deadline,
+            signature: sign_typed(evm, &message, &domain)?,
+        };
+        self.call(Method::POST, "/v1/providers/me/config", Body::json(&req)?)
+            .await
     }
 
     /// Publishes `offer` as this provider's: the next version of it if it exists, signed.
-    pub async fn publish_offer(&self, mut offer: Offer) -> Result<Value, SdkError> {
-        offer.provider = self.did();
-        offer.version = match self.client.offer(&offer.id).await {
+    pub async fn publish_offer(&self, mut offer: Offer) -> Result<Published, SdkError> {
+        let id: OfferId = offer
+            .id
+            .parse()
+            .map_err(|e: api::IdError| SdkError::Mismatch(e.to_string()))?;
+        offer.provider = self.did().to_string();
+        offer.version = match self.client.offer(&id).await {
             Ok(current) => current.offer.version + 1,
             Err(SdkError::Api { status: 404, .. }) => 1,
             Err(e) => return Err(e),
         };
         offer.sign(&self.key);
-        let body = serde_json::to_value(&offer).map_err(|e| SdkError::Decode(e.to_string()))?;
-        self.call(Method::POST, "/v1/offers", Some(body)).await
+        let body = serde_json::to_vec(&offer).map_err(|e| SdkError::Decode(e.to_string()))?;
+        let token = self.token().await?;
+        self.client
+            .call(
+                Method::POST,
+                "/v1/offers",
+                Body::Raw(&body),
+                Some(&token),
+                &[],
+            )
+            .await
     }
 
-    pub async fn withdraw_offer(&self, id: &str) -> Result<Value, SdkError> {
-        self.call(Method::DELETE, &format!("/v1/offers/{id}"), None)
+    pub async fn withdraw_offer(&self, id: &OfferId) -> Result<WithdrawnOffer, SdkError> {
+        self.call(Method::DELETE, &format!("/v1/offers/{id}"), Body::None)
             .await
     }
 
     pub async fn reserve(&self, req: &ReserveRequest) -> Result<Reservation, SdkError> {
-        let body = serde_json::to_value(req).map_err(|e| SdkError::Decode(e.to_string()))?;
-        self.call(Method::POST, "/v1/reservations", Some(body))
+        self.call(Method::POST, "/v1/reservations", Body::json(req)?)
             .await
     }
 
-    /// Checks the reservation is what was asked for, signs the document and the terms, and buys.
-    /// The answer comes before the chain confirms: follow it with `wait_contract`.
+    /// Checks every field of the reservation's document and terms against what was asked, the
+    /// offer, this participant and the chain's accounts: the document is rebuilt from them with the
+    /// broker's own pure function and must be equal; then signs and buys. The answer comes before
+    /// the chain confirms: follow it with `wait_contract`.
     pub async fn purchase(
         &self,
         asked: &ReserveRequest,
@@ -224,94 +178,166 @@ impl Session {
         evm: &PrivateKeySigner,
         idempotency_key: &str,
     ) -> Result<Contract, SdkError> {
-        let doc: Value =
-            serde_json::from_str(&r.document).map_err(|_| mismatch("document is not JSON"))?;
-        let t = &r.terms;
-        if doc["offerId"] != json!(asked.offer_id)
-            || doc["plan"]["id"] != json!(asked.plan_id)
-            || doc["quantity"] != json!(asked.quantity)
-        {
-            return Err(mismatch("offer, plan or quantity"));
-        }
-        if doc["consumer"]["did"] != json!(self.did()) || t.consumer != evm.address() {
-            return Err(mismatch("consumer"));
-        }
-        if doc["contractId"] != json!(t.contract_id.to_string())
-            || keccak256(r.document.as_bytes()) != t.terms_hash
-            || content::unixfs::cid_of(r.document.as_bytes()).to_string() != t.terms_cid
-            || doc["deposit"].as_u64().map(U256::from) != Some(t.deposit)
-        {
-            return Err(mismatch("terms hash, CID or deposit"));
-        }
-        if let Some(d) = asked.deposit {
-            if U256::from(d) != t.deposit {
-                return Err(mismatch("deposit"));
-            }
-        }
-        let (open_digest, permit_digest) = t.digests();
-        let sign = |d| {
+        self.check_reservation(asked, r, evm).await?;
+        let (open_digest, permit_digest) = r.terms.chain().digests();
+        let sign = |d| -> Result<EvmSignature, SdkError> {
             evm.sign_hash_sync(&d)
-                .map(|s| Bytes::from(s.as_bytes().to_vec()))
-                .map_err(|e| SdkError::Decode(format!("cannot sign: {e}")))
+                .map(EvmSignature::from)
+                .map_err(|e| SdkError::Sign(e.to_string()))
         };
-        let body = json!({
-            "documentSignature": catalog::identity::sign_hex(&self.key, r.document.as_bytes()),
-            "openSignature": sign(open_digest)?,
-            "permitSignature": sign(permit_digest)?,
-        });
+        let req = PurchaseRequest {
+            document_signature: Ed25519Signature::sign(&self.key, r.document.as_bytes()),
+            open_signature: sign(open_digest)?,
+            permit_signature: sign(permit_digest)?,
+        };
         let token = self.token().await?;
         self.client
-            .request_with(
+            .call(
                 Method::POST,
                 &format!("/v1/reservations/{}/purchase", r.id),
-                Some(body),
+                Body::json(&req)?,
                 Some(&token),
                 &[("idempotency-key", idempotency_key)],
             )
             .await
     }
 
-    pub async fn contract(&self, id: &str) -> Result<Contract, SdkError> {
-        self.call(Method::GET, &format!("/v1/contracts/{id}"), None)
+    async fn check_reservation(
+        &self,
+        asked: &ReserveRequest,
+        r: &Reservation,
+        evm: &PrivateKeySigner,
+    ) -> Result<(), SdkError> {
+        let doc = ContractDocument::parse(r.document.as_bytes())
+            .map_err(|e| mismatch(format!("the document is not a contract document: {e}")))?;
+        let t = &r.terms;
+        let ledger = self.client.ledger().await?;
+        let offer = self.client.offer(&asked.offer_id).await?.offer;
+        let provider_did: api::Did = offer
+            .provider
+            .parse()
+            .map_err(|_| mismatch("the offer's provider is not a did:key"))?;
+        // The provider's account is the one linked to the offer's provider on chain.
+        let provider_account = self.account(t.provider).await?;
+        is(
+            "provider account",
+            &provider_account.did,
+            &Some(provider_did.clone()),
+        )?;
+        let config_cid = match self.client.provider_config(&provider_did).await {
+            Ok(c) => Some(c.cid),
+            Err(SdkError::Api { status: 404, .. }) => None,
+            Err(e) => return Err(e),
+        };
+        if doc.issued_at.abs_diff(now()) > ISSUE_SKEW_SECS {
+            return Err(mismatch("issued at a time far from now"));
+        }
+        let expected = document::build(
+            &offer,
+            asked,
+            Parties {
+                contract_id: r.id.contract(),
+                chain_id: ledger.chain_id,
+                marketplace: ledger.contracts.marketplace,
+                consumer: Party {
+                    did: self.did().clone(),
+                    account: evm.address(),
+                },
+                provider: Party {
+                    did: provider_did,
+                    account: t.provider,
+                },
+                provider_config_cid: config_cid,
+                now: doc.issued_at,
+            },
+        )
+        .map_err(|e| mismatch(e.to_string()))?;
+        is("contract document", &doc, &expected)?;
+        // The terms the account signs commit to exactly these bytes and amounts.
+        let info = self.account(evm.address()).await?;
+        is("chain", &t.chain_id, &ledger.chain_id)?;
+        is("marketplace", &t.marketplace, &ledger.contracts.marketplace)?;
+        is("token", &t.token, &ledger.contracts.credit_token)?;
+        is("contract id", &t.contract_id, &r.id.contract())?;
+        is("consumer account", &t.consumer, &evm.address())?;
+        is(
+            "terms hash",
+            &t.terms_hash.0,
+            &ContractDocument::terms_hash(r.document.as_bytes()),
+        )?;
+        is(
+            "terms CID",
+            &t.terms_cid,
+            &ContentId::from(content::unixfs::cid_of(r.document.as_bytes())),
+        )?;
+        is("document CID", &r.document_cid, &t.terms_cid)?;
+        is("deposit", &t.deposit, &doc.deposit)?;
+        is("period price", &t.period_price, &doc.price.period_price)?;
+        is("period", &t.period, &doc.price.period_seconds)?;
+        is("permit nonce", &t.permit_nonce, &info.permit_nonce)?;
+        let now = now();
+        if t.deadline <= now || t.deadline > now + MAX_PURCHASE_WINDOW_SECS {
+            return Err(mismatch("a deadline in the past or too far ahead"));
+        }
+        Ok(())
+    }
+
+    pub async fn contract(&self, id: ContractId) -> Result<Contract, SdkError> {
+        self.call(Method::GET, &format!("/v1/contracts/{id}"), Body::None)
             .await
     }
 
     pub async fn contracts(&self) -> Result<Vec<Contract>, SdkError> {
-        self.call(Method::GET, "/v1/contracts", None).await
+        self.contracts_limited(ContractListQuery::default()).await
     }
 
-    /// The provider signs a proposed contract's document (after checking it names it).
-    pub async fn accept(&self, id: &str) -> Result<Contract, SdkError> {
+    pub async fn contracts_limited(&self, q: ContractListQuery) -> Result<Vec<Contract>, SdkError> {
+        let path = match q.limit {
+            Some(l) => format!("/v1/contracts?limit={l}"),
+            None => "/v1/contracts".into(),
+        };
+        self.call(Method::GET, &path, Body::None).await
+    }
+
+    /// The provider signs a proposed contract's document, after checking it is a contract
+    /// document that names this provider for one of its offers.
+    pub async fn accept(&self, id: ContractId) -> Result<Contract, SdkError> {
         let c = self.contract(id).await?;
         let document = c
             .document
             .ok_or_else(|| SdkError::Decode("the broker sent no document".into()))?;
-        let doc: Value = serde_json::from_str(&document)
-            .map_err(|_| SdkError::Decode("the document is not JSON".into()))?;
-        if doc["provider"]["did"] != json!(self.did()) {
-            return Err(SdkError::Decode(
-                "the document does not name this provider; not signing it".into(),
+        let doc = ContractDocument::parse(document.as_bytes())
+            .map_err(|e| SdkError::Mismatch(format!("not a contract document: {e}")))?;
+        if doc.provider.did != *self.did() || doc.contract_id != id || doc.offer_id != c.offer_id {
+            return Err(SdkError::Mismatch(
+                "the document does not name this provider and this contract".into(),
             ));
         }
-        let signature = catalog::identity::sign_hex(&self.key, document.as_bytes());
+        let req = AcceptRequest {
+            signature: Ed25519Signature::sign(&self.key, document.as_bytes()),
+        };
         self.call(
             Method::POST,
             &format!("/v1/contracts/{id}/accept"),
-            Some(json!({ "signature": signature })),
+            Body::json(&req)?,
         )
         .await
     }
 
-    pub async fn close(&self, id: &str) -> Result<Contract, SdkError> {
-        self.call(Method::POST, &format!("/v1/contracts/{id}/close"), None)
-            .await
+    pub async fn close(&self, id: ContractId) -> Result<Contract, SdkError> {
+        self.call(
+            Method::POST,
+            &format!("/v1/contracts/{id}/close"),
+            Body::None,
+        )
+        .await
     }
 
     /// Follows the contract until `done` says so, calling `progress` on each change of state:
     /// woken by the contract's events, with a slow poll as a safety net.
     pub async fn wait_contract(
         &self,
-        id: &str,
+        id: ContractId,
         done: impl Fn(&Contract) -> bool,
         mut progress: impl FnMut(&Contract),
         timeout: std::time::Duration,
@@ -319,11 +345,12 @@ impl Session {
         let start = std::time::Instant::now();
         // Opened before the first look, so no change after it can be missed.
         let mut events = self.events(None).await?;
-        let mut last = String::new();
+        let mut last: Option<ContractState> = None;
+        let subject = id.to_string();
         loop {
             let c = self.contract(id).await?;
-            if c.state != last {
-                last = c.state.clone();
+            if last != Some(c.state) {
+                last = Some(c.state);
                 progress(&c);
             }
             if done(&c) {
@@ -340,7 +367,7 @@ impl Session {
             // Until an event about this contract, or the safety-net poll.
             let _ = tokio::time::timeout(pause, async {
                 while let Ok(Some(e)) = events.next().await {
-                    if e.subject == id && e.topic.starts_with("contract.") {
+                    if e.subject == subject && e.body.contract().is_some() {
                         return;
                     }
                 }
@@ -354,30 +381,33 @@ impl Session {
     /// Reports usage records (providers' agents); one outcome per record.
     pub async fn report_usage(
         &self,
-        records: &[peering::usage::UsageRecord],
-    ) -> Result<Vec<Value>, SdkError> {
-        self.call(
-            Method::POST,
-            "/v1/usage",
-            Some(json!({ "records": records })),
-        )
-        .await
+        records: &[UsageRecord],
+    ) -> Result<Vec<RecordOutcome>, SdkError> {
+        let report = UsageReport {
+            records: records.to_vec(),
+        };
+        self.call(Method::POST, "/v1/usage", Body::json(&report)?)
+            .await
     }
 
     /// A contract's usage as it accrues, with its total and what is settled.
-    pub async fn usage(&self, contract: &str) -> Result<Value, SdkError> {
+    pub async fn usage(&self, contract: ContractId) -> Result<ContractUsage, SdkError> {
         self.call(
             Method::GET,
             &format!("/v1/contracts/{contract}/usage"),
-            None,
+            Body::None,
         )
         .await
     }
 
     /// The proof that a usage record is in its settled batch (and the chain's verdict).
-    pub async fn usage_proof(&self, record: &str) -> Result<Value, SdkError> {
-        self.call(Method::GET, &format!("/v1/usage/{record}/proof"), None)
-            .await
+    pub async fn usage_proof(&self, record: &UsageRecordId) -> Result<UsageProof, SdkError> {
+        self.call(
+            Method::GET,
+            &format!("/v1/usage/{record}/proof"),
+            Body::None,
+        )
+        .await
     }
 
     /// A provider withdraws its earnings (all of them by default) with its own account: a
@@ -385,136 +415,150 @@ impl Session {
     pub async fn withdraw_earnings(
         &self,
         evm: &PrivateKeySigner,
-        amount: Option<U256>,
-    ) -> Result<(String, U256), SdkError> {
+        amount: Option<Credits>,
+    ) -> Result<(api::TxHash, Credits), SdkError> {
         let ledger = self.client.ledger().await?;
-        let marketplace: Address = ledger
-            .contracts
-            .marketplace
-            .parse()
-            .map_err(|_| SdkError::Decode("marketplace address".into()))?;
-        let url = ledger.rpc_url.clone();
-        let chain = move |e: ledger::ClientError| SdkError::Unreachable {
-            url: url.clone(),
-            reason: e.to_string(),
-        };
+        let marketplace = ledger.contracts.marketplace;
+        let chain = |e: &dyn std::fmt::Display| SdkError::Chain(e.to_string());
         let client = ledger::ChainClient::connect(&ledger.rpc_url, evm.clone())
             .await
-            .map_err(chain.clone())?;
+            .map_err(|e| chain(&e))?;
         let available = contracts::Marketplace::new(marketplace, client.provider())
             .earnings(evm.address())
             .call()
             .await
-            .map_err(|e| SdkError::Decode(e.to_string()))?;
+            .map_err(|e| chain(&e))?;
+        let available = u128::try_from(available)
+            .map(Credits::from_base_units)
+            .map_err(|_| SdkError::Chain(format!("earnings of {available} base units")))?;
         let amount = amount.unwrap_or(available);
         if amount.is_zero() {
-            return Err(SdkError::Decode("there are no earnings to withdraw".into()));
+            return Err(SdkError::Chain("there are no earnings to withdraw".into()));
         }
         let receipt = client
             .send_call(
                 marketplace,
                 &contracts::Marketplace::withdrawCall {
                     to: evm.address(),
-                    amount,
+                    amount: U256::from(amount.base_units()),
                 },
             )
             .await
-            .map_err(chain)?;
-        Ok((receipt.transaction_hash.to_string(), amount))
+            .map_err(|e| chain(&e))?;
+        Ok((api::TxHash(receipt.transaction_hash), amount))
     }
 
-    /// A contract's statement (JSON, or CSV with `csv`).
-    pub async fn statement(&self, contract: &str, csv: bool) -> Result<String, SdkError> {
-        let token = self.token().await?;
-        let path = format!(
-            "/v1/contracts/{contract}/statement{}",
-            if csv { "?format=csv" } else { "" }
-        );
-        let resp = self
-            .client
-            .send(Method::GET, &path, None, Some(&token), &[])
-            .await?;
-        resp.text()
-            .await
-            .map_err(|e| SdkError::Decode(e.to_string()))
-    }
-
-    /// How long a contract's escrow lasts (and the nonces a top-up signs).
-    pub async fn escrow(&self, contract: &str) -> Result<Value, SdkError> {
+    /// A contract's statement, checked against the chain.
+    pub async fn statement(&self, contract: ContractId) -> Result<Statement, SdkError> {
         self.call(
             Method::GET,
-            &format!("/v1/contracts/{contract}/escrow"),
-            None,
+            &format!("/v1/contracts/{contract}/statement"),
+            Body::None,
         )
         .await
     }
 
-    /// Adds `amount` base units to a contract's escrow: the account signs a TopUp and a permit;
-    /// the broker relays both.
+    /// A contract's statement as CSV.
+    pub async fn statement_csv(&self, contract: ContractId) -> Result<String, SdkError> {
+        let token = self.token().await?;
+        let bytes = self
+            .client
+            .read(
+                Method::GET,
+                &format!("/v1/contracts/{contract}/statement?format=csv"),
+                Body::None,
+                Some(&token),
+                &[],
+            )
+            .await?;
+        String::from_utf8(bytes).map_err(|e| SdkError::Decode(e.to_string()))
+    }
+
+    /// How long a contract's escrow lasts (and the nonces a top-up signs).
+    pub async fn escrow(&self, contract: ContractId) -> Result<EscrowView, SdkError> {
+        self.call(
+            Method::GET,
+            &format!("/v1/contracts/{contract}/escrow"),
+            Body::None,
+        )
+        .await
+    }
+
+    /// Adds `amount` to a contract's escrow: the account signs a TopUp and a permit; the broker
+    /// relays both.
     pub async fn top_up(
         &self,
-        contract: &str,
+        contract: ContractId,
         evm: &PrivateKeySigner,
-        amount: u64,
-    ) -> Result<Value, SdkError> {
+        amount: Credits,
+    ) -> Result<ToppedUp, SdkError> {
         let info = self.escrow(contract).await?;
         let ledger = self.client.ledger().await?;
-        let addr = |s: &str| -> Result<Address, SdkError> {
-            s.parse()
-                .map_err(|_| SdkError::Decode(format!("bad address {s}")))
-        };
-        let (marketplace, token) = (
-            addr(&ledger.contracts.marketplace)?,
-            addr(&ledger.contracts.credit_token)?,
-        );
-        let nonce = |k: &str| parse_u256(info[k].as_str().unwrap_or("x"));
+        let (marketplace, token) = (ledger.contracts.marketplace, ledger.contracts.credit_token);
         let deadline = now() + SIGNATURE_TTL_SECS;
-        let id: alloy::primitives::B256 = contract
-            .parse()
-            .map_err(|_| SdkError::Decode(format!("{contract} is not a contract id")))?;
+        let value = U256::from(amount.base_units());
         let top = eip712::TopUp {
-            contractId: id,
-            amount: U256::from(amount),
-            nonce: nonce("topUpNonce")?,
+            contractId: contract.0,
+            amount: value,
+            nonce: info.top_up_nonce.0,
             deadline: U256::from(deadline),
         };
         let permit = eip712::Permit {
             owner: evm.address(),
             spender: marketplace,
-            value: U256::from(amount),
-            nonce: nonce("permitNonce")?,
+            value,
+            nonce: info.permit_nonce.0,
             deadline: U256::from(deadline),
         };
-        let body = json!({
-            "amount": amount,
-            "deadline": deadline,
-            "topUpSignature": sign_typed(evm, &top, &eip712::marketplace_domain(ledger.chain_id, marketplace))?,
-            "permitSignature": sign_typed(evm, &permit, &eip712::token_domain(ledger.chain_id, token))?,
-        });
+        let req = TopUpRequest {
+            amount,
+            deadline,
+            top_up_signature: sign_typed(
+                evm,
+                &top,
+                &eip712::marketplace_domain(ledger.chain_id, marketplace),
+            )?,
+            permit_signature: sign_typed(
+                evm,
+                &permit,
+                &eip712::token_domain(ledger.chain_id, token),
+            )?,
+        };
         self.call(
             Method::POST,
             &format!("/v1/contracts/{contract}/topup"),
-            Some(body),
+            Body::json(&req)?,
         )
         .await
     }
 
     /// The consumer disputes a usage record (within the broker's window, before it settles).
-    pub async fn dispute_usage(&self, record: &str, reason: &str) -> Result<Value, SdkError> {
+    pub async fn dispute_usage(
+        &self,
+        record: &UsageRecordId,
+        reason: &str,
+    ) -> Result<Disputed, SdkError> {
+        let req = DisputeRequest {
+            reason: reason.to_string(),
+        };
         self.call(
             Method::POST,
             &format!("/v1/usage/{record}/dispute"),
-            Some(json!({ "reason": reason })),
+            Body::json(&req)?,
         )
         .await
     }
 
     /// An operator decides a dispute: uphold (settles) or void (charged nothing).
-    pub async fn resolve_dispute(&self, record: &str, uphold: bool) -> Result<Value, SdkError> {
+    pub async fn resolve_dispute(
+        &self,
+        record: &UsageRecordId,
+        uphold: bool,
+    ) -> Result<Disputed, SdkError> {
         self.call(
             Method::POST,
             &format!("/v1/usage/{record}/resolve"),
-            Some(json!({ "uphold": uphold })),
+            Body::json(&ResolveRequest { uphold })?,
         )
         .await
     }

@@ -1,39 +1,25 @@
-//! Logged-in use of the API: the session signs a challenge with the participant's key whenever it
-//! has no valid token, so callers never handle tokens themselves.
+//! Logged-in use of the API: the session logs in whenever it has no valid token, so callers never
+//! handle tokens. The login message is built here from its parts (the broker's nonce and expiry,
+//! this participant's did, and the deployment the session itself read), never signed as text the
+//! broker chose: the same key signs contract documents, offers and usage records.
 
+use api::auth::{Challenge, ChallengeRequest, RegisterRequest, Registered, Token, TokenRequest};
+use api::{Did, Ed25519Signature, Principal, Role};
 use ed25519_dalek::SigningKey;
-use serde::Deserialize;
-use serde_json::json;
-use tokio::sync::Mutex;
+use reqwest::Method;
+use serde::de::DeserializeOwned;
+use tokio::sync::{Mutex, OnceCell};
 
-use crate::client::{Client, SdkError};
-use crate::keys;
+use crate::client::{Body, Client, SdkError};
 
-#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct Me {
-    pub did: String,
-    pub role: String,
-    pub expires_at: u64,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Challenge {
-    nonce: String,
-    message: String,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Token {
-    token: String,
-    expires_at: u64,
-}
+/// Longest a login challenge may claim to last (the broker's are 2 minutes).
+const MAX_CHALLENGE_SECS: u64 = 600;
 
 pub struct Session {
     pub(crate) client: Client,
     pub(crate) key: SigningKey,
+    did: Did,
+    audience: OnceCell<String>,
     token: Mutex<Option<(String, u64)>>,
 }
 
@@ -45,9 +31,12 @@ pub(crate) fn now() -> u64 {
 
 impl Session {
     pub fn new(client: Client, key: SigningKey) -> Self {
+        let did = identity::did_of(&key.verifying_key());
         Self {
             client,
             key,
+            did,
+            audience: OnceCell::new(),
             token: Mutex::new(None),
         }
     }
@@ -56,36 +45,68 @@ impl Session {
         &self.key
     }
 
-    pub fn did(&self) -> String {
-        keys::did(&self.key)
+    pub fn did(&self) -> &Did {
+        &self.did
     }
 
-    /// The audience the broker's signed messages name.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The deployment this session's signed messages name (read once from the broker's ledger).
     pub async fn audience(&self) -> Result<String, SdkError> {
-        let ledger = self.client.ledger().await?;
-        Ok(catalog::identity::audience(
-            ledger.chain_id,
-            &ledger.contracts.marketplace,
-        ))
+        self.audience
+            .get_or_try_init(|| async { Ok(self.client.ledger().await?.audience()) })
+            .await
+            .cloned()
     }
 
-    /// Registers this key with a self-service role (provider or consumer).
-    pub async fn register(&self, role: &str) -> Result<(), SdkError> {
-        let did = self.did();
-        let issued = now();
-        let message =
-            catalog::identity::registration_message(&self.audience().await?, &did, role, issued);
-        let signature = catalog::identity::sign_hex(&self.key, message.as_bytes());
-        let body = json!({"did": did, "role": role, "issuedAt": issued, "signature": signature});
+    /// Registers this key with `role`: providers and consumers register themselves.
+    pub async fn register(&self, role: Role) -> Result<Registered, SdkError> {
+        let req = self.registration(self.did.clone(), role, &self.key).await?;
         self.client
-            .request::<serde_json::Value>(
-                reqwest::Method::POST,
+            .call(
+                Method::POST,
                 "/v1/participants",
-                Some(body),
+                Body::json(&req)?,
                 None,
+                &[],
             )
             .await
-            .map(|_| ())
+    }
+
+    /// An operator grants `role` (auditor, operator) to the participant whose key is `key`, who
+    /// signed for it.
+    pub async fn grant(&self, key: &SigningKey, role: Role) -> Result<Registered, SdkError> {
+        let did = identity::did_of(&key.verifying_key());
+        let req = self.registration(did, role, key).await?;
+        let token = self.token().await?;
+        self.client
+            .call(
+                Method::POST,
+                "/v1/participants",
+                Body::json(&req)?,
+                Some(&token),
+                &[],
+            )
+            .await
+    }
+
+    async fn registration(
+        &self,
+        did: Did,
+        role: Role,
+        key: &SigningKey,
+    ) -> Result<RegisterRequest, SdkError> {
+        let issued_at = now();
+        let message =
+            identity::registration_message(&self.audience().await?, &did, role.as_str(), issued_at);
+        Ok(RegisterRequest {
+            did,
+            role,
+            issued_at,
+            signature: Ed25519Signature::sign(key, message.as_bytes()),
+        })
     }
 
     /// A valid token, logging in when there is none or it is about to expire.
@@ -96,34 +117,64 @@ impl Session {
                 return Ok(token.clone());
             }
         }
-        let did = self.did();
         let ch: Challenge = self
             .client
-            .request(
-                reqwest::Method::POST,
+            .call(
+                Method::POST,
                 "/v1/auth/challenge",
-                Some(json!({"did": did})),
+                Body::json(&ChallengeRequest {
+                    did: self.did.clone(),
+                })?,
                 None,
+                &[],
             )
             .await?;
-        let signature = catalog::identity::sign_hex(&self.key, ch.message.as_bytes());
+        let fresh = ch.nonce.len() == 64
+            && ch
+                .nonce
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        let now = now();
+        if !fresh || ch.expires_at <= now || ch.expires_at > now + MAX_CHALLENGE_SECS {
+            return Err(SdkError::Mismatch(
+                "the broker's login challenge is not a fresh 32-byte nonce with a near expiry"
+                    .into(),
+            ));
+        }
+        let message =
+            identity::login_message(&self.audience().await?, &self.did, &ch.nonce, ch.expires_at);
         let t: Token = self
             .client
-            .request(
-                reqwest::Method::POST,
+            .call(
+                Method::POST,
                 "/v1/auth/token",
-                Some(json!({"did": did, "nonce": ch.nonce, "signature": signature})),
+                Body::json(&TokenRequest {
+                    did: self.did.clone(),
+                    nonce: ch.nonce,
+                    signature: Ed25519Signature::sign(&self.key, message.as_bytes()),
+                })?,
                 None,
+                &[],
             )
             .await?;
         *cached = Some((t.token.clone(), t.expires_at));
         Ok(t.token)
     }
 
-    pub async fn me(&self) -> Result<Me, SdkError> {
+    /// An authenticated call whose answer is `T`.
+    pub(crate) async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Body<'_>,
+    ) -> Result<T, SdkError> {
         let token = self.token().await?;
         self.client
-            .request(reqwest::Method::GET, "/v1/auth/me", None, Some(&token))
+            .call(method, path, body, Some(&token), &[])
             .await
+    }
+
+    pub async fn me(&self) -> Result<Principal, SdkError> {
+        self.call(Method::GET, "/v1/auth/me", Body::None).await
     }
 }

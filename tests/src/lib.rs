@@ -1,14 +1,19 @@
-//! Helpers for the end-to-end tests: find the workspace's binaries and run them as a user would.
+//! Helpers for the end-to-end tests: run the workspace's binaries as a user does (brokers and
+//! chains on port 0, reporting the address they bound), the `mercato` CLI with typed answers,
+//! participants and offers (`market`), the provider's agent (`peer`), and a check of real answers
+//! against the generated OpenAPI document (`openapi`).
 
 pub mod market;
+pub mod openapi;
 pub mod peer;
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
+
+pub use testkit::{eventually, eventually_some, Patience};
 
 /// A workspace binary next to the test executable (`cargo build --workspace --bins` builds them).
 pub fn bin(name: &str) -> PathBuf {
@@ -23,88 +28,124 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
-pub fn free_port() -> u16 {
-    TcpListener::bind(("127.0.0.1", 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+/// Reads a child's stdout lines until `done` says the start-up is over; returns what it read.
+fn read_until(
+    child: &mut Child,
+    what: &str,
+    log: Option<&Path>,
+    done: impl Fn(&str) -> bool,
+) -> String {
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut output = String::new();
+    loop {
+        match rx.recv_timeout(Duration::from_secs(90)) {
+            Ok(line) => {
+                output.push_str(&line);
+                output.push('\n');
+                if done(&line) {
+                    // Keep draining stdout so the process never blocks on a full pipe.
+                    std::thread::spawn(move || for _ in rx {});
+                    return output;
+                }
+            }
+            Err(_) => panic!(
+                "{what} did not start: {output}{}",
+                log.map(|l| std::fs::read_to_string(l).unwrap_or_default())
+                    .unwrap_or_default()
+            ),
+        }
+    }
 }
 
-/// A running `mercato-broker` on the embedded default; stopped with SIGTERM on drop.
+/// A running `mercato-broker` (embedded chain unless told otherwise); stopped with SIGTERM on
+/// drop.
 pub struct BrokerProcess {
     child: Child,
     pub url: String,
+    /// The port it listens on (a restart with `start_on` takes it again).
+    pub port: u16,
     pub output: String,
 }
 
 impl BrokerProcess {
-    pub fn start(data_dir: &std::path::Path) -> Self {
+    pub fn start(data_dir: &Path) -> Self {
         Self::start_with(data_dir, &[])
     }
 
     /// Starts with extra arguments (for example `--database-url postgres://…`).
-    pub fn start_with(data_dir: &std::path::Path, extra: &[&str]) -> Self {
+    pub fn start_with(data_dir: &Path, extra: &[&str]) -> Self {
         Self::start_env(data_dir, extra, &[])
     }
 
     /// Starts with extra arguments and environment variables.
-    pub fn start_env(data_dir: &std::path::Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
-        Self::start_on(free_port(), data_dir, extra, env)
+    pub fn start_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::start_on(0, data_dir, extra, env)
     }
 
-    /// Starts with its API on `api` (a restart where clients expect it).
-    pub fn start_on(
-        api: u16,
-        data_dir: &std::path::Path,
-        extra: &[&str],
-        env: &[(&str, &str)],
-    ) -> Self {
-        let chain = free_port();
+    /// Starts with its API on `port` (0: any free one; a restart where clients expect it: the
+    /// port the first start reported).
+    pub fn start_on(port: u16, data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
+        std::fs::create_dir_all(data_dir).expect("data dir");
+        let log = data_dir.join("broker.log");
         let mut child = Command::new(bin("mercato-broker"))
             .envs(env.iter().copied())
             .arg("--data-dir")
             .arg(data_dir)
-            .args(["--listen", &format!("127.0.0.1:{api}")])
-            .args(["--chain-port", &chain.to_string()])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--chain-port", "0"])
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(
-                std::fs::File::create(data_dir.join("broker.log"))
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&log)
                     .map(Stdio::from)
                     .unwrap_or_else(|_| Stdio::null()),
             )
             .spawn()
             .expect("start mercato-broker");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
+        let output = read_until(&mut child, "mercato-broker", Some(&log), |l| {
+            l.starts_with("data in")
         });
-        let mut output = String::new();
-        loop {
-            match rx.recv_timeout(Duration::from_secs(90)) {
-                Ok(line) => {
-                    output.push_str(&line);
-                    output.push('\n');
-                    if line.starts_with("data in") {
-                        break;
-                    }
-                }
-                Err(_) => panic!(
-                    "mercato-broker did not start: {output}{}",
-                    std::fs::read_to_string(data_dir.join("broker.log")).unwrap_or_default()
-                ),
-            }
-        }
+        let url = output
+            .lines()
+            .find_map(|l| l.strip_prefix("Mercato broker listening on "))
+            .expect("the broker says where it listens")
+            .trim()
+            .to_string();
+        let port = url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("a port");
         Self {
             child,
-            url: format!("http://127.0.0.1:{api}"),
+            url,
+            port,
             output,
         }
+    }
+
+    /// The chain's RPC URL the broker reported.
+    pub fn chain_url(&self) -> String {
+        self.output
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("chain ")
+                    .and_then(|r| r.split(" at ").nth(1))
+            })
+            .expect("the broker names its chain")
+            .trim()
+            .to_string()
     }
 
     pub fn stop(mut self) {
@@ -112,13 +153,14 @@ impl BrokerProcess {
     }
 
     /// Waits for the process to end by itself (a crash); false if it is still running.
-    pub fn wait_exit(&mut self, timeout: Duration) -> bool {
+    pub async fn exited(&mut self, patience: Patience) -> bool {
+        let child = &mut self.child;
         let start = std::time::Instant::now();
-        while start.elapsed() < timeout {
-            if let Ok(Some(_)) = self.child.try_wait() {
+        while start.elapsed() < patience.0 {
+            if let Ok(Some(_)) = child.try_wait() {
                 return true;
             }
-            std::thread::sleep(Duration::from_millis(20));
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         false
     }
@@ -140,18 +182,47 @@ impl Drop for BrokerProcess {
     }
 }
 
-/// Runs `mercato` with `args` against `broker`; returns (success, stdout, stderr).
-pub fn mercato(broker: &str, args: &[&str]) -> (bool, String, String) {
+/// What `mercato` answered.
+#[derive(Debug)]
+pub struct Answer {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Answer {
+    /// The JSON answer of a command that must have succeeded (run with `--json`).
+    pub fn json<T: serde::de::DeserializeOwned>(&self) -> T {
+        assert!(self.ok, "mercato failed: {}{}", self.stdout, self.stderr);
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not the expected JSON ({e}): {}", self.stdout))
+    }
+
+    /// Stdout of a command that must have succeeded.
+    pub fn out(&self) -> &str {
+        assert!(self.ok, "mercato failed: {}{}", self.stdout, self.stderr);
+        &self.stdout
+    }
+
+    /// Stderr of a command that must have failed.
+    pub fn err(&self) -> &str {
+        assert!(!self.ok, "mercato succeeded: {}", self.stdout);
+        &self.stderr
+    }
+}
+
+/// Runs `mercato` with `args` against `broker`.
+pub fn mercato(broker: &str, args: &[&str]) -> Answer {
     let out = Command::new(bin("mercato"))
         .args(["--broker", broker])
         .args(args)
         .output()
         .expect("run mercato");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    Answer {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
 }
 
 /// A chain of its own (`ledger-node up`), as in production: it outlives the broker.
@@ -164,41 +235,31 @@ pub struct LedgerProcess {
 }
 
 impl LedgerProcess {
-    pub fn start(dir: &std::path::Path) -> Self {
-        let port = free_port();
+    pub fn start(dir: &Path) -> Self {
         let mut child = Command::new(bin("ledger-node"))
-            .args(["up", "--port", &port.to_string(), "--data-dir"])
+            .args(["up", "--port", "0", "--data-dir"])
             .arg(dir.join("ledger"))
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("start ledger-node");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let mut output = String::new();
-        for line in lines.by_ref().map_while(Result::ok) {
-            output.push_str(&line);
-            output.push('\n');
-            if line.starts_with("ready") {
-                break;
-            }
-        }
-        assert!(
-            output.contains("ready"),
-            "ledger-node did not start: {output}"
-        );
-        // Keep draining stdout so the chain never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
+        let output = read_until(&mut child, "ledger-node", None, |l| l.starts_with("ready"));
+        let rpc_url = output
+            .lines()
+            .find_map(|l| l.strip_prefix("rpc url"))
+            .expect("ledger-node names its rpc url")
+            .trim()
+            .to_string();
         let broker_key = dir.join("broker.key");
         let signer = ledger::accounts::dev_signer(ledger::accounts::BROKER_INDEX).expect("dev key");
         std::fs::write(
             &broker_key,
-            catalog::identity::hex_encode(signer.to_bytes().as_slice()),
+            identity::hex_encode(signer.to_bytes().as_slice()),
         )
         .expect("write key");
         Self {
             child,
-            rpc_url: format!("http://127.0.0.1:{port}"),
+            rpc_url,
             deployment: dir.join("ledger").join("deployment.json"),
             broker_key,
         }

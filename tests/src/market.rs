@@ -1,37 +1,60 @@
-//! Participants for the marketplace tests: keys, registration, a linked EVM account, credits.
+//! Participants for the marketplace tests: keys, registration, a linked EVM account, credits;
+//! offers and requests to buy them.
+
+use std::time::Duration;
 
 use alloy::signers::local::PrivateKeySigner;
+use api::reservations::ReserveRequest;
+use api::{Contract, ContractId, ContractState, Credits, Did, Role};
 use catalog::model::{Offer, Pricing, ReservedPrice};
-use ed25519_dalek::SigningKey;
-use sdk::market::{Contract, ReserveRequest};
 use sdk::{Client, Session};
+
+use crate::openapi::Recorder;
 
 pub struct Participant {
     pub session: Session,
     pub evm: PrivateKeySigner,
 }
 
+/// A client for `url`, recording every answer when `recorder` is given.
+pub fn client(url: &str, recorder: Option<&Recorder>) -> Client {
+    let c = Client::new(url).unwrap();
+    match recorder {
+        Some(r) => r.attach(c),
+        None => c,
+    }
+}
+
 impl Participant {
     /// A new participant with `role`, its account linked on chain; consumers get faucet credits.
-    pub async fn new(url: &str, role: &str) -> Self {
-        let p = Self::with_account(url, role, PrivateKeySigner::random()).await;
-        if role == "consumer" {
+    pub async fn new(url: &str, role: Role) -> Self {
+        Self::recorded(url, role, None).await
+    }
+
+    /// `new`, with every answer recorded for the OpenAPI check.
+    pub async fn recorded(url: &str, role: Role, recorder: Option<&Recorder>) -> Self {
+        let p =
+            Self::with_account_on(client(url, recorder), role, PrivateKeySigner::random()).await;
+        if role == Role::Consumer {
             p.session.faucet().await.unwrap();
         }
         p
     }
 
     /// A participant whose account is `evm` (a funded development account, say).
-    pub async fn with_account(url: &str, role: &str, evm: PrivateKeySigner) -> Self {
-        let key = SigningKey::generate(&mut rand::rngs::OsRng);
-        let session = Session::new(Client::new(url).unwrap(), key);
+    pub async fn with_account(url: &str, role: Role, evm: PrivateKeySigner) -> Self {
+        Self::with_account_on(client(url, None), role, evm).await
+    }
+
+    async fn with_account_on(client: Client, role: Role, evm: PrivateKeySigner) -> Self {
+        let session = Session::new(client, identity::generate());
         session.register(role).await.unwrap();
         session.link_account(&evm).await.unwrap();
         Self { session, evm }
     }
 
     /// A participant on development account `index` (funded with credits at deployment).
-    pub async fn new_funded(url: &str, role: &str, index: u32) -> Self {
+    pub async fn new_funded(url: &str, role: Role, index: u32) -> Self {
         let evm = ledger::accounts::dev_signer(index).unwrap();
         Self::with_account(url, role, evm).await
     }
@@ -44,21 +67,29 @@ impl Participant {
         }
     }
 
-    pub fn did(&self) -> String {
-        self.session.did()
+    pub fn did(&self) -> Did {
+        self.session.did().clone()
     }
 
-    pub async fn credits(&self) -> u128 {
-        let info = self.session.account(self.evm.address()).await.unwrap();
-        info.credits.parse().unwrap()
+    pub async fn credits(&self) -> Credits {
+        self.session
+            .account(self.evm.address())
+            .await
+            .unwrap()
+            .credits
     }
 }
 
 pub const PROVIDER_CONFIG: &str = "name: edge-1\nendpoints:\n  - name: api\n    url: https://edge-1.example:8443\npolicies:\n  autoAccept: true\n";
 
-/// A compute offer of `provider` with one reserved plan: `capacity` units at `price` per hour.
-pub fn offer(id: &str, capacity: u32, price: u64) -> Offer {
-    let mut o = catalog::synth::Generator::new(7, 1, false).offer(id, 1);
+/// Base units, for amounts in the tests.
+pub fn units(n: u128) -> Credits {
+    Credits::from_base_units(n)
+}
+
+/// A compute offer with one reserved plan: `capacity` units at `price` base units per hour.
+pub fn offer(id: &str, capacity: u32, price: u128) -> Offer {
+    let mut o = testkit::synth::Generator::new(7, 1, false).offer(id, 1);
     o.plans.truncate(1);
     o.plans[0].capacity = capacity;
     // One unit: one core and 1 GiB, so up to 16 units fit the generated offer's resources.
@@ -69,7 +100,7 @@ pub fn offer(id: &str, capacity: u32, price: u64) -> Offer {
     };
     o.plans[0].pricing = Pricing {
         reserved: Some(ReservedPrice {
-            price,
+            price: units(price),
             period_seconds: 3600,
         }),
         pay_per_use: None,
@@ -81,12 +112,12 @@ pub fn offer(id: &str, capacity: u32, price: u64) -> Offer {
 }
 
 /// `offer` with one pay-per-use plan charging `network_gb` base units per GB of traffic.
-pub fn ppu_offer(id: &str, capacity: u32, network_gb: u64) -> Offer {
+pub fn ppu_offer(id: &str, capacity: u32, network_gb: u128) -> Offer {
     let mut o = offer(id, capacity, 1);
     o.plans[0].pricing = Pricing {
         reserved: None,
         pay_per_use: Some(catalog::model::UnitPrices {
-            network_gb,
+            network_gb: units(network_gb),
             ..Default::default()
         }),
     };
@@ -95,15 +126,15 @@ pub fn ppu_offer(id: &str, capacity: u32, network_gb: u64) -> Offer {
 
 pub fn request(offer: &Offer, quantity: u32) -> ReserveRequest {
     ReserveRequest {
-        offer_id: offer.id.clone(),
-        plan_id: offer.plans[0].id.clone(),
+        offer_id: offer.id.parse().unwrap(),
+        plan_id: offer.plans[0].id.parse().unwrap(),
         quantity,
         periods: None,
         deposit: None,
     }
 }
 
-/// Reserves, purchases, and has the provider accept; returns the contract once final.
+/// Reserves, purchases, and has the provider accept; returns the contract once settled.
 pub async fn buy(consumer: &Participant, provider: &Participant, req: &ReserveRequest) -> Contract {
     let r = consumer.session.reserve(req).await.unwrap();
     let c = consumer
@@ -111,8 +142,8 @@ pub async fn buy(consumer: &Participant, provider: &Participant, req: &ReserveRe
         .purchase(req, &r, &consumer.evm, &format!("k-{}", r.id))
         .await
         .unwrap();
-    provider.session.accept(&c.id).await.unwrap();
-    until_final(consumer, &c.id).await
+    provider.session.accept(c.id).await.unwrap();
+    until_settled(consumer, c.id).await
 }
 
 /// Reserves and purchases where the provider's agent accepts by its policy.
@@ -123,23 +154,35 @@ pub async fn buy_by_policy(consumer: &Participant, req: &ReserveRequest) -> Cont
         .purchase(req, &r, &consumer.evm, &format!("k-{}", r.id))
         .await
         .unwrap();
-    until_final(consumer, &c.id).await
+    until_settled(consumer, c.id).await
 }
 
 /// The contract once it is active, failed or closed.
-pub async fn until_final(consumer: &Participant, id: &str) -> Contract {
-    until(consumer, id, Contract::is_final).await
+pub async fn until_settled(consumer: &Participant, id: ContractId) -> Contract {
+    until(consumer, id, |c| c.state.is_settled()).await
 }
 
 /// The contract once it is closed.
-pub async fn until_closed(consumer: &Participant, id: &str) -> Contract {
-    until(consumer, id, |c| c.state == "closed").await
+pub async fn until_closed(consumer: &Participant, id: ContractId) -> Contract {
+    until(consumer, id, |c| c.state == ContractState::Closed).await
 }
 
-async fn until(consumer: &Participant, id: &str, done: impl Fn(&Contract) -> bool) -> Contract {
+async fn until(
+    consumer: &Participant,
+    id: ContractId,
+    done: impl Fn(&Contract) -> bool,
+) -> Contract {
     consumer
         .session
-        .wait_contract(id, done, |_| {}, std::time::Duration::from_secs(60))
+        .wait_contract(id, done, |_| {}, Duration::from_secs(60))
         .await
         .unwrap()
+}
+
+/// Seconds since the epoch.
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }

@@ -2,7 +2,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use tokio::net::TcpStream;
 
@@ -35,19 +34,27 @@ pub async fn echo_server() -> u16 {
 }
 
 pub async fn wait_port(port: u16) {
-    for _ in 0..200 {
-        if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("nothing listens on {port}");
+    crate::eventually(
+        &format!("something to listen on {port}"),
+        crate::Patience::secs(20),
+        || async move { TcpStream::connect(("127.0.0.1", port)).await.is_ok() },
+    )
+    .await;
+}
+
+/// A port that was free a moment ago, for a process that takes no port 0 (the agent: its port
+/// goes into the provider's configuration before it starts).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 /// Writes a participant's key where `mercato --key-file` reads it.
 pub fn key_file(dir: &Path, name: &str, key: &ed25519_dalek::SigningKey) -> PathBuf {
     let path = dir.join(name);
-    std::fs::write(&path, catalog::identity::hex_encode(&key.to_bytes())).unwrap();
+    std::fs::write(&path, identity::hex_encode(&key.to_bytes())).unwrap();
     path
 }
 
@@ -95,8 +102,8 @@ pub async fn provider_with_agent(
     exec: Option<&str>,
     auto_accept: bool,
 ) -> AgentProvider {
-    let provider = crate::market::Participant::new(url, "provider").await;
-    let port = crate::free_port();
+    let provider = crate::market::Participant::new(url, api::Role::Provider).await;
+    let port = free_port();
     let config = format!(
         "name: edge\nendpoints:\n  - name: agent\n    url: tcp://127.0.0.1:{port}\npolicies:\n  autoAccept: {auto_accept}\n"
     );

@@ -1,9 +1,9 @@
 //! Identity through the running broker: registration proves the key, login is a signed single-use
 //! challenge, tokens identify the caller, and every refusal is a problem with a reason.
 
-use catalog::identity::{did_of, sign_hex};
 use e2e::BrokerProcess;
 use ed25519_dalek::SigningKey;
+use identity::{did_of, sign_hex};
 use serde_json::{json, Value};
 
 struct Api {
@@ -41,7 +41,7 @@ impl Api {
 
     async fn audience(&self) -> String {
         let (_, ledger) = self.get("/v1/ledger", None).await;
-        catalog::identity::audience(
+        identity::audience(
             ledger["chainId"].as_u64().unwrap(),
             ledger["contracts"]["marketplace"].as_str().unwrap(),
         )
@@ -53,7 +53,7 @@ impl Api {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_secs();
-        let msg = catalog::identity::registration_message(&self.audience().await, &did, role, now);
+        let msg = identity::registration_message(&self.audience().await, &did, role, now);
         let body = json!({"did": did, "role": role, "issuedAt": now, "signature": sign_hex(key, msg.as_bytes())});
         self.post("/v1/participants", body, token).await
     }
@@ -64,7 +64,7 @@ impl Api {
             .post("/v1/auth/challenge", json!({"did": did}), None)
             .await;
         assert_eq!(status, 200);
-        let sig = sign_hex(key, ch["message"].as_str().unwrap().as_bytes());
+        let sig = sign_hex(key, login(&self.audience().await, &did, &ch).as_bytes());
         self.post(
             "/v1/auth/token",
             json!({"did": did, "nonce": ch["nonce"], "signature": sig}),
@@ -75,7 +75,17 @@ impl Api {
 }
 
 fn key() -> SigningKey {
-    SigningKey::generate(&mut rand::rngs::OsRng)
+    identity::generate()
+}
+
+/// The login message for a challenge, built from its parts (never a text the broker sends).
+fn login(audience: &str, did: &identity::Did, ch: &Value) -> String {
+    identity::login_message(
+        audience,
+        did,
+        ch["nonce"].as_str().unwrap(),
+        ch["expiresAt"].as_u64().unwrap(),
+    )
 }
 
 #[tokio::test]
@@ -100,21 +110,26 @@ async fn register_log_in_and_be_recognised() {
     let token = tok["token"].as_str().unwrap().to_string();
     let (status, me) = api.get("/v1/auth/me", Some(&token)).await;
     assert_eq!((status, me["role"].as_str()), (200, Some("consumer")));
-    assert_eq!(me["did"], did_of(&consumer.verifying_key()));
+    assert_eq!(me["did"], did_of(&consumer.verifying_key()).to_string());
 
     // A replayed challenge, a challenge signed by another key, a forged token: all refused.
     let did = did_of(&consumer.verifying_key());
     let (_, ch) = api
         .post("/v1/auth/challenge", json!({"did": did}), None)
         .await;
-    let sig = sign_hex(&consumer, ch["message"].as_str().unwrap().as_bytes());
+    let audience = api.audience().await;
+    assert!(
+        ch.get("message").is_none(),
+        "the broker sends no text to sign"
+    );
+    let sig = sign_hex(&consumer, login(&audience, &did, &ch).as_bytes());
     let body = json!({"did": did, "nonce": ch["nonce"], "signature": sig});
     assert_eq!(api.post("/v1/auth/token", body.clone(), None).await.0, 200);
     assert_eq!(api.post("/v1/auth/token", body, None).await.0, 401);
     let (_, ch) = api
         .post("/v1/auth/challenge", json!({"did": did}), None)
         .await;
-    let forged = sign_hex(&key(), ch["message"].as_str().unwrap().as_bytes());
+    let forged = sign_hex(&key(), login(&audience, &did, &ch).as_bytes());
     assert_eq!(
         api.post(
             "/v1/auth/token",
@@ -136,7 +151,7 @@ async fn register_log_in_and_be_recognised() {
 
     // Registration needs the key's own signature over a fresh message.
     let other = key();
-    let body = json!({"did": did_of(&other.verifying_key()), "role": "provider", "issuedAt": 1, "signature": "00"});
+    let body = json!({"did": did_of(&other.verifying_key()), "role": "provider", "issuedAt": 1, "signature": "00".repeat(64)});
     assert_eq!(api.post("/v1/participants", body, None).await.0, 400);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -152,11 +167,13 @@ async fn register_log_in_and_be_recognised() {
             .0,
         422
     );
-    assert_eq!(
-        api.post("/v1/auth/challenge", json!({"did": "did:web:x"}), None)
-            .await
-            .0,
-        400
+    let (status, problem) = api
+        .post("/v1/auth/challenge", json!({"did": "did:web:x"}), None)
+        .await;
+    assert_eq!(status, 422);
+    assert!(
+        problem["detail"].as_str().unwrap().contains("did:key"),
+        "{problem}"
     );
     let huge = json!({"did": "x".repeat(100_000)});
     assert_eq!(api.post("/v1/auth/challenge", huge, None).await.0, 413);
@@ -174,22 +191,77 @@ fn the_cli_creates_a_key_registers_and_logs_in_by_itself() {
         all.extend_from_slice(args);
         e2e::mercato(&broker.url, &all)
     };
-    let (ok, did, err) = run(&["keys", "new"]);
-    assert!(ok, "{err}");
-    let did = did.trim().to_string();
+    let did = run(&["keys", "new"]).out().trim().to_string();
     assert!(did.starts_with("did:key:z6Mk"), "{did}");
-    let (ok, _, err) = run(&["keys", "new"]);
-    assert!(!ok && err.contains("not overwritten"), "{err}");
-    assert_eq!(run(&["keys", "show"]).1.trim(), did);
+    assert!(run(&["keys", "new"]).err().contains("not overwritten"));
+    assert_eq!(run(&["keys", "show"]).out().trim(), did);
+    let shown: serde_json::Value = run(&["--json", "keys", "show"]).json();
+    assert_eq!(shown["did"], did);
+    assert!(shown["account"].as_str().unwrap().starts_with("0x"));
 
-    let (ok, _, err) = run(&["whoami"]);
-    assert!(!ok && err.contains("register"), "{err}");
-    let (ok, out, err) = run(&["register", "--role", "provider"]);
-    assert!(ok && out.contains(&did), "{err}");
-    let (ok, out, err) = run(&["whoami"]);
-    assert!(ok, "{err}");
-    assert_eq!(out.trim(), format!("{did} (provider)"));
-    let (ok, _, err) = e2e::mercato(&broker.url, &["--key-file", "/nonexistent/key", "whoami"]);
-    assert!(!ok && err.contains("mercato keys new"), "{err}");
+    assert!(run(&["whoami"]).err().contains("register"));
+    assert!(run(&["register", "--role", "provider"])
+        .out()
+        .contains(&did));
+    assert_eq!(run(&["whoami"]).out().trim(), format!("{did} (provider)"));
+    let me: api::Principal = run(&["--json", "whoami"]).json();
+    assert_eq!(
+        (me.did.to_string(), me.role),
+        (did.clone(), api::Role::Provider)
+    );
+    // The key file can come from MERCATO_KEY instead of --key-file.
+    let out = std::process::Command::new(e2e::bin("mercato"))
+        .env("MERCATO_KEY", &key)
+        .args(["--broker", &broker.url, "whoami"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("{did} (provider)")
+    );
+    // A role that is not self-service is refused by the CLI itself.
+    assert!(run(&["register", "--role", "operator"])
+        .err()
+        .contains("invalid value"));
+    let missing = e2e::mercato(&broker.url, &["--key-file", "/nonexistent/key", "whoami"]);
+    assert!(missing.err().contains("mercato keys new"));
+    broker.stop();
+}
+
+/// Registration and login challenges need no login, so they are rate-limited per address.
+#[tokio::test]
+async fn unauthenticated_endpoints_are_rate_limited() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start_with(dir.path(), &["--auth-rate", "5"]);
+    let http = reqwest::Client::new();
+    let did = did_of(&key().verifying_key());
+    let mut statuses = Vec::new();
+    let mut retry_after = None;
+    for _ in 0..8 {
+        let resp = http
+            .post(format!("{}/v1/auth/challenge", broker.url))
+            .json(&json!({"did": did}))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(resp.status().as_u16());
+        if resp.status() == 429 {
+            retry_after = resp.headers().get("retry-after").cloned();
+            assert_eq!(resp.headers()["content-type"], "application/problem+json");
+        }
+    }
+    assert_eq!(&statuses[..5], &[200; 5], "{statuses:?}");
+    assert!(statuses[5..].iter().all(|s| *s == 429), "{statuses:?}");
+    let wait: u64 = retry_after.unwrap().to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    // Logged-in endpoints are not limited by it.
+    assert_eq!(
+        http.get(format!("{}/v1/ledger", broker.url))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     broker.stop();
 }

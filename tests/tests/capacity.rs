@@ -2,19 +2,21 @@
 //! 10 give exactly 10 holds, on SQLite, on PostgreSQL, and with two broker processes sharing one
 //! PostgreSQL (and one chain).
 
+use api::reservations::ReservationState;
+use api::Role;
 use e2e::market::{offer, request, Participant};
 use e2e::BrokerProcess;
 use sdk::SdkError;
 
 /// 10 consumers send 10 reservations each, all at once, spread over `urls` (one per broker).
 async fn race(urls: &[String], offer_id: &str) -> (usize, usize) {
-    let provider = Participant::new(&urls[0], "provider").await;
+    let provider = Participant::new(&urls[0], Role::Provider).await;
     let o = offer(offer_id, 10, 1_000);
     provider.session.publish_offer(o.clone()).await.unwrap();
     let mut consumers = Vec::new();
     for i in 0..10 {
         // Each consumer talks to one of the brokers.
-        let c = Participant::new(&urls[0], "consumer").await;
+        let c = Participant::new(&urls[0], Role::Consumer).await;
         let session = sdk::Session::new(
             sdk::Client::new(&urls[i % urls.len()]).unwrap(),
             c.session.key().clone(),
@@ -36,7 +38,7 @@ async fn race(urls: &[String], offer_id: &str) -> (usize, usize) {
     for t in tasks {
         match t.await.unwrap() {
             Ok(r) => {
-                assert_eq!(r.status, "held");
+                assert_eq!(r.status, ReservationState::Held);
                 held += 1;
             }
             Err(SdkError::Api {
@@ -66,7 +68,7 @@ async fn a_hundred_concurrent_reservations_on_sqlite_hold_exactly_the_capacity()
 
 #[tokio::test]
 async fn a_hundred_concurrent_reservations_on_postgres_and_two_brokers_hold_exactly_the_capacity() {
-    let pg = catalog::pg_server::PgServer::start().expect("PostgreSQL starts");
+    let pg = testkit::pg_server::PgServer::start().expect("PostgreSQL starts");
     // One broker on PostgreSQL.
     let url = pg.create_database("one").unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -81,20 +83,10 @@ async fn a_hundred_concurrent_reservations_on_postgres_and_two_brokers_hold_exac
     let url = pg.create_database("two").unwrap();
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let b1 = BrokerProcess::start_with(d1.path(), &["--database-url", &url]);
-    let rpc = b1
-        .output
-        .lines()
-        .find_map(|l| l.strip_prefix("chain 31337 at "))
-        .expect("the broker names its chain")
-        .trim()
-        .to_string();
+    let rpc = b1.chain_url();
     let key = d2.path().join("broker.key");
     let signer = ledger::accounts::dev_signer(ledger::accounts::BROKER_INDEX).unwrap();
-    std::fs::write(
-        &key,
-        catalog::identity::hex_encode(signer.to_bytes().as_slice()),
-    )
-    .unwrap();
+    std::fs::write(&key, identity::hex_encode(signer.to_bytes().as_slice())).unwrap();
     let deployment = d1.path().join("ledger").join("deployment.json");
     assert!(deployment.is_file(), "{}", deployment.display());
     let b2 = BrokerProcess::start_with(

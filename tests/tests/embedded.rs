@@ -15,9 +15,7 @@ async fn the_embedded_default_runs_and_keeps_its_ledger_across_restarts() {
         broker.output
     );
 
-    let (ok, stdout, stderr) = mercato(&broker.url, &["status", "--json"]);
-    assert!(ok, "{stderr}");
-    let first: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let first: serde_json::Value = mercato(&broker.url, &["status", "--json"]).json();
     assert_eq!(first["chainId"], 31337);
     let client = sdk::Client::new(&broker.url).unwrap();
     let status = client.ledger().await.unwrap();
@@ -28,8 +26,9 @@ async fn the_embedded_default_runs_and_keeps_its_ledger_across_restarts() {
     assert!(status.block_number >= status.deployment_block);
 
     // The table form names every contract.
-    let (ok, table, _) = mercato(&broker.url, &["status"]);
-    assert!(ok && table.contains("Marketplace") && table.contains("CredentialRegistry"));
+    let status_table = mercato(&broker.url, &["status"]);
+    let table = status_table.out();
+    assert!(table.contains("Marketplace") && table.contains("CredentialRegistry"));
 
     // Errors are problem+json with a reason.
     let resp = reqwest::get(format!("{}/v1/nothing-here", broker.url))
@@ -58,10 +57,12 @@ async fn the_embedded_default_runs_and_keeps_its_ledger_across_restarts() {
 
 #[test]
 fn the_cli_says_what_to_do_when_the_broker_is_not_there() {
-    let url = format!("http://127.0.0.1:{}", e2e::free_port());
-    let (ok, _, stderr) = mercato(&url, &["status"]);
-    assert!(!ok);
-    assert!(stderr.contains("is `mercato-broker` running?"), "{stderr}");
-    let (ok, _, stderr) = mercato("ftp://x", &["status"]);
-    assert!(!ok && stderr.contains("not a broker URL"), "{stderr}");
+    // A port nobody listens on: one the kernel just gave and took back.
+    let url = format!("http://127.0.0.1:{}", e2e::peer::free_port());
+    assert!(mercato(&url, &["status"])
+        .err()
+        .contains("is `mercato-broker` running?"));
+    assert!(mercato("ftp://x", &["status"])
+        .err()
+        .contains("not a broker URL"));
 }

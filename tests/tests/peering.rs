@@ -5,9 +5,11 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use e2e::market::{buy_by_policy, offer, ppu_offer, request, until_final, Participant};
-use e2e::peer::{key_file, provider_with_agent, spawn_agent, wait_port, Killed};
-use e2e::{bin, free_port, BrokerProcess};
+use api::usage::UsageOutcome;
+use api::{ContractState, Role};
+use e2e::market::{buy_by_policy, offer, ppu_offer, request, units, until_settled, Participant};
+use e2e::peer::{free_port, key_file, provider_with_agent, spawn_agent, wait_port, Killed};
+use e2e::{bin, eventually, eventually_some, BrokerProcess, Patience};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -38,47 +40,60 @@ fn refused(e: sdk::SdkError) -> String {
     }
 }
 
+/// The agent's refusal of `credential` presented by `key`, once it refuses (`None`: admitted).
+async fn dial_refusal(
+    key: &ed25519_dalek::SigningKey,
+    credential: &peering::Credential,
+) -> Option<String> {
+    sdk::credentials::dial(key, credential)
+        .await
+        .err()
+        .map(refused)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consumers_connect_directly_with_valid_credentials_only() {
     let dir = tempfile::tempdir().unwrap();
-    let api = free_port();
     let args = ["--credential-ttl", "600", "--credential-grace", "2"];
-    let broker = BrokerProcess::start_on(api, &dir.path().join("broker"), &args, &[]);
+    let broker = BrokerProcess::start_with(&dir.path().join("broker"), &args);
+    let api = broker.port;
     let url = broker.url.clone();
     let agent = provider_with_agent(&url, dir.path(), None, true).await;
     let (provider, state) = (&agent.provider, agent.state.clone());
-    let consumer = Participant::new(&url, "consumer").await;
-    let other = Participant::new(&url, "consumer").await;
+    let consumer = Participant::new(&url, Role::Consumer).await;
+    let other = Participant::new(&url, Role::Consumer).await;
 
     // A purchase (the agent signs it by its policy) gives the consumer a credential.
     let o = offer("peer-1", 4, 1_000);
     provider.session.publish_offer(o.clone()).await.unwrap();
     let req = request(&o, 1);
     let c = buy_by_policy(&consumer, &req).await;
-    assert_eq!(c.state, "active");
+    assert_eq!(c.state, ContractState::Active);
     let cred_file = dir.path().join("credential.json");
     let ckey = key_file(dir.path(), "consumer.hex", consumer.session.key());
-    let (ok, _, err) = e2e::mercato(
+    let written: serde_json::Value = e2e::mercato(
         &url,
         &[
+            "--json",
             "--key-file",
             ckey.to_str().unwrap(),
             "credentials",
             "get",
-            &c.id,
+            &c.id.to_string(),
             "--out",
             cred_file.to_str().unwrap(),
         ],
-    );
-    assert!(ok, "{err}");
+    )
+    .json();
+    assert_eq!(written["contract"], c.id.to_string());
     let credential: peering::Credential =
         serde_json::from_str(&std::fs::read_to_string(&cred_file).unwrap()).unwrap();
-    assert_eq!(credential.consumer_key, consumer.did());
+    assert_eq!(credential.consumer_key, consumer.did().to_string());
     // Only the consumer reads it; the broker has no plaintext secret.
-    let err = other.session.credentials(&c.id).await.unwrap_err();
-    assert!(err.to_string().contains("404"), "{err}");
-    let err = provider.session.credentials(&c.id).await.unwrap_err();
-    assert!(err.to_string().contains("403"), "{err}");
+    let err = other.session.credentials(c.id).await.unwrap_err();
+    assert_eq!(err.status(), Some(404), "{err}");
+    let err = provider.session.credentials(c.id).await.unwrap_err();
+    assert_eq!(err.status(), Some(403), "{err}");
     let db = std::fs::read(dir.path().join("broker").join("broker.sqlite")).unwrap();
     assert!(
         !db.windows(credential.secret.len())
@@ -96,7 +111,7 @@ async fn consumers_connect_directly_with_valid_credentials_only() {
                 "--key-file",
                 ckey.to_str().unwrap(),
                 "connect",
-                &c.id,
+                &c.id.to_string(),
             ])
             .args(["--local", &format!("127.0.0.1:{local}")])
             .arg("--credential")
@@ -142,50 +157,38 @@ async fn consumers_connect_directly_with_valid_credentials_only() {
         .is_ok());
 
     // Rotation: the new credential works; the old one for the grace period, then no more.
-    let renewed = consumer.session.renew_credential(&c.id).await.unwrap();
+    let renewed = consumer.session.renew_credential(c.id).await.unwrap();
     assert_ne!(renewed.secret, credential.secret);
-    let mut admitted = false;
-    for _ in 0..100 {
-        if sdk::credentials::dial(consumer.session.key(), &renewed)
-            .await
-            .is_ok()
-        {
-            admitted = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(admitted, "the agent learns the new credential");
-    tokio::time::sleep(Duration::from_millis(3000)).await;
-    let why = refused(
-        sdk::credentials::dial(consumer.session.key(), &credential)
-            .await
-            .err()
-            .unwrap(),
-    );
+    eventually(
+        "the agent to learn the new credential",
+        Patience::secs(10),
+        || async {
+            dial_refusal(consumer.session.key(), &renewed)
+                .await
+                .is_none()
+        },
+    )
+    .await;
+    let why = eventually_some(
+        "the old credential's grace to end",
+        Patience::secs(10),
+        || async { dial_refusal(consumer.session.key(), &credential).await },
+    )
+    .await;
     assert!(why.contains("expired"), "{why}");
     assert!(sdk::credentials::dial(consumer.session.key(), &renewed)
         .await
         .is_ok());
 
     // Revocation: closing the contract ends live sessions and refuses new ones within seconds.
-    consumer.session.close(&c.id).await.unwrap();
-    let mut refused_now = false;
-    for _ in 0..100 {
-        match sdk::credentials::dial(consumer.session.key(), &renewed).await {
-            Err(e) => {
-                let why = refused(e);
-                assert!(why.contains("revoked"), "{why}");
-                refused_now = true;
-                break;
-            }
-            Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
-    assert!(
-        refused_now,
-        "a revoked credential is refused within seconds"
-    );
+    consumer.session.close(c.id).await.unwrap();
+    let why = eventually_some(
+        "the revoked credential to be refused",
+        Patience::secs(10),
+        || async { dial_refusal(consumer.session.key(), &renewed).await },
+    )
+    .await;
+    assert!(why.contains("revoked"), "{why}");
     // The old live connection (first credential) is cut too.
     let mut buf = [0u8; 1];
     let _ = live.write_all(b"x").await;
@@ -193,12 +196,18 @@ async fn consumers_connect_directly_with_valid_credentials_only() {
     assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "{closed:?}");
 
     // Every session was metered: signed records with the bytes that passed.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let usage = sdk::agent::metering::UsageLog::new(&state).read().unwrap();
-    assert!(!usage.is_empty());
+    let log = agent::metering::UsageLog::new(&state);
+    let usage = eventually_some(
+        "the sessions' usage records",
+        Patience::secs(10),
+        || async {
+            let usage = log.read().unwrap();
+            let total: u64 = usage.iter().map(|u| u.bytes_in).sum();
+            (total >= big.len() as u64).then_some(usage)
+        },
+    )
+    .await;
     assert!(usage.iter().all(|u| u.verify() && u.contract == c.id));
-    let total: u64 = usage.iter().map(|u| u.bytes_in).sum();
-    assert!(total >= big.len() as u64, "{total}");
     broker.stop();
 }
 
@@ -209,8 +218,8 @@ async fn the_agent_sells_this_machine_catches_up_and_meters_compute_sessions() {
     let dir = tempfile::tempdir().unwrap();
     let broker = BrokerProcess::start(&dir.path().join("broker"));
     let url = broker.url.clone();
-    let provider = Participant::new(&url, "provider").await;
-    let consumer = Participant::new(&url, "consumer").await;
+    let provider = Participant::new(&url, Role::Provider).await;
+    let consumer = Participant::new(&url, Role::Consumer).await;
     let agent_port = free_port();
     let config = format!(
         "name: edge-2\nendpoints:\n  - name: agent\n    url: tcp://127.0.0.1:{agent_port}\n"
@@ -224,9 +233,8 @@ async fn the_agent_sells_this_machine_catches_up_and_meters_compute_sessions() {
     let p = pkey.to_str().unwrap();
 
     // Discovery, and an offer of this machine from a plan template.
-    let (ok, out, err) = e2e::mercato(&url, &["--key-file", p, "agent", "discover"]);
-    assert!(ok, "{err}");
-    let found: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let found: serde_json::Value =
+        e2e::mercato(&url, &["--json", "--key-file", p, "agent", "discover"]).json();
     let cores = found["cores"].as_u64().unwrap();
     assert!(
         cores >= 1 && found["memoryMib"].as_u64().unwrap() > 0,
@@ -246,14 +254,14 @@ async fn the_agent_sells_this_machine_catches_up_and_meters_compute_sessions() {
     });
     let file = dir.path().join("template.json");
     std::fs::write(&file, template.to_string()).unwrap();
-    let (ok, _, err) = e2e::mercato(
+    e2e::mercato(
         &url,
         &["--key-file", p, "agent", "publish", file.to_str().unwrap()],
-    );
-    assert!(ok, "{err}");
+    )
+    .out();
     let published = sdk::Client::new(&url)
         .unwrap()
-        .offer("machine-1")
+        .offer(&"machine-1".parse().unwrap())
         .await
         .unwrap()
         .offer;
@@ -261,7 +269,7 @@ async fn the_agent_sells_this_machine_catches_up_and_meters_compute_sessions() {
         published.resources.compute.as_ref().unwrap().cpu_millicores,
         cores * 1000
     );
-    assert_eq!(published.provider, provider.did());
+    assert_eq!(published.provider, provider.did().to_string());
 
     // Bought while the agent is offline (the provider signs by hand).
     let req = request(&published, 1);
@@ -271,9 +279,9 @@ async fn the_agent_sells_this_machine_catches_up_and_meters_compute_sessions() {
         .purchase(&req, &r, &consumer.evm, "offline")
         .await
         .unwrap();
-    provider.session.accept(&c.id).await.unwrap();
-    until_final(&consumer, &c.id).await;
-    let credential = consumer.session.credential(&c.id).await.unwrap();
+    provider.session.accept(c.id).await.unwrap();
+    until_settled(&consumer, c.id).await;
+    let credential = consumer.session.credential(c.id).await.unwrap();
 
     // The agent starts afterwards, catches up, and runs a compute session per connection.
     let state = dir.path().join("agent");
@@ -287,35 +295,28 @@ async fn the_agent_sells_this_machine_catches_up_and_meters_compute_sessions() {
         false,
     )
     .await;
-    let mut ch = None;
-    for _ in 0..100 {
-        match sdk::credentials::dial(consumer.session.key(), &credential).await {
-            Ok(x) => {
-                ch = Some(x);
-                break;
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
-    let mut ch = ch.expect("the agent caught up with the contract bought while it was offline");
+    let mut ch = eventually_some(
+        "the agent to catch up with the contract bought while it was offline",
+        Patience::secs(20),
+        || async {
+            sdk::credentials::dial(consumer.session.key(), &credential)
+                .await
+                .ok()
+        },
+    )
+    .await;
     ch.send(b"compute this").await.unwrap();
     assert_eq!(ch.recv().await.unwrap().unwrap(), b"compute this");
     drop(ch);
-    let usage = sdk::agent::metering::UsageLog::new(&state);
-    let mut records = Vec::new();
-    for _ in 0..200 {
-        records = usage.read().unwrap();
-        if !records.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let r = records.first().expect("the session was metered");
+    let usage = agent::metering::UsageLog::new(&state);
+    let records = eventually_some("the session to be metered", Patience::secs(20), || async {
+        let records = usage.read().unwrap();
+        (!records.is_empty()).then_some(records)
+    })
+    .await;
+    let r = &records[0];
     assert!(r.verify());
-    assert_eq!(
-        (r.contract.as_str(), r.bytes_in, r.bytes_out),
-        (c.id.as_str(), 12, 12)
-    );
+    assert_eq!((r.contract, r.bytes_in, r.bytes_out), (c.id, 12, 12));
     assert!(r.cpu_millis > 10 && r.max_memory_kib > 0, "{r:?}");
     broker.stop();
 }
@@ -332,15 +333,15 @@ async fn sessions_become_usage_records_settled_in_a_batch_on_chain() {
     let url = broker.url.clone();
     let agent = provider_with_agent(&url, dir.path(), None, true).await;
     let (provider, state, pkey) = (&agent.provider, agent.state.clone(), agent.key.clone());
-    let consumer = Participant::new(&url, "consumer").await;
+    let consumer = Participant::new(&url, Role::Consumer).await;
     // Pay per use: 10 credits per GB of traffic.
     let o = ppu_offer("ppu-1", 2, 1_000_000_000);
     provider.session.publish_offer(o.clone()).await.unwrap();
     let mut req = request(&o, 1);
-    req.deposit = Some(500_000_000);
+    req.deposit = Some(units(500_000_000));
     let c = buy_by_policy(&consumer, &req).await;
-    assert_eq!(c.state, "active");
-    let credential = consumer.session.credential(&c.id).await.unwrap();
+    assert_eq!(c.state, ContractState::Active);
+    let credential = consumer.session.credential(c.id).await.unwrap();
 
     // Two sessions, 1 MB each way each.
     let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 253) as u8).collect();
@@ -356,96 +357,111 @@ async fn sessions_become_usage_records_settled_in_a_batch_on_chain() {
     }
 
     // The agent reports them; the broker prices and settles them in a batch.
-    let mut usage = serde_json::Value::Null;
-    for _ in 0..300 {
-        usage = consumer.session.usage(&c.id).await.unwrap();
-        let records = usage["records"].as_array().unwrap();
-        if records.len() == 2 && records.iter().all(|r| !r["batchId"].is_null()) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let records = usage["records"].as_array().unwrap().clone();
-    assert_eq!(records.len(), 2, "{usage}");
-    let total: u128 = usage["total"].as_str().unwrap().parse().unwrap();
+    let usage = eventually_some(
+        "both sessions to be settled",
+        Patience::secs(30),
+        || async {
+            let usage = consumer.session.usage(c.id).await.unwrap();
+            (usage.records.len() == 2 && usage.records.iter().all(|r| r.batch_id.is_some()))
+                .then_some(usage)
+        },
+    )
+    .await;
     // 2 sessions × 2 MB through at 10 credits (10^9 base units) per GB.
-    assert_eq!(total, 4_000_000);
-    assert_eq!(usage["settled"], usage["total"]);
+    assert_eq!(usage.total, units(4_000_000));
+    assert_eq!(usage.settled, usage.total);
     // The chain charged exactly that.
-    let shown = consumer.session.contract(&c.id).await.unwrap();
-    assert_eq!(shown.chain.unwrap()["charged"], "4000000");
+    let shown = consumer.session.contract(c.id).await.unwrap();
+    assert_eq!(shown.chain.unwrap().charged, units(4_000_000));
     // Every record is proven part of its batch, here and by the chain.
     let ckey = key_file(dir.path(), "consumer.hex", consumer.session.key());
-    for r in &records {
-        let id = r["record"]["id"].as_str().unwrap();
-        let (ok, out, err) = e2e::mercato(
+    for r in &usage.records {
+        let id = r.record.id.to_string();
+        let answer = e2e::mercato(
             &url,
-            &["--key-file", ckey.to_str().unwrap(), "usage", "prove", id],
+            &["--key-file", ckey.to_str().unwrap(), "usage", "prove", &id],
         );
-        assert!(ok, "{out}{err}");
         assert!(
-            out.contains("proof verifies here, verified on chain"),
-            "{out}"
+            answer
+                .out()
+                .contains("proof verifies here, verified on chain"),
+            "{answer:?}"
         );
+        let proof: api::usage::UsageProof = e2e::mercato(
+            &url,
+            &[
+                "--json",
+                "--key-file",
+                ckey.to_str().unwrap(),
+                "usage",
+                "prove",
+                &id,
+            ],
+        )
+        .json();
+        assert!(proof.verified_on_chain);
     }
     // The statement lists the settled usage and agrees with the chain to the last unit.
-    let statement: serde_json::Value =
-        serde_json::from_str(&consumer.session.statement(&c.id, false).await.unwrap()).unwrap();
-    assert_eq!(statement["charged"], "4000000", "{statement}");
-    assert_eq!(statement["matchesChain"], true, "{statement}");
-    assert!(statement["lines"]
-        .as_array()
-        .unwrap()
+    let statement = consumer.session.statement(c.id).await.unwrap();
+    assert_eq!(statement.charged, units(4_000_000), "{statement:?}");
+    assert!(statement.matches_chain, "{statement:?}");
+    assert!(statement
+        .lines
         .iter()
-        .any(|l| l["kind"] == "usage"));
-    let csv = provider.session.statement(&c.id, true).await.unwrap();
+        .any(|l| l.kind == api::usage::LineKind::Usage));
+    let csv = provider.session.statement_csv(c.id).await.unwrap();
     assert!(
         csv.starts_with("at,kind,reference,amount\n") && csv.contains(",usage,"),
         "{csv}"
     );
     // The provider withdraws its earnings (the charge less the broker's fee) with its own account.
-    let net: u128 = statement["providerNet"].as_str().unwrap().parse().unwrap();
+    let net = statement.provider_net;
     provider.session.faucet().await.unwrap();
     let before = provider.credits().await;
     std::fs::write(
         dir.path().join("evm-provider.hex"),
-        catalog::identity::hex_encode(provider.evm.to_bytes().as_slice()),
+        identity::hex_encode(provider.evm.to_bytes().as_slice()),
     )
     .unwrap();
-    let (ok, out, err) = e2e::mercato(
+    let withdrawn: serde_json::Value = e2e::mercato(
         &url,
-        &["--key-file", pkey.to_str().unwrap(), "provider", "withdraw"],
-    );
-    assert!(ok, "{out}{err}");
-    assert_eq!(provider.credits().await, before + net);
+        &[
+            "--json",
+            "--key-file",
+            pkey.to_str().unwrap(),
+            "provider",
+            "withdraw",
+        ],
+    )
+    .json();
+    assert_eq!(withdrawn["amount"], net.to_string());
+    assert_eq!(provider.credits().await, before.checked_add(net).unwrap());
 
     // A record the provider reports again is a duplicate, never charged twice; a changed one
     // with the same id, or one claiming more than the plan, is refused.
-    let log = sdk::agent::metering::UsageLog::new(&state).read().unwrap();
+    let log = agent::metering::UsageLog::new(&state).read().unwrap();
     let again = provider.session.report_usage(&log).await.unwrap();
     assert!(
-        again.iter().all(|o| o["status"] == "duplicate"),
+        again.iter().all(|o| o.status == UsageOutcome::Duplicate),
         "{again:?}"
     );
     let mut forged = log[0].clone();
     forged.bytes_in += 1;
     forged.sign(provider.session.key());
     let out = provider.session.report_usage(&[forged]).await.unwrap();
-    assert_eq!(out[0]["status"], "refused");
+    assert_eq!(out[0].status, UsageOutcome::Refused);
     let mut greedy = log[0].clone();
-    greedy.id = "greedy-1".into();
+    greedy.id = "greedy-1".parse().unwrap();
     greedy.cpu_millis = 10_000_000;
     greedy.sign(provider.session.key());
     let out = provider.session.report_usage(&[greedy]).await.unwrap();
-    assert!(
-        out[0]["reason"].as_str().unwrap().contains("CPU"),
-        "{out:?}"
-    );
+    assert!(out[0].reason.as_deref().unwrap().contains("CPU"), "{out:?}");
     let mut unsigned = log[0].clone();
-    unsigned.id = "unsigned-1".into();
+    unsigned.id = "unsigned-1".parse().unwrap();
+    unsigned.signature = None;
     let out = provider.session.report_usage(&[unsigned]).await.unwrap();
     assert!(
-        out[0]["reason"].as_str().unwrap().contains("signature"),
+        out[0].reason.as_deref().unwrap().contains("signature"),
         "{out:?}"
     );
     broker.stop();

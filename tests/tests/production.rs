@@ -4,29 +4,29 @@
 
 use std::process::{Command, Stdio};
 
+use api::{Contract, ContractState, Credits};
 use broker::events::rabbit::EXCHANGE;
-use broker::events::rabbit_server::RabbitServer;
-use content::ipfs_daemon::IpfsDaemon;
 use content::{Cid, KuboStore};
 use e2e::market::PROVIDER_CONFIG;
-use e2e::{bin, mercato, BrokerProcess};
+use e2e::{bin, eventually, mercato, BrokerProcess, Patience};
 use futures::StreamExt;
 use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties};
 use serde_json::Value;
+use testkit::ipfs_daemon::IpfsDaemon;
+use testkit::rabbit_server::RabbitServer;
 
-fn ok(broker: &str, key: &str, args: &[&str]) -> String {
-    let mut all = vec!["--key-file", key];
+/// A `mercato --json` command that must succeed, its answer decoded.
+fn ok<T: serde::de::DeserializeOwned>(broker: &str, key: &str, args: &[&str]) -> T {
+    let mut all = vec!["--json", "--key-file", key];
     all.extend_from_slice(args);
-    let (success, out, err) = mercato(broker, &all);
-    assert!(success, "mercato {args:?} failed: {err}");
-    out
+    mercato(broker, &all).json()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_flow_runs_on_postgres_rabbitmq_and_ipfs() {
-    let pg = catalog::pg_server::PgServer::start().expect("PostgreSQL starts");
+    let pg = testkit::pg_server::PgServer::start().expect("PostgreSQL starts");
     let db = pg.create_database("production").unwrap();
     let rabbit = RabbitServer::start().expect("RabbitMQ starts");
     let ipfs = IpfsDaemon::start().expect("js-ipfs starts (scripts/test installs it)");
@@ -61,38 +61,41 @@ async fn the_cli_flow_runs_on_postgres_rabbitmq_and_ipfs() {
     let ckey = dir.path().join("consumer.hex");
     let (p, c) = (pkey.to_str().unwrap(), ckey.to_str().unwrap());
     for (key, role) in [(p, "provider"), (c, "consumer")] {
-        ok(url, key, &["keys", "new"]);
-        ok(url, key, &["register", "--role", role]);
-        let linked: Value = serde_json::from_str(&ok(url, key, &["account", "link"])).unwrap();
+        let _: Value = ok(url, key, &["keys", "new"]);
+        let _: Value = ok(url, key, &["register", "--role", role]);
+        let linked: Value = ok(url, key, &["account", "link"]);
         assert!(linked["txHash"].as_str().unwrap().starts_with("0x"));
     }
-    ok(url, c, &["faucet"]);
+    let grant: Value = ok(url, c, &["faucet"]);
+    assert_eq!(grant["minted"], Credits::credits(1_000).to_string());
     // The exchange exists once the broker has published; bind the queue before the purchase.
-    for _ in 0..100 {
-        if ch
-            .queue_bind(
-                "audit",
-                EXCHANGE,
-                "contract.#",
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .is_ok()
-        {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    eventually(
+        "the broker to declare its exchange",
+        Patience::secs(20),
+        || {
+            let ch = ch.clone();
+            async move {
+                ch.queue_bind(
+                    "audit",
+                    EXCHANGE,
+                    "contract.#",
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .is_ok()
+            }
+        },
+    )
+    .await;
 
     let config = dir.path().join("provider.yaml");
     std::fs::write(&config, PROVIDER_CONFIG).unwrap();
-    let registered: Value = serde_json::from_str(&ok(
+    let registered: Value = ok(
         url,
         p,
         &["provider", "register", "--config", config.to_str().unwrap()],
-    ))
-    .unwrap();
+    );
     let cid: Cid = registered["cid"].as_str().unwrap().parse().unwrap();
     // The configuration is in the IPFS node, under the CID registered on chain.
     let kubo = KuboStore::new(&ipfs.api);
@@ -104,7 +107,7 @@ async fn the_cli_flow_runs_on_postgres_rabbitmq_and_ipfs() {
     let offer = e2e::market::offer("prod-1", 4, 2_000_000);
     let file = dir.path().join("offer.yaml");
     std::fs::write(&file, serde_json::to_string_pretty(&offer).unwrap()).unwrap();
-    ok(url, p, &["offers", "publish", file.to_str().unwrap()]);
+    let _: Value = ok(url, p, &["offers", "publish", file.to_str().unwrap()]);
 
     // The provider's agent policy: accept what is proposed, as it comes.
     let mut watcher = Command::new(bin("mercato"))
@@ -122,30 +125,30 @@ async fn the_cli_flow_runs_on_postgres_rabbitmq_and_ipfs() {
         .spawn()
         .unwrap();
     let plan = format!("prod-1/{}", offer.plans[0].id);
-    let bought: Value =
-        serde_json::from_str(&ok(url, c, &["--json", "buy", &plan, "--quantity", "2"])).unwrap();
+    let bought: Contract = ok(url, c, &["buy", &plan, "--quantity", "2"]);
     let _ = watcher.kill();
     let _ = watcher.wait();
-    assert_eq!(bought["state"], "active", "{bought}");
-    let id = bought["id"].as_str().unwrap();
+    assert_eq!(bought.state, ContractState::Active, "{bought:?}");
+    let id = bought.id.to_string();
 
-    let listed: Value =
-        serde_json::from_str(&ok(url, c, &["--json", "contracts", "list"])).unwrap();
-    assert_eq!(listed.as_array().unwrap().len(), 1);
-    let shown: Value = serde_json::from_str(&ok(url, c, &["contracts", "show", id])).unwrap();
-    assert_eq!(shown["chain"]["status"], "active");
+    let listed: Vec<Contract> = ok(url, c, &["contracts", "list"]);
+    assert_eq!(listed.len(), 1);
+    let shown: Contract = ok(url, c, &["contracts", "show", &id]);
+    assert_eq!(
+        shown.chain.as_ref().unwrap().status,
+        api::ChainStatus::Active
+    );
     // The contract document and both signatures are in IPFS.
-    let doc_cid: Cid = shown["documentCid"].as_str().unwrap().parse().unwrap();
-    let doc = kubo.get(&doc_cid, 1 << 20).await.unwrap();
-    assert_eq!(doc, shown["document"].as_str().unwrap().as_bytes());
-    let sig_cid: Cid = shown["signaturesCid"].as_str().unwrap().parse().unwrap();
-    let sigs: Value = serde_json::from_slice(&kubo.get(&sig_cid, 1 << 20).await.unwrap()).unwrap();
-    assert_eq!(sigs["providerSignature"], shown["providerSignature"]);
+    let doc = kubo.get(shown.document_cid.cid(), 1 << 20).await.unwrap();
+    assert_eq!(doc, shown.document.as_deref().unwrap().as_bytes());
+    let sig_cid = shown.signatures_cid.clone().unwrap();
+    let sigs: api::document::SignedDocument =
+        serde_json::from_slice(&kubo.get(sig_cid.cid(), 1 << 20).await.unwrap()).unwrap();
+    assert_eq!(Some(sigs.provider_signature), shown.provider_signature);
 
-    let closed: Value =
-        serde_json::from_str(&ok(url, c, &["--json", "contracts", "close", id])).unwrap();
-    assert_eq!(closed["state"], "closed");
-    assert_eq!(closed["refund"], "0");
+    let closed: Contract = ok(url, c, &["contracts", "close", &id]);
+    assert_eq!(closed.state, ContractState::Closed);
+    assert_eq!(closed.refund, Some(Credits::ZERO));
 
     // RabbitMQ carried the contract's life.
     let mut consumer = ch

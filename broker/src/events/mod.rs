@@ -1,11 +1,13 @@
 //! Events: every state change is written to the outbox in the transaction that makes it
-//! (`outbox`), then relayed to a bus (`bus`: in-process by default, RabbitMQ in production) and
-//! streamed to participants as server-sent events, each seeing only what concerns it.
+//! (`outbox`). One reader per broker process (`hub`) follows the outbox and fans each event out to
+//! every subscriber in the process (event streams, the purchase driver); the relay (`relay`)
+//! publishes them to an external bus (RabbitMQ, `rabbit`) when one is configured.
 
-pub mod bus;
+pub mod hub;
 pub mod outbox;
 pub mod rabbit;
-pub mod rabbit_server;
+pub mod relay;
 
-pub use bus::{Bus, BusError, InProcessBus};
-pub use outbox::{Audience, Event, Topic};
+pub use hub::EventHub;
+pub use outbox::{Audience, Pending, StoredEvent};
+pub use relay::{Bus, BusError};

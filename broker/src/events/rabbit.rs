@@ -7,8 +7,8 @@ use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use tokio::sync::Mutex;
 
-use super::bus::{BoxFuture, Bus, BusError};
-use super::outbox::Event;
+use super::outbox::RawEvent;
+use super::relay::{BoxFuture, Bus, BusError};
 
 /// The exchange events go to.
 pub const EXCHANGE: &str = "mercato.events";
@@ -48,11 +48,11 @@ impl RabbitBus {
         Ok((conn, channel))
     }
 
-    async fn publish_all(&self, channel: &Channel, events: &[Event]) -> Result<(), BusError> {
+    async fn publish_all(&self, channel: &Channel, events: &[RawEvent]) -> Result<(), BusError> {
         let unreachable = |e: lapin::Error| BusError::Unreachable(e.to_string());
         let mut confirms = Vec::with_capacity(events.len());
         for e in events {
-            let payload = serde_json::to_vec(e).unwrap_or_default();
+            let payload = e.to_json();
             let properties = BasicProperties::default()
                 .with_message_id(e.seq.to_string().into())
                 .with_content_type("application/json".into())
@@ -84,7 +84,7 @@ impl RabbitBus {
 }
 
 impl Bus for RabbitBus {
-    fn publish<'a>(&'a self, events: &'a [Event]) -> BoxFuture<'a, Result<(), BusError>> {
+    fn publish<'a>(&'a self, events: &'a [RawEvent]) -> BoxFuture<'a, Result<(), BusError>> {
         Box::pin(async move {
             let mut link = self.link.lock().await;
             let healthy = link
@@ -119,20 +119,6 @@ pub fn redact(uri: &str) -> String {
             u.to_string()
         }
         _ => uri.to_string(),
-    }
-}
-
-/// Publishes to every bus in turn (RabbitMQ, then the in-process subscribers).
-pub struct Tee(pub Vec<std::sync::Arc<dyn Bus>>);
-
-impl Bus for Tee {
-    fn publish<'a>(&'a self, events: &'a [Event]) -> BoxFuture<'a, Result<(), BusError>> {
-        Box::pin(async move {
-            for bus in &self.0 {
-                bus.publish(events).await?;
-            }
-            Ok(())
-        })
     }
 }
 

@@ -1,88 +1,92 @@
 //! `GET /v1/events`: the outbox as server-sent events, filtered by what the caller may see.
 //! Resumable: `Last-Event-ID` (or `?after=`) continues after an event; without either the stream
-//! starts at the newest event.
+//! starts at the newest event. A stream reads the outbox once to catch up, then takes events from
+//! the process's event hub (the one outbox reader); only a stream that falls behind reads again.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::time::Duration;
+use std::sync::Arc;
 
-use axum::extract::{Query, State};
+use api::events::EventsQuery;
+use api::{Event, Principal};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures::Stream;
-use serde::Deserialize;
+use tokio::sync::broadcast::{self, error::RecvError};
 
-use super::problem::Problem;
+use super::extract::{ApiQuery, Caller};
+use super::problem::Failure;
 use super::AppState;
-use crate::events::outbox::{self, Event};
-use crate::identity::{now, Principal};
+use crate::events::{outbox, StoredEvent};
+use crate::store::now;
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EventsQuery {
-    #[serde(default)]
-    pub after: Option<u64>,
-}
-
-/// How long a quiet stream waits before looking at the outbox again (events relayed by other
-/// broker processes arrive this way).
-const POLL: Duration = Duration::from_millis(500);
+/// Outbox rows read per catch-up query.
+const CATCH_UP: u32 = 200;
 
 struct Cursor {
-    state: AppState,
+    app: AppState,
     who: Principal,
     seq: u64,
     ready: VecDeque<Event>,
-    /// Read the outbox before trusting the bus again (start, a gap, a lag, a quiet spell).
+    /// Read the outbox before trusting the hub (start, a lag).
     catch_up: bool,
-    bus: tokio::sync::broadcast::Receiver<Event>,
+    hub: broadcast::Receiver<Arc<StoredEvent>>,
 }
 
 impl Cursor {
-    fn take(&mut self, e: Event) {
-        self.seq = e.seq;
-        if e.audience.admits(&self.who) {
-            self.ready.push_back(e);
+    fn take(&mut self, seq: u64, e: Option<&StoredEvent>) {
+        self.seq = seq;
+        if let Some(e) = e.filter(|e| e.audience.admits(&self.who)) {
+            self.ready.push_back(e.event.clone());
         }
     }
 }
 
+/// Follows the events the caller may see, as server-sent events (`id` = seq, `event` = topic,
+/// `data` = the event as JSON). The stream ends when the token does.
+#[utoipa::path(get, path = "/v1/events", tag = "events", operation_id = "events",
+    params(
+        EventsQuery,
+        ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this event's seq")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "A stream of events", content_type = "text/event-stream", body = Event)))]
 pub async fn stream(
-    State(state): State<AppState>,
-    who: Principal,
+    State(app): State<AppState>,
+    Caller(who): Caller,
     headers: HeaderMap,
-    Query(q): Query<EventsQuery>,
-) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, Problem> {
+    ApiQuery(q): ApiQuery<EventsQuery>,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, Failure> {
     let last_id = headers
         .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
         .map(|v| {
-            v.parse::<u64>()
-                .map_err(|_| Problem::bad_request("Last-Event-ID must be an event's seq"))
+            v.to_str()
+                .ok()
+                .and_then(|v| v.parse::<u64>().ok())
+                .ok_or_else(|| Failure::bad_request("Last-Event-ID must be an event's seq"))
         })
         .transpose()?;
+    // Subscribed before the catch-up read, so nothing falls between the two.
+    let hub = app.market.signals.hub.subscribe();
     let seq = match last_id.or(q.after) {
         Some(s) => s,
-        None => outbox::head(state.store.pool()).await?,
+        None => outbox::head(&app.market.store).await?,
     };
-    // Events come from this process's bus as they are relayed; the outbox fills any gap (events
-    // relayed by another broker process, a lagging receiver) and serves the catch-up.
-    let bus = state.bus.subscribe();
     let cursor = Cursor {
-        state,
+        app,
         who,
         seq,
         ready: VecDeque::new(),
         catch_up: true,
-        bus,
+        hub,
     };
     let events = futures::stream::unfold(cursor, |mut c| async move {
         loop {
             if let Some(e) = c.ready.pop_front() {
                 let sse = SseEvent::default()
                     .id(e.seq.to_string())
-                    .event(e.topic.clone())
-                    .data(serde_json::to_string(&e).unwrap_or_default());
+                    .event(e.topic().as_str())
+                    .data(serde_json::to_string(&e).expect("events serialise"));
                 return Some((Ok(sse), c));
             }
             // The token the stream was opened with is its licence: it ends with it.
@@ -90,26 +94,34 @@ pub async fn stream(
                 return None;
             }
             if c.catch_up {
-                match outbox::since(c.state.store.pool(), c.seq, 200).await {
+                match outbox::since(&c.app.market.store, c.seq, CATCH_UP).await {
                     Ok(batch) if !batch.is_empty() => {
-                        for e in batch {
-                            c.take(e);
+                        for (seq, read) in batch {
+                            if let Err(e) = &read {
+                                tracing::error!(seq, error = %e, "event skipped");
+                            }
+                            c.take(seq, read.as_ref().ok());
                         }
                     }
                     Ok(_) => c.catch_up = false,
                     Err(e) => {
                         tracing::warn!(error = %e, "event stream cannot read the outbox");
-                        tokio::time::sleep(POLL).await;
+                        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
                     }
                 }
                 continue;
             }
-            match tokio::time::timeout(POLL, c.bus.recv()).await {
-                Ok(Ok(e)) if e.seq <= c.seq => {}
-                Ok(Ok(e)) if e.seq == c.seq + 1 => c.take(e),
-                Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => return None,
-                // A gap, a lag, or quiet: look at the outbox.
-                _ => c.catch_up = true,
+            let until_expiry =
+                std::time::Duration::from_secs(c.who.expires_at.saturating_sub(now()).max(1));
+            match tokio::time::timeout(until_expiry, c.hub.recv()).await {
+                Ok(Ok(e)) if e.event.seq <= c.seq => {}
+                Ok(Ok(e)) => {
+                    let seq = e.event.seq;
+                    c.take(seq, Some(&e));
+                }
+                Ok(Err(RecvError::Lagged(_))) => c.catch_up = true,
+                Ok(Err(RecvError::Closed)) => return None,
+                Err(_) => {}
             }
         }
     });

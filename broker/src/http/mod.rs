@@ -1,224 +1,192 @@
-//! The HTTP API. Handlers are thin: they check input, call the domain, map errors to problems.
+//! The HTTP API. Handlers are thin: the extractors authenticate and parse, the handler calls one
+//! use case of the marketplace (or of auth) and maps the result; every error is a problem
+//! (`problem`). The OpenAPI document is generated from the handlers and the `api` crate's types
+//! (`openapi`) and served at `/v1/openapi.json`.
 
 pub mod accounts;
 pub mod auth;
 pub mod contracts;
 pub mod credentials;
 pub mod events;
+pub mod extract;
 pub mod offers;
+pub mod openapi;
 pub mod problem;
 pub mod providers;
 pub mod reservations;
+pub mod system;
 pub mod usage;
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
-use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde_json::json;
+use api::problem::PROBLEM_JSON;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::identity::{Principal, Role};
-use crate::ledger_link::{LedgerLink, LedgerStatus};
-use crate::market::records::{flush, Pending};
-use crate::store::Store;
-use problem::Problem;
+use crate::auth::Auth;
+use crate::market::Market;
+use problem::Failure;
 
+/// What the handlers reach: the marketplace's and auth's use cases, and the API document.
+pub struct App {
+    pub market: Market,
+    pub auth: Auth,
+    /// The OpenAPI document, serialised once.
+    pub openapi: axum::body::Bytes,
+}
+
+/// The handlers' state: one shared `App`.
 #[derive(Clone)]
-pub struct AppState {
-    pub store: Store,
-    pub ledger: LedgerLink,
-    pub catalog: catalog::store::CatalogStore,
-    pub index: Arc<RwLock<catalog::Index>>,
-    /// Names this broker in signed login and registration messages.
-    pub audience: String,
-    pub content: Arc<dyn content::ContentStore>,
-    /// Wakes the purchase driver.
-    pub driver: Arc<tokio::sync::Notify>,
-    /// Wakes the outbox relay after a commit that emitted events.
-    pub relay: Arc<tokio::sync::Notify>,
-    /// Committed events, as the relay publishes them (wakes the event streams).
-    pub bus: crate::events::InProcessBus,
-    /// How long a reservation holds capacity.
-    pub reservation_ttl: std::time::Duration,
-    /// How long after arriving a usage record can be disputed.
-    pub dispute_window_secs: u64,
-    /// Wakes the settlement batcher when a full batch of records waits.
-    pub batch_full: Arc<tokio::sync::Notify>,
-    pub batch_records: u32,
-    /// When escrow warnings and suspensions happen.
-    pub escrow: crate::market::escrow::EscrowPolicy,
-    /// Mints peering credentials (the purchase driver, which also mints them on activation).
-    pub issuer: crate::market::purchase::Driver,
-    /// Development chains only: the account that mints faucet credits.
-    pub faucet: Option<ledger::ChainClient>,
-}
+pub struct AppState(Arc<App>);
 
-/// Writes `events` into `tx` (the outbox), commits, and wakes the relay: the change and its
-/// events exist together or not at all.
-pub async fn commit_with_events(
-    state: &AppState,
-    mut tx: sqlx::Transaction<'static, sqlx::Any>,
-    events: Vec<Pending>,
-    now: u64,
-) -> Result<(), Problem> {
-    flush(&mut tx, &state.store, events, now).await?;
-    tx.commit().await?;
-    state.relay.notify_one();
-    Ok(())
-}
+impl std::ops::Deref for AppState {
+    type Target = App;
 
-/// Refuses callers whose role is not one of `roles`.
-pub fn require(who: &Principal, roles: &[Role], what: &str) -> Result<(), Problem> {
-    if roles.contains(&who.role) {
-        return Ok(());
-    }
-    let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
-    Err(Problem::new(
-        StatusCode::FORBIDDEN,
-        "forbidden",
-        format!(
-            "{what} is for {} participants; you are {}",
-            names.join(" or "),
-            who.role.as_str()
-        ),
-    ))
-}
-
-/// Largest JSON body the API accepts.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
-
-/// `Json` whose rejections are problems: a body that is not the expected JSON, too large, or
-/// without a JSON content type gets a reason, never a plain-text error.
-pub struct ApiJson<T>(pub T);
-
-impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ApiJson<T> {
-    type Rejection = Problem;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Problem> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(v)) => Ok(Self(v)),
-            Err(rejection) => {
-                let status = rejection.status();
-                let title = if status == StatusCode::PAYLOAD_TOO_LARGE {
-                    "payload too large"
-                } else {
-                    "bad request"
-                };
-                Err(Problem::new(status, title, rejection.body_text()))
-            }
-        }
+    fn deref(&self) -> &App {
+        &self.0
     }
 }
 
-/// The OpenAPI description of this API.
-pub const OPENAPI: &str = include_str!("../../openapi.json");
+/// How long a request may take before it is answered 503 (event streams are exempt: only their
+/// first answer is bounded).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
-pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/health", get(health))
-        .route("/v1/ledger", get(ledger_status))
-        .route("/v1/offers", get(offers::search).post(offers::publish))
-        .route("/v1/offers/facets", get(offers::facets))
-        .route("/v1/offers/{id}", get(offers::get).delete(offers::withdraw))
-        .route("/v1/offers/{id}/history", get(offers::history))
-        .route("/v1/openapi.json", get(openapi))
-        .route("/v1/participants", post(auth::register))
-        .route("/v1/auth/challenge", post(auth::challenge))
-        .route("/v1/auth/token", post(auth::token))
-        .route("/v1/auth/me", get(auth::me))
-        .route("/v1/participants/me/account", post(accounts::link))
-        .route("/v1/accounts/{address}", get(accounts::show))
-        .route("/v1/faucet", post(accounts::faucet))
-        .route("/v1/providers/me/config", post(providers::set_config))
-        .route("/v1/providers/{did}/config", get(providers::config))
-        .route("/v1/reservations", post(reservations::create))
-        .route("/v1/reservations/{id}", get(reservations::get))
-        .route(
-            "/v1/reservations/{id}/purchase",
-            post(reservations::purchase),
-        )
-        .route("/v1/contracts", get(contracts::list))
-        .route("/v1/contracts/{id}", get(contracts::get))
-        .route("/v1/contracts/{id}/accept", post(contracts::accept))
-        .route("/v1/contracts/{id}/close", post(contracts::close))
-        .route("/v1/contracts/{id}/credentials", get(credentials::list))
-        .route(
-            "/v1/contracts/{id}/credentials/renew",
-            post(credentials::renew),
-        )
-        .route(
-            "/v1/contracts/{id}/credentials/revoke",
-            post(credentials::revoke),
-        )
-        .route("/v1/usage", post(usage::report))
-        .route("/v1/usage/{id}/proof", get(usage::proof))
-        .route("/v1/usage/{id}/dispute", post(usage::dispute))
-        .route("/v1/usage/{id}/resolve", post(usage::resolve))
-        .route("/v1/contracts/{id}/usage", get(usage::of_contract))
-        .route("/v1/contracts/{id}/statement", get(usage::statement))
-        .route("/v1/contracts/{id}/escrow", get(contracts::escrow))
-        .route("/v1/contracts/{id}/topup", post(contracts::top_up))
-        .route("/v1/events", get(events::stream))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+/// The routes with their documentation (the document and the router cannot disagree: both are
+/// built from the same list).
+fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(system::health))
+        .routes(routes!(system::ledger))
+        .routes(routes!(system::openapi))
+        .routes(routes!(offers::search, offers::publish))
+        .routes(routes!(offers::facets))
+        .routes(routes!(offers::get, offers::withdraw))
+        .routes(routes!(offers::history))
+        .routes(routes!(auth::register))
+        .routes(routes!(auth::challenge))
+        .routes(routes!(auth::token))
+        .routes(routes!(auth::me))
+        .routes(routes!(accounts::link))
+        .routes(routes!(accounts::show))
+        .routes(routes!(accounts::faucet))
+        .routes(routes!(providers::set_config))
+        .routes(routes!(providers::config))
+        .routes(routes!(reservations::create))
+        .routes(routes!(reservations::get))
+        .routes(routes!(reservations::purchase))
+        .routes(routes!(contracts::list))
+        .routes(routes!(contracts::get))
+        .routes(routes!(contracts::accept))
+        .routes(routes!(contracts::close))
+        .routes(routes!(contracts::escrow))
+        .routes(routes!(contracts::top_up))
+        .routes(routes!(credentials::list))
+        .routes(routes!(credentials::renew))
+        .routes(routes!(credentials::revoke))
+        .routes(routes!(usage::report))
+        .routes(routes!(usage::of_contract))
+        .routes(routes!(usage::proof))
+        .routes(routes!(usage::statement))
+        .routes(routes!(usage::dispute))
+        .routes(routes!(usage::resolve))
+        .routes(routes!(events::stream))
+}
+
+/// The generated OpenAPI document.
+pub fn document() -> utoipa::openapi::OpenApi {
+    let (_, mut doc) = routes().split_for_parts();
+    openapi::complete(&mut doc);
+    doc
+}
+
+/// The API over `market` and `auth`.
+pub fn router(market: Market, auth: Auth) -> Router {
+    let (router, mut doc) = routes().split_for_parts();
+    openapi::complete(&mut doc);
+    let openapi = serde_json::to_vec(&doc)
+        .expect("the OpenAPI document serialises")
+        .into();
+    let state = AppState(Arc::new(App {
+        market,
+        auth,
+        openapi,
+    }));
+    router
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(bounded))
+        .layer(axum::middleware::from_fn(problems_only))
+        .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
 
-async fn health(State(state): State<AppState>) -> Result<Json<serde_json::Value>, Problem> {
-    sqlx::query("SELECT 1")
-        .execute(state.store.pool())
-        .await
-        .map_err(|e| Problem::unavailable("database unavailable", e.to_string()))?;
-    Ok(Json(json!({ "status": "ok" })))
+async fn not_found(uri: axum::http::Uri) -> Failure {
+    Failure::not_found(format!("no resource at {}", uri.path()))
 }
 
-async fn ledger_status(State(state): State<AppState>) -> Result<Json<LedgerStatus>, Problem> {
-    state
-        .ledger
-        .status()
-        .await
-        .map(Json)
-        .map_err(|e| Problem::unavailable("chain unavailable", e.to_string()))
-}
-
-async fn openapi() -> ([(axum::http::HeaderName, &'static str); 1], &'static str) {
-    (
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        OPENAPI,
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Failure {
+    Failure::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed",
+        format!("{} does not take {method}; see Allow", uri.path()),
     )
 }
 
-async fn not_found(uri: axum::http::Uri) -> Problem {
-    Problem::not_found(format!("no resource at {}", uri.path()))
+/// Answers 503 when the handler takes longer than `REQUEST_TIMEOUT`.
+async fn bounded(req: Request, next: Next) -> Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => Failure::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            format!(
+                "the broker did not finish within {} s; a write may still complete, so look before retrying",
+                REQUEST_TIMEOUT.as_secs()
+            ),
+        )
+        .into_response(),
+    }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::OPENAPI;
-
-    #[test]
-    fn openapi_documents_every_search_parameter_and_route() {
-        let spec: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
-        let params: Vec<&str> = spec["paths"]["/v1/offers"]["get"]["parameters"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| p["name"].as_str().unwrap())
-            .collect();
-        let accepted: Vec<&str> = catalog::params::PARAMS.iter().map(|(k, _)| *k).collect();
-        assert_eq!(params, accepted);
-        let source = include_str!("mod.rs");
-        for line in source
-            .lines()
-            .filter(|l| l.trim_start().starts_with(".route(\""))
-        {
-            let path = line.split('"').nth(1).unwrap();
-            assert!(
-                spec["paths"].get(path).is_some(),
-                "{path} missing from openapi.json"
-            );
-        }
+/// Every error answer is a problem, also those made below the handlers (limits, routing).
+async fn problems_only(req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes() == PROBLEM_JSON.as_bytes());
+    if !status.is_client_error() && !status.is_server_error() || is_problem {
+        return response;
     }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let detail = match String::from_utf8_lossy(&text).trim() {
+        "" => status.canonical_reason().unwrap_or("error").to_string(),
+        t => t.to_string(),
+    };
+    let problem = api::Problem::new(
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("error").to_lowercase(),
+        detail,
+    );
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(PROBLEM_JSON),
+    );
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(
+        parts,
+        Body::from(serde_json::to_vec(&problem).expect("problems serialise")),
+    )
 }

@@ -1,194 +1,106 @@
 //! The catalog over HTTP: search, facets, one offer, its history (public: browsing needs no
-//! login), and publishing, updating and withdrawing (the offer's provider only).
+//! login), publishing and withdrawing (the offer's provider only).
 
-use axum::extract::{Path, RawQuery, State};
+use api::offers::{OfferDocument, Published, SearchPage, SearchParams, WithdrawnOffer};
+use api::OfferId;
+use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
 use axum::Json;
-use catalog::api::{OfferDocument, SearchItem, SearchPage};
 use catalog::model::Offer;
-use catalog::params;
 use catalog::query::Facets;
 
-use axum::http::StatusCode;
-use catalog::store::{CatalogStore, StoreError as CatalogError};
-use serde_json::json;
+use super::extract::{ApiBytes, ApiPath, As, Providers};
+use super::problem::Failure;
+use super::AppState;
 
-use super::problem::Problem;
-use super::{commit_with_events, require, AppState};
-use crate::events::outbox::{Audience, Topic};
-use crate::identity::{self as id, Principal, Role};
-use crate::market::records::Pending;
-
-fn parse_query(raw: Option<String>) -> Result<catalog::Query, Problem> {
+/// Parses a catalog query (the same parser the SDK uses, so errors read the same).
+fn parse_query(raw: Option<String>) -> Result<catalog::Query, Failure> {
     let raw = raw.unwrap_or_default();
     if raw.len() > 8 * 1024 {
-        return Err(Problem::bad_request("query string longer than 8 KiB"));
+        return Err(Failure::bad_request("query string longer than 8 KiB"));
     }
     let pairs: Vec<(String, String)> = url::form_urlencoded::parse(raw.as_bytes())
         .into_owned()
         .collect();
-    params::parse(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .map_err(|e| Problem::bad_request(e.to_string()))
+    catalog::params::parse(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .map_err(|e| Failure::bad_request(e.to_string()))
 }
 
+/// Searches plans: filters on any attribute, a ranking, cursor pages.
+#[utoipa::path(get, path = "/v1/offers", tag = "offers", operation_id = "search_offers",
+    params(SearchParams),
+    responses((status = 200, description = "One page of plans", body = SearchPage)))]
 pub async fn search(
-    State(state): State<AppState>,
+    State(app): State<AppState>,
     RawQuery(raw): RawQuery,
-) -> Result<Json<SearchPage>, Problem> {
-    let q = parse_query(raw)?;
-    let index = state.index.read().unwrap_or_else(|e| e.into_inner());
-    let page = index.search(&q);
-    Ok(Json(SearchPage {
-        items: page
-            .hits
-            .iter()
-            .map(|h| SearchItem::new(&h.offer, h.plan_index, h.key))
-            .collect(),
-        total: page.total,
-        next_cursor: page.next.map(|c| c.encode()),
-    }))
+) -> Result<Json<SearchPage>, Failure> {
+    Ok(Json(app.market.search(parse_query(raw)?).await?))
 }
 
+/// Counts per class, region, GPU model and price bucket of the plans a query matches.
+#[utoipa::path(get, path = "/v1/offers/facets", tag = "offers", operation_id = "offer_facets",
+    params(SearchParams),
+    responses((status = 200, description = "Counts", body = Facets)))]
 pub async fn facets(
-    State(state): State<AppState>,
+    State(app): State<AppState>,
     RawQuery(raw): RawQuery,
-) -> Result<Json<Facets>, Problem> {
-    let q = parse_query(raw)?;
-    let index = state.index.read().unwrap_or_else(|e| e.into_inner());
-    Ok(Json(index.facets(&q)))
+) -> Result<Json<Facets>, Failure> {
+    Ok(Json(app.market.facets(parse_query(raw)?).await))
 }
 
-fn check_id(id: &str) -> Result<(), Problem> {
-    if id.is_empty()
-        || id.len() > 64
-        || !id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-    {
-        return Err(Problem::bad_request(format!(
-            "{id:?} is not an offer id (1-64 of A-Z a-z 0-9 . _ -)"
-        )));
-    }
-    Ok(())
-}
-
+/// One offer, active or withdrawn.
+#[utoipa::path(get, path = "/v1/offers/{id}", tag = "offers", operation_id = "get_offer",
+    params(("id" = OfferId, Path, description = "The offer's id")),
+    responses((status = 200, description = "The offer", body = OfferDocument)))]
 pub async fn get(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<OfferDocument>, Problem> {
-    check_id(&id)?;
-    let stored = state
-        .catalog
-        .get(&id)
-        .await
-        .map_err(|e| Problem::unavailable("catalog unavailable", e.to_string()))?
-        .ok_or_else(|| Problem::not_found(format!("no offer {id}")))?;
-    Ok(Json(OfferDocument {
-        status: if stored.withdrawn_at.is_some() {
-            "withdrawn"
-        } else {
-            "active"
-        }
-        .to_string(),
-        withdrawn_at: stored.withdrawn_at,
-        offer: stored.offer,
-    }))
+    State(app): State<AppState>,
+    ApiPath(id): ApiPath<OfferId>,
+) -> Result<Json<OfferDocument>, Failure> {
+    Ok(Json(app.market.offer(&id).await?))
 }
 
+/// Every version of an offer, oldest first.
+#[utoipa::path(get, path = "/v1/offers/{id}/history", tag = "offers", operation_id = "offer_history",
+    params(("id" = OfferId, Path, description = "The offer's id")),
+    responses((status = 200, description = "Its versions", body = Vec<Offer>)))]
 pub async fn history(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<Vec<Offer>>, Problem> {
-    check_id(&id)?;
-    let versions = state
-        .catalog
-        .history(&id)
-        .await
-        .map_err(|e| Problem::unavailable("catalog unavailable", e.to_string()))?;
-    if versions.is_empty() {
-        return Err(Problem::not_found(format!("no offer {id}")));
-    }
-    Ok(Json(versions))
+    State(app): State<AppState>,
+    ApiPath(id): ApiPath<OfferId>,
+) -> Result<Json<Vec<Offer>>, Failure> {
+    Ok(Json(app.market.offer_history(&id).await?))
 }
 
-/// Publishes a new offer or a new version of one. The body is the offer signed by its provider,
-/// who must be the caller; the offer and its `offer.published`/`offer.updated` event commit
-/// together.
+/// Publishes an offer (version 1) or a new version of one: the offer signed by its provider,
+/// who must be the caller.
+#[utoipa::path(post, path = "/v1/offers", tag = "offers", operation_id = "publish_offer",
+    request_body = Offer,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Published (version 1)", body = Published),
+        (status = 200, description = "A new version published", body = Published)))]
 pub async fn publish(
-    State(state): State<AppState>,
-    who: Principal,
-    body: axum::body::Bytes,
-) -> Result<(StatusCode, Json<serde_json::Value>), Problem> {
-    require(&who, &[Role::Provider], "publishing offers")?;
-    let offer = catalog::validate::parse_offer(&body, true)
-        .map_err(|e| Problem::bad_request(e.to_string()))?;
-    if offer.provider != who.did {
-        return Err(Problem::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "an offer names its provider; you can publish only your own offers",
-        ));
-    }
-    let now = id::now();
-    let mut tx = state.catalog.begin_write().await.map_err(catalog_problem)?;
-    CatalogStore::publish_in(&mut tx, &offer, now)
-        .await
-        .map_err(catalog_problem)?;
-    let topic = if offer.version == 1 {
-        Topic::OfferPublished
-    } else {
-        Topic::OfferUpdated
-    };
-    let event = Pending {
-        topic,
-        subject: offer.id.clone(),
-        audience: Audience::Everyone,
-        payload: json!({"offer": offer.id, "version": offer.version, "provider": offer.provider}),
-    };
-    commit_with_events(&state, tx, vec![event], now).await?;
-    let status = if offer.version == 1 {
+    State(app): State<AppState>,
+    As { who, .. }: As<Providers>,
+    ApiBytes(body): ApiBytes,
+) -> Result<(StatusCode, Json<Published>), Failure> {
+    let (first, published) = app.market.publish(&who, &body).await?;
+    let status = if first {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    Ok((
-        status,
-        Json(json!({"id": offer.id, "version": offer.version})),
-    ))
+    Ok((status, Json(published)))
 }
 
 /// Withdraws an offer of the caller's.
+#[utoipa::path(delete, path = "/v1/offers/{id}", tag = "offers", operation_id = "withdraw_offer",
+    params(("id" = OfferId, Path, description = "The offer's id")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "Withdrawn", body = WithdrawnOffer)))]
 pub async fn withdraw(
-    State(state): State<AppState>,
-    who: Principal,
-    Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, Problem> {
-    require(&who, &[Role::Provider], "withdrawing offers")?;
-    let now = id::now();
-    let mut tx = state.catalog.begin_write().await.map_err(catalog_problem)?;
-    let seq = CatalogStore::withdraw_in(&mut tx, &id, &who.did, now)
-        .await
-        .map_err(catalog_problem)?;
-    let event = Pending {
-        topic: Topic::OfferWithdrawn,
-        subject: id.clone(),
-        audience: Audience::Everyone,
-        payload: json!({"offer": id, "provider": who.did}),
-    };
-    commit_with_events(&state, tx, vec![event], now).await?;
-    Ok(Json(json!({"id": id, "withdrawn": true, "change": seq})))
-}
-
-fn catalog_problem(e: CatalogError) -> Problem {
-    match e {
-        CatalogError::NotOwner(_) => {
-            Problem::new(StatusCode::FORBIDDEN, "forbidden", e.to_string())
-        }
-        CatalogError::NotFound(_) => Problem::not_found(e.to_string()),
-        CatalogError::VersionConflict { .. }
-        | CatalogError::NotFirstVersion { .. }
-        | CatalogError::Withdrawn(_) => {
-            Problem::new(StatusCode::CONFLICT, "conflict", e.to_string())
-        }
-        other => Problem::unavailable("database unavailable", other.to_string()),
-    }
+    State(app): State<AppState>,
+    As { who, .. }: As<Providers>,
+    ApiPath(id): ApiPath<OfferId>,
+) -> Result<Json<WithdrawnOffer>, Failure> {
+    Ok(Json(app.market.withdraw(&who, &id).await?))
 }

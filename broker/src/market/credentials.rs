@@ -3,18 +3,17 @@
 //! consumer's request (the old one works for a grace period), revoked when the contract closes or
 //! an operator says so. The broker never stores a secret in the clear.
 
-use catalog::provider_config::ProviderConfig;
+use api::credentials::{CredentialInfo, Revoked};
+use api::events::{CredentialIssued, CredentialRevoked, CredentialRotated, EventBody};
+use api::{ContractId, ContractState, CredentialHash};
+use catalog::provider_config::{ConnectionKind, ProviderConfig};
 use peering::envelope::{Credential, CredentialKind, ENVELOPE_VERSION};
 use rand::RngCore;
-use serde::Serialize;
-use serde_json::json;
-use sqlx::any::AnyRow;
-use sqlx::Row;
 
-use super::records::{flush, ContractRecord, Pending};
-use super::MarketError;
-use crate::events::outbox::{Audience, Topic};
-use crate::store::Store;
+use super::records::{self, ContractRecord};
+use super::{escrow, Market, MarketError};
+use crate::events::Pending;
+use crate::store::{now, Corrupt, Decode, Store};
 
 /// How long credentials live and how long a replaced one keeps working.
 #[derive(Debug, Clone, Copy)]
@@ -32,35 +31,55 @@ impl Default for CredentialPolicy {
     }
 }
 
-/// What the broker keeps of a credential.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CredentialRecord {
-    pub hash: String,
-    pub contract_id: String,
-    pub version: u64,
-    pub consumer: String,
-    pub kind: String,
-    pub not_before: u64,
-    pub expires_at: u64,
-    pub renew_before: u64,
-    pub revoked_at: Option<u64>,
-    /// The envelope sealed to the consumer (`peering::SealedCredential`).
-    pub sealed: serde_json::Value,
+#[derive(sqlx::FromRow)]
+struct CredentialRow {
+    hash: String,
+    contract_id: String,
+    version: i64,
+    consumer: String,
+    kind: String,
+    not_before: i64,
+    expires_at: i64,
+    renew_before: i64,
+    revoked_at: Option<i64>,
+    sealed: String,
 }
 
-fn record(r: &AnyRow) -> CredentialRecord {
-    CredentialRecord {
-        hash: r.get(0),
-        contract_id: r.get(1),
-        version: r.get::<i64, _>(2) as u64,
-        consumer: r.get(3),
-        kind: r.get(4),
-        not_before: r.get::<i64, _>(5) as u64,
-        expires_at: r.get::<i64, _>(6) as u64,
-        renew_before: r.get::<i64, _>(7) as u64,
-        revoked_at: r.get::<Option<i64>, _>(8).map(|t| t as u64),
-        sealed: serde_json::from_str(&r.get::<String, _>(9)).unwrap_or_default(),
+fn kind_of(s: &str) -> Option<ConnectionKind> {
+    match s {
+        "generic" => Some(ConnectionKind::Generic),
+        "liqo" => Some(ConnectionKind::Liqo),
+        "wireguard" => Some(ConnectionKind::Wireguard),
+        _ => None,
+    }
+}
+
+fn kind_name(k: &CredentialKind) -> &'static str {
+    match k {
+        CredentialKind::Generic => "generic",
+        CredentialKind::Liqo { .. } => "liqo",
+        CredentialKind::Wireguard { .. } => "wireguard",
+    }
+}
+
+impl CredentialRow {
+    fn decode(self) -> Result<CredentialInfo, Corrupt> {
+        let d = Decode {
+            table: "credentials",
+            key: &self.hash,
+        };
+        Ok(CredentialInfo {
+            hash: d.parse("hash", &self.hash)?,
+            contract_id: d.parse("contract_id", &self.contract_id)?,
+            version: d.u64("version", self.version)?,
+            consumer: d.parse("consumer", &self.consumer)?,
+            kind: d.named("kind", &self.kind, kind_of)?,
+            not_before: d.u64("not_before", self.not_before)?,
+            expires_at: d.u64("expires_at", self.expires_at)?,
+            renew_before: d.u64("renew_before", self.renew_before)?,
+            revoked_at: d.opt_u64("revoked_at", self.revoked_at)?,
+            sealed: d.json("sealed", &self.sealed)?,
+        })
     }
 }
 
@@ -70,7 +89,7 @@ const COLUMNS: &str =
 fn random_hex<const N: usize>() -> String {
     let mut b = [0u8; N];
     rand::rngs::OsRng.fill_bytes(&mut b);
-    catalog::identity::hex_encode(&b)
+    identity::hex_encode(&b)
 }
 
 /// The envelope's kind from the provider's configuration (generic when it has none).
@@ -83,8 +102,8 @@ fn kind_for(config: Option<&ProviderConfig>, provider: &str, secret: &str) -> Cr
         .first()
         .map(|e| e.url.clone())
         .unwrap_or_default();
-    match config.connection.kind.as_str() {
-        "liqo" => CredentialKind::Liqo {
+    match config.connection.kind {
+        ConnectionKind::Liqo => CredentialKind::Liqo {
             cluster_id: if config.connection.node_id.is_empty() {
                 provider.to_string()
             } else {
@@ -94,11 +113,11 @@ fn kind_for(config: Option<&ProviderConfig>, provider: &str, secret: &str) -> Cr
             token: secret.to_string(),
             endpoint,
         },
-        "wireguard" => {
+        ConnectionKind::Wireguard => {
             let private = x25519_dalek::StaticSecret::random_from_rng(rand::rngs::OsRng);
             let public = x25519_dalek::PublicKey::from(&private);
-            let b = |x: &[u8]| catalog::identity::hex_encode(x);
-            let peer = peering::keys::x25519_public(provider).unwrap_or_default();
+            let b = |x: &[u8]| identity::hex_encode(x);
+            let peer = identity::x25519_public(provider).unwrap_or_default();
             let host = endpoint
                 .split("://")
                 .nth(1)
@@ -115,114 +134,112 @@ fn kind_for(config: Option<&ProviderConfig>, provider: &str, secret: &str) -> Cr
                 allowed_ips: "10.77.0.0/16".into(),
             }
         }
-        _ => CredentialKind::Generic,
-    }
-}
-
-fn kind_name(k: &CredentialKind) -> &'static str {
-    match k {
-        CredentialKind::Generic => "generic",
-        CredentialKind::Liqo { .. } => "liqo",
-        CredentialKind::Wireguard { .. } => "wireguard",
+        ConnectionKind::Generic => CredentialKind::Generic,
     }
 }
 
 /// Mints a credential for an active contract, seals it to the consumer, announces its hash.
-pub async fn issue(
-    store: &Store,
+async fn issue(
+    market: &Market,
     contract: &ContractRecord,
     config: Option<&ProviderConfig>,
-    policy: CredentialPolicy,
     now: u64,
-) -> Result<CredentialRecord, MarketError> {
+) -> Result<CredentialInfo, MarketError> {
+    let policy = market.policy.credentials;
     let secret = random_hex::<32>();
-    let kind = kind_for(config, &contract.provider, &secret);
+    let kind = kind_for(config, contract.provider.as_str(), &secret);
     let credential = Credential {
         version: ENVELOPE_VERSION,
         kind,
-        contract_id: contract.id.clone(),
-        provider_node_id: contract.provider.clone(),
+        contract_id: contract.id.to_string(),
+        provider_node_id: contract.provider.to_string(),
         endpoints: config
             .map(|c| c.endpoints.iter().map(|e| e.url.clone()).collect())
             .unwrap_or_default(),
-        consumer_key: contract.consumer.clone(),
+        consumer_key: contract.consumer.to_string(),
         secret,
         not_before: now,
         expires_at: now + policy.ttl_secs,
         renew_before: now + policy.ttl_secs - policy.ttl_secs / 5,
     };
-    let sealed = peering::seal(&credential, &contract.consumer)
-        .map_err(|e| MarketError::Corrupt(format!("cannot seal to the consumer: {e}")))?;
-    let hash = credential.hash();
-    let mut tx = store.begin().await?;
-    let version: (i64,) = sqlx::query_as(
+    let sealed = peering::seal(&credential, contract.consumer.as_str())
+        .map_err(|e| Corrupt::new("contracts", "consumer", contract.id, e))?;
+    let hash: CredentialHash = credential
+        .hash()
+        .parse()
+        .map_err(|e| Corrupt::new("credentials", "hash", contract.id, e))?;
+    let mut tx = market.store.begin().await?;
+    let version: i64 = sqlx::query_scalar(
         "SELECT COALESCE(MAX(version), 0) + 1 FROM credentials WHERE contract_id = $1",
     )
-    .bind(contract.id.clone())
+    .bind(contract.id.to_string())
     .fetch_one(&mut *tx)
     .await?;
     sqlx::query(&format!(
         "INSERT INTO credentials ({COLUMNS}, provider, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, $9, $10, $11)"
     ))
-    .bind(hash.clone())
-    .bind(contract.id.clone())
-    .bind(version.0)
-    .bind(contract.consumer.clone())
+    .bind(hash.to_string())
+    .bind(contract.id.to_string())
+    .bind(version)
+    .bind(contract.consumer.to_string())
     .bind(kind_name(&credential.kind))
     .bind(credential.not_before as i64)
     .bind(credential.expires_at as i64)
     .bind(credential.renew_before as i64)
-    .bind(serde_json::to_string(&sealed).unwrap_or_default())
-    .bind(contract.provider.clone())
+    .bind(serde_json::to_string(&sealed).expect("sealed credentials serialise"))
+    .bind(contract.provider.to_string())
     .bind(now as i64)
     .execute(&mut *tx)
     .await?;
-    let event = Pending {
-        topic: Topic::CredentialIssued,
-        subject: contract.id.clone(),
-        audience: Audience::parties(&[&contract.consumer, &contract.provider]),
-        payload: json!({
-            "contract": contract.id, "hash": hash, "version": version.0,
-            "consumer": contract.consumer, "notBefore": credential.not_before,
-            "expiresAt": credential.expires_at,
-        }),
-    };
-    flush(&mut tx, store, vec![event], now).await?;
-    tx.commit().await?;
-    get(store, &hash)
+    let event = contract.parties_event(EventBody::CredentialIssued(CredentialIssued {
+        contract: contract.id,
+        hash: hash.clone(),
+        version: version.max(0) as u64,
+        consumer: contract.consumer.clone(),
+        not_before: credential.not_before,
+        expires_at: credential.expires_at,
+    }));
+    market.commit(tx, vec![event], now).await?;
+    get(&market.store, &hash)
         .await?
-        .ok_or(MarketError::NoContract(contract.id.clone()))
+        .ok_or(MarketError::NoContract(contract.id))
 }
 
-pub async fn get(store: &Store, hash: &str) -> Result<Option<CredentialRecord>, MarketError> {
-    Ok(sqlx::query(&format!(
+pub async fn get(
+    store: &Store,
+    hash: &CredentialHash,
+) -> Result<Option<CredentialInfo>, MarketError> {
+    let row: Option<CredentialRow> = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM credentials WHERE hash = $1"
     ))
     .bind(hash.to_string())
     .fetch_optional(store.pool())
-    .await?
-    .as_ref()
-    .map(record))
+    .await?;
+    Ok(row.map(CredentialRow::decode).transpose()?)
 }
 
 /// A contract's credentials that still work at `now`, newest first.
 pub async fn live(
     store: &Store,
-    contract: &str,
+    contract: ContractId,
     now: u64,
-) -> Result<Vec<CredentialRecord>, MarketError> {
-    let rows = sqlx::query(&format!(
+) -> Result<Vec<CredentialInfo>, MarketError> {
+    let rows: Vec<CredentialRow> = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM credentials WHERE contract_id = $1 AND revoked_at IS NULL AND expires_at > $2 ORDER BY version DESC"
     ))
     .bind(contract.to_string())
     .bind(now as i64)
     .fetch_all(store.pool())
     .await?;
-    Ok(rows.iter().map(record).collect())
+    Ok(rows
+        .into_iter()
+        .map(CredentialRow::decode)
+        .collect::<Result<_, _>>()?)
 }
 
-/// Active contracts whose credentials are all gone (never issued, or a crash in between).
-pub async fn missing(store: &Store, now: u64) -> Result<Vec<String>, MarketError> {
+/// Active contracts whose credentials are all gone (never issued, expired, or a crash in
+/// between), except those suspended for their escrow.
+pub async fn missing(store: &Store, now: u64) -> Result<Vec<ContractId>, MarketError> {
     let rows: Vec<(String,)> = sqlx::query_as(
         "SELECT c.id FROM contracts c WHERE c.state = 'active' AND NOT EXISTS \
          (SELECT 1 FROM credentials k WHERE k.contract_id = c.id AND k.revoked_at IS NULL AND k.expires_at > $1) \
@@ -231,23 +248,45 @@ pub async fn missing(store: &Store, now: u64) -> Result<Vec<String>, MarketError
     .bind(now as i64)
     .fetch_all(store.pool())
     .await?;
-    Ok(rows.into_iter().map(|(id,)| id).collect())
+    let d = Decode {
+        table: "contracts",
+        key: "(active)",
+    };
+    Ok(rows
+        .iter()
+        .map(|(id,)| d.parse("id", id))
+        .collect::<Result<_, _>>()?)
+}
+
+/// When the next live credential of an active contract expires (the contract then needs a new
+/// one).
+pub async fn next_expiry(store: &Store) -> Result<Option<u64>, MarketError> {
+    let at: Option<i64> = sqlx::query_scalar(
+        "SELECT MIN(k.expires_at) FROM credentials k JOIN contracts c ON c.id = k.contract_id \
+         WHERE c.state = 'active' AND k.revoked_at IS NULL",
+    )
+    .fetch_one(store.pool())
+    .await?;
+    Ok(Decode {
+        table: "credentials",
+        key: "next expiry",
+    }
+    .opt_u64("expires_at", at)?)
 }
 
 /// After a renewal: the older live credentials work until `now + grace`.
-pub async fn retire_older(
-    store: &Store,
+async fn retire_older(
+    market: &Market,
     contract: &ContractRecord,
-    newest: &str,
-    grace_secs: u64,
+    newest: &CredentialHash,
     now: u64,
 ) -> Result<(), MarketError> {
-    let until = now + grace_secs;
-    let mut tx = store.begin().await?;
+    let until = now + market.policy.credentials.grace_secs;
+    let mut tx = market.store.begin().await?;
     let older: Vec<(String,)> = sqlx::query_as(
         "SELECT hash FROM credentials WHERE contract_id = $1 AND hash <> $2 AND revoked_at IS NULL AND expires_at > $3",
     )
-    .bind(contract.id.clone())
+    .bind(contract.id.to_string())
     .bind(newest.to_string())
     .bind(until as i64)
     .fetch_all(&mut *tx)
@@ -259,20 +298,25 @@ pub async fn retire_older(
         "UPDATE credentials SET expires_at = $1 WHERE contract_id = $2 AND hash <> $3 AND revoked_at IS NULL AND expires_at > $1",
     )
     .bind(until as i64)
-    .bind(contract.id.clone())
+    .bind(contract.id.to_string())
     .bind(newest.to_string())
     .execute(&mut *tx)
     .await?;
-    let hashes: Vec<String> = older.into_iter().map(|(h,)| h).collect();
-    let event = Pending {
-        topic: Topic::CredentialRotated,
-        subject: contract.id.clone(),
-        audience: Audience::parties(&[&contract.consumer, &contract.provider]),
-        payload: json!({"contract": contract.id, "replaced": hashes, "until": until, "by": newest}),
+    let d = Decode {
+        table: "credentials",
+        key: "(older)",
     };
-    flush(&mut tx, store, vec![event], now).await?;
-    tx.commit().await?;
-    Ok(())
+    let replaced = older
+        .iter()
+        .map(|(h,)| d.parse("hash", h))
+        .collect::<Result<Vec<_>, _>>()?;
+    let event = contract.parties_event(EventBody::CredentialRotated(CredentialRotated {
+        contract: contract.id,
+        replaced,
+        until,
+        by: newest.clone(),
+    }));
+    market.commit(tx, vec![event], now).await
 }
 
 /// Revokes every live credential of a contract in `tx` (the caller's change, e.g. the close);
@@ -282,11 +326,11 @@ pub async fn revoke_in(
     contract: &ContractRecord,
     why: &str,
     now: u64,
-) -> Result<Option<Pending>, sqlx::Error> {
+) -> Result<Option<Pending>, MarketError> {
     let hashes: Vec<(String,)> = sqlx::query_as(
         "SELECT hash FROM credentials WHERE contract_id = $1 AND revoked_at IS NULL",
     )
-    .bind(contract.id.clone())
+    .bind(contract.id.to_string())
     .fetch_all(&mut **tx)
     .await?;
     if hashes.is_empty() {
@@ -296,34 +340,96 @@ pub async fn revoke_in(
         "UPDATE credentials SET revoked_at = $1 WHERE contract_id = $2 AND revoked_at IS NULL",
     )
     .bind(now as i64)
-    .bind(contract.id.clone())
+    .bind(contract.id.to_string())
     .execute(&mut **tx)
     .await?;
-    let hashes: Vec<String> = hashes.into_iter().map(|(h,)| h).collect();
-    Ok(Some(Pending {
-        topic: Topic::CredentialRevoked,
-        subject: contract.id.clone(),
-        audience: Audience::parties(&[&contract.consumer, &contract.provider]),
-        payload: json!({"contract": contract.id, "revoked": hashes, "reason": why}),
-    }))
+    let d = Decode {
+        table: "credentials",
+        key: "(revoked)",
+    };
+    let revoked = hashes
+        .iter()
+        .map(|(h,)| d.parse("hash", h))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(contract.parties_event(EventBody::CredentialRevoked(
+        CredentialRevoked {
+            contract: contract.id,
+            revoked,
+            reason: why.to_string(),
+        },
+    ))))
 }
 
-/// An operator's revocation (or any revocation outside a state change).
-pub async fn revoke(
-    store: &Store,
-    contract: &ContractRecord,
-    why: &str,
-    now: u64,
-) -> Result<usize, MarketError> {
-    let mut tx = store.begin().await?;
-    let event = revoke_in(&mut tx, contract, why, now).await?;
-    let n = event
-        .as_ref()
-        .and_then(|e| e.payload["revoked"].as_array().map(Vec::len))
-        .unwrap_or(0);
-    flush(&mut tx, store, event.into_iter().collect(), now).await?;
-    tx.commit().await?;
-    Ok(n)
+impl Market {
+    /// Mints a credential for an active contract that has none that works.
+    pub async fn ensure_credential(&self, id: ContractId) -> Result<(), MarketError> {
+        let now = now();
+        if !live(&self.store, id, now).await?.is_empty() {
+            return Ok(());
+        }
+        let Some(c) = records::get_contract(&self.store, id).await? else {
+            return Ok(());
+        };
+        if c.state != ContractState::Active || escrow::is_suspended(&self.store, id).await? {
+            return Ok(());
+        }
+        let config = self.parsed_config(&c.provider).await?;
+        issue(self, &c, config.as_ref(), now).await?;
+        Ok(())
+    }
+
+    /// The contract's working credentials, sealed to its consumer.
+    pub async fn credentials(
+        &self,
+        c: &ContractRecord,
+    ) -> Result<Vec<CredentialInfo>, MarketError> {
+        if c.state == ContractState::Active {
+            // Issued at activation; this covers a broker that stopped in between.
+            self.ensure_credential(c.id).await?;
+        }
+        live(&self.store, c.id, now()).await
+    }
+
+    /// A new credential; the older ones keep working for the grace period.
+    pub async fn renew_credential(
+        &self,
+        c: &ContractRecord,
+    ) -> Result<CredentialInfo, MarketError> {
+        if c.state != ContractState::Active {
+            return Err(MarketError::WrongState {
+                state: c.state.to_string(),
+                needed: "active",
+            });
+        }
+        let config = self.parsed_config(&c.provider).await?;
+        let now = now();
+        let fresh = issue(self, c, config.as_ref(), now).await?;
+        retire_older(self, c, &fresh.hash, now).await?;
+        Ok(fresh)
+    }
+
+    /// An operator's revocation (the agent refuses the credentials within seconds).
+    pub async fn revoke_credentials(
+        &self,
+        c: &ContractRecord,
+        why: &str,
+    ) -> Result<Revoked, MarketError> {
+        let now = now();
+        let mut tx = self.store.begin().await?;
+        let event = revoke_in(&mut tx, c, why, now).await?;
+        let n = match &event {
+            Some(Pending {
+                body: EventBody::CredentialRevoked(r),
+                ..
+            }) => r.revoked.len() as u64,
+            _ => 0,
+        };
+        self.commit(tx, event.into_iter().collect(), now).await?;
+        Ok(Revoked {
+            contract: c.id,
+            revoked: n,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -339,16 +445,15 @@ mod tests {
 
     #[test]
     fn each_connection_kind_gets_its_own_envelope() {
-        let provider = catalog::identity::did_of(
-            &ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng).verifying_key(),
-        );
+        let provider = identity::did_of(&identity::generate().verifying_key());
+        let provider = provider.as_str();
         let secret = random_hex::<32>();
-        assert_eq!(kind_for(None, &provider, &secret), CredentialKind::Generic);
+        assert_eq!(kind_for(None, provider, &secret), CredentialKind::Generic);
         assert_eq!(
-            kind_for(Some(&config("generic")), &provider, &secret),
+            kind_for(Some(&config("generic")), provider, &secret),
             CredentialKind::Generic
         );
-        match kind_for(Some(&config("liqo")), &provider, &secret) {
+        match kind_for(Some(&config("liqo")), provider, &secret) {
             CredentialKind::Liqo {
                 cluster_id,
                 cluster_name,
@@ -366,7 +471,7 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        match kind_for(Some(&config("wireguard")), &provider, &secret) {
+        match kind_for(Some(&config("wireguard")), provider, &secret) {
             CredentialKind::Wireguard {
                 private_key,
                 public_key,
@@ -375,17 +480,15 @@ mod tests {
                 ..
             } => {
                 // The consumer's key pair is a real pair; the peer is the provider's key.
-                let sk: [u8; 32] = catalog::identity::hex_decode(&private_key)
+                let sk: [u8; 32] = identity::hex_decode(&private_key)
                     .unwrap()
                     .try_into()
                     .unwrap();
                 let pk = x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(sk));
-                assert_eq!(catalog::identity::hex_encode(pk.as_bytes()), public_key);
+                assert_eq!(identity::hex_encode(pk.as_bytes()), public_key);
                 assert_eq!(
                     peer_public_key,
-                    catalog::identity::hex_encode(
-                        &peering::keys::x25519_public(&provider).unwrap()
-                    )
+                    identity::hex_encode(&identity::x25519_public(provider).unwrap())
                 );
                 assert_eq!(peer_endpoint, "10.0.0.9:7443");
             }

@@ -5,16 +5,15 @@
 //! escrow cannot pay (on chain, credentials revoked: `contract.suspended`), resumes it after a
 //! top-up (`contract.resumed`), and closes it with a refund when it stays suspended past a grace.
 
-use alloy::primitives::B256;
-use serde::Serialize;
-use serde_json::json;
+use api::contracts::{ChainAgreement, ChainStatus, Runway};
+use api::events::{ContractResumed, ContractSuspended, EscrowLow, EventBody};
+use api::{ContractId, ContractState, Credits};
 
 use super::credentials;
-use super::records::{self, flush, Change, ContractRecord, Pending, State};
-use super::MarketError;
-use crate::events::outbox::{Audience, Topic};
-use crate::ledger_link::{ChainAgreement, ChainStatus, LedgerLink};
-use crate::store::Store;
+use super::records::{self, Change, ContractRecord};
+use super::{Market, MarketError};
+use crate::events::Pending;
+use crate::store::{Decode, Store};
 
 #[derive(Debug, Clone, Copy)]
 pub struct EscrowPolicy {
@@ -31,31 +30,6 @@ impl Default for EscrowPolicy {
             suspended_grace_secs: 24 * 3600,
         }
     }
-}
-
-/// Amounts go out as decimal strings (they exceed what JSON numbers carry exactly).
-fn decimal<S: serde::Serializer>(v: &u128, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(v)
-}
-
-/// What the escrow looks like now.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Runway {
-    #[serde(serialize_with = "decimal")]
-    pub escrow: u128,
-    /// Usage accepted but not settled yet.
-    #[serde(serialize_with = "decimal")]
-    pub pending: u128,
-    #[serde(serialize_with = "decimal")]
-    pub available: u128,
-    /// Credit base units per hour the contract has been using (pay-per-use).
-    #[serde(serialize_with = "decimal")]
-    pub rate_per_hour: u128,
-    /// Seconds until the escrow cannot pay; none when nothing is using it.
-    pub seconds_left: Option<u64>,
-    pub warning: bool,
-    pub suspended: bool,
 }
 
 /// How long the escrow lasts (pure).
@@ -85,38 +59,60 @@ pub fn seconds_left(
     )
 }
 
-async fn usage_totals(store: &Store, contract: &str) -> Result<(u128, u128), MarketError> {
-    let rows: Vec<(String, Option<String>)> = sqlx::query_as(
-        "SELECT amount, batch_id FROM usage_records WHERE contract_id = $1 AND disputed_at IS NULL",
+async fn usage_totals(store: &Store, contract: ContractId) -> Result<(u128, u128), MarketError> {
+    let rows: Vec<(String, String, Option<String>)> = sqlx::query_as(
+        "SELECT id, amount, batch_id FROM usage_records WHERE contract_id = $1 AND disputed_at IS NULL",
     )
     .bind(contract.to_string())
     .fetch_all(store.pool())
     .await?;
     let (mut used, mut pending) = (0u128, 0u128);
-    for (amount, batch) in rows {
-        let a = amount.parse::<u128>().unwrap_or(0);
-        used += a;
+    for (id, amount, batch) in rows {
+        let a: Credits = Decode {
+            table: "usage_records",
+            key: &id,
+        }
+        .parse("amount", &amount)?;
+        used = used.saturating_add(a.base_units());
         if batch.is_none() {
-            pending += a;
+            pending = pending.saturating_add(a.base_units());
         }
     }
     Ok((used, pending))
 }
 
-async fn marks(store: &Store, contract: &str) -> Result<(Option<u64>, Option<u64>), MarketError> {
-    let row: Option<(Option<i64>, Option<i64>)> = sqlx::query_as(
+#[derive(sqlx::FromRow)]
+struct MarksRow {
+    warned_at: Option<i64>,
+    suspended_at: Option<i64>,
+}
+
+async fn marks(
+    store: &Store,
+    contract: ContractId,
+) -> Result<(Option<u64>, Option<u64>), MarketError> {
+    let row: Option<MarksRow> = sqlx::query_as(
         "SELECT warned_at, suspended_at FROM contract_escrow WHERE contract_id = $1",
     )
     .bind(contract.to_string())
     .fetch_optional(store.pool())
     .await?;
-    Ok(row.map_or((None, None), |(w, s)| {
-        (w.map(|t| t as u64), s.map(|t| t as u64))
-    }))
+    let key = contract.to_string();
+    let d = Decode {
+        table: "contract_escrow",
+        key: &key,
+    };
+    Ok(match row {
+        None => (None, None),
+        Some(r) => (
+            d.opt_u64("warned_at", r.warned_at)?,
+            d.opt_u64("suspended_at", r.suspended_at)?,
+        ),
+    })
 }
 
 /// Whether the broker has the contract suspended for its escrow.
-pub async fn is_suspended(store: &Store, contract: &str) -> Result<bool, MarketError> {
+pub async fn is_suspended(store: &Store, contract: ContractId) -> Result<bool, MarketError> {
     Ok(marks(store, contract).await?.1.is_some())
 }
 
@@ -129,37 +125,31 @@ struct Look {
     suspended_at: Option<u64>,
 }
 
-async fn look(
-    store: &Store,
-    ledger: &LedgerLink,
-    c: &ContractRecord,
-    policy: EscrowPolicy,
-    now: u64,
-) -> Result<Look, MarketError> {
-    let a = ledger.agreement(chain_id(c)?).await?;
-    let (used, pending) = usage_totals(store, &c.id).await?;
-    let escrow: u128 = a.escrow.parse().unwrap_or(0);
-    let period_price: u128 = a.period_price.parse().unwrap_or(0);
+async fn look(market: &Market, c: &ContractRecord, now: u64) -> Result<Look, MarketError> {
+    let a = market.ledger.agreement(c.id).await?;
+    let (used, pending) = usage_totals(&market.store, c.id).await?;
+    let escrow = a.escrow.base_units();
     let active = now.saturating_sub(c.created_at).max(1);
     let left = seconds_left(
         escrow,
         pending,
         used,
         active,
-        period_price,
+        a.period_price.base_units(),
         a.period,
         a.next_charge_at,
         now,
     );
-    let (warned_at, suspended_at) = marks(store, &c.id).await?;
+    let (warned_at, suspended_at) = marks(&market.store, c.id).await?;
+    let credits = Credits::from_base_units;
     Ok(Look {
         runway: Runway {
-            escrow,
-            pending,
-            available: escrow.saturating_sub(pending),
-            rate_per_hour: used.saturating_mul(3600) / u128::from(active),
+            escrow: a.escrow,
+            pending: credits(pending),
+            available: credits(escrow.saturating_sub(pending)),
+            rate_per_hour: credits(used.saturating_mul(3600) / u128::from(active)),
             seconds_left: left,
-            warning: left.is_some_and(|s| s < policy.warn_before_secs),
+            warning: left.is_some_and(|s| s < market.policy.escrow.warn_before_secs),
             suspended: suspended_at.is_some() || a.status == ChainStatus::Suspended,
         },
         agreement: a,
@@ -168,50 +158,35 @@ async fn look(
     })
 }
 
-fn chain_id(c: &ContractRecord) -> Result<B256, MarketError> {
-    c.id.parse()
-        .map_err(|_| MarketError::NoContract(c.id.clone()))
-}
-
 pub async fn runway(
-    store: &Store,
-    ledger: &LedgerLink,
+    market: &Market,
     c: &ContractRecord,
-    policy: EscrowPolicy,
     now: u64,
 ) -> Result<(Runway, ChainAgreement), MarketError> {
-    let l = look(store, ledger, c, policy, now).await?;
+    let l = look(market, c, now).await?;
     Ok((l.runway, l.agreement))
 }
 
-fn event(c: &ContractRecord, topic: Topic, payload: serde_json::Value) -> Pending {
-    Pending {
-        topic,
-        subject: c.id.clone(),
-        audience: Audience::parties(&[&c.consumer, &c.provider]),
-        payload,
-    }
-}
-
+/// Sets one of the watch's marks (and revokes the credentials of a suspension), with its events.
 async fn mark(
-    store: &Store,
+    market: &Market,
     c: &ContractRecord,
-    column: &str,
+    column: &'static str,
     value: Option<u64>,
     extra: Vec<Pending>,
     revoke: bool,
     now: u64,
 ) -> Result<(), MarketError> {
-    let mut tx = store.begin().await?;
+    let mut tx = market.store.begin().await?;
     sqlx::query("INSERT INTO contract_escrow (contract_id) VALUES ($1) ON CONFLICT (contract_id) DO NOTHING")
-        .bind(c.id.clone())
+        .bind(c.id.to_string())
         .execute(&mut *tx)
         .await?;
     sqlx::query(&format!(
         "UPDATE contract_escrow SET {column} = $1 WHERE contract_id = $2"
     ))
     .bind(value.map(|v| v as i64))
-    .bind(c.id.clone())
+    .bind(c.id.to_string())
     .execute(&mut *tx)
     .await?;
     let mut events = extra;
@@ -220,48 +195,30 @@ async fn mark(
             credentials::revoke_in(&mut tx, c, "contract suspended: escrow exhausted", now).await?,
         );
     }
-    flush(&mut tx, store, events, now).await?;
-    tx.commit().await?;
-    Ok(())
+    market.commit(tx, events, now).await
 }
 
 /// One pass over the active contracts: charge due periods, warn, suspend, close.
-pub async fn watch_once(
-    store: &Store,
-    ledger: &LedgerLink,
-    policy: EscrowPolicy,
-    now: u64,
-) -> Result<(), MarketError> {
-    let active: Vec<(String,)> = sqlx::query_as("SELECT id FROM contracts WHERE state = 'active'")
-        .fetch_all(store.pool())
-        .await?;
-    for (id,) in active {
-        let Some(c) = records::get_contract(store, &id).await? else {
-            continue;
-        };
-        if let Err(e) = watch_contract(store, ledger, &c, policy, now).await {
-            tracing::warn!(contract = %id, error = %e, "escrow watch failed");
+pub async fn watch_once(market: &Market, now: u64) -> Result<(), MarketError> {
+    for c in records::in_states(&market.store, &[ContractState::Active]).await? {
+        if let Err(e) = watch_contract(market, &c, now).await {
+            tracing::warn!(contract = %c.id, error = %e, "escrow watch failed");
         }
     }
     Ok(())
 }
 
-async fn watch_contract(
-    store: &Store,
-    ledger: &LedgerLink,
-    c: &ContractRecord,
-    policy: EscrowPolicy,
-    now: u64,
-) -> Result<(), MarketError> {
-    let mut l = look(store, ledger, c, policy, now).await?;
+async fn watch_contract(market: &Market, c: &ContractRecord, now: u64) -> Result<(), MarketError> {
+    let ledger = &market.ledger;
+    let mut l = look(market, c, now).await?;
     let a = &l.agreement;
     // Reserved periods are charged in advance when due; the chain suspends what cannot pay.
     if a.status == ChainStatus::Active
         && a.period > 0
         && ledger.chain_time().await? >= a.next_charge_at
     {
-        ledger.charge_period(chain_id(c)?).await?;
-        l = look(store, ledger, c, policy, now).await?;
+        ledger.charge_period(c.id).await?;
+        l = look(market, c, now).await?;
     }
     let Look {
         runway: r,
@@ -269,43 +226,44 @@ async fn watch_contract(
         warned_at,
         suspended_at,
     } = l;
-    let dry = r.available == 0 || r.pending > r.escrow;
+    let dry = r.available.is_zero() || r.pending > r.escrow;
     if suspended_at.is_none()
-        && (a.status == ChainStatus::Suspended || (dry && r.rate_per_hour > 0))
+        && (a.status == ChainStatus::Suspended || (dry && !r.rate_per_hour.is_zero()))
     {
         if a.status == ChainStatus::Active {
-            ledger.suspend(chain_id(c)?, "escrow-exhausted").await?;
+            ledger.suspend(c.id, "escrow-exhausted").await?;
         }
-        let e = event(
-            c,
-            Topic::ContractSuspended,
-            json!({"contract": c.id, "escrow": r.escrow.to_string(), "pending": r.pending.to_string()}),
-        );
-        return mark(store, c, "suspended_at", Some(now), vec![e], true, now).await;
+        let e = c.parties_event(EventBody::ContractSuspended(ContractSuspended {
+            contract: c.id,
+            escrow: r.escrow,
+            pending: r.pending,
+        }));
+        return mark(market, c, "suspended_at", Some(now), vec![e], true, now).await;
     }
     if let Some(since) = suspended_at {
-        if now.saturating_sub(since) >= policy.suspended_grace_secs {
+        if now.saturating_sub(since) >= market.policy.escrow.suspended_grace_secs {
             // Closed with a refund of whatever is left (the driver closes on chain).
             records::transition(
-                store,
-                &c.id,
-                State::Active,
-                State::Closing,
+                market,
+                c.id,
+                ContractState::Active,
+                ContractState::Closing,
                 Change::default(),
-                None,
                 now,
             )
             .await?;
+            market.signals.driver.notify_one();
         }
         return Ok(());
     }
-    if r.warning && warned_at.is_none_or(|w| now.saturating_sub(w) >= policy.warn_before_secs / 2) {
-        let e = event(
-            c,
-            Topic::EscrowLow,
-            json!({"contract": c.id, "secondsLeft": r.seconds_left, "available": r.available.to_string()}),
-        );
-        mark(store, c, "warned_at", Some(now), vec![e], false, now).await?;
+    let warn_every = market.policy.escrow.warn_before_secs / 2;
+    if r.warning && warned_at.is_none_or(|w| now.saturating_sub(w) >= warn_every) {
+        let e = c.parties_event(EventBody::EscrowLow(EscrowLow {
+            contract: c.id,
+            seconds_left: r.seconds_left,
+            available: r.available,
+        }));
+        mark(market, c, "warned_at", Some(now), vec![e], false, now).await?;
     }
     Ok(())
 }
@@ -313,34 +271,30 @@ async fn watch_contract(
 /// After a top-up: a suspended contract whose escrow can pay again is resumed (on chain, a new
 /// credential).
 pub async fn resume_if_paid(
-    store: &Store,
-    ledger: &LedgerLink,
+    market: &Market,
     c: &ContractRecord,
-    policy: EscrowPolicy,
     now: u64,
 ) -> Result<bool, MarketError> {
     let Look {
         runway: r,
         agreement: a,
         ..
-    } = look(store, ledger, c, policy, now).await?;
-    let covers = r.available > 0 && r.escrow >= a.period_price.parse::<u128>().unwrap_or(0);
+    } = look(market, c, now).await?;
+    let covers = !r.available.is_zero() && r.escrow >= a.period_price;
     if !r.suspended || !covers {
         return Ok(false);
     }
-    let id = chain_id(c)?;
     if a.status == ChainStatus::Suspended {
-        ledger.resume(id).await?;
+        market.ledger.resume(c.id).await?;
     }
-    let e = event(
-        c,
-        Topic::ContractResumed,
-        json!({"contract": c.id, "escrow": a.escrow}),
-    );
-    mark(store, c, "suspended_at", None, vec![e], false, now).await?;
+    let e = c.parties_event(EventBody::ContractResumed(ContractResumed {
+        contract: c.id,
+        escrow: a.escrow,
+    }));
+    mark(market, c, "suspended_at", None, vec![e], false, now).await?;
     sqlx::query("UPDATE contract_escrow SET warned_at = NULL WHERE contract_id = $1")
-        .bind(c.id.clone())
-        .execute(store.pool())
+        .bind(c.id.to_string())
+        .execute(market.store.pool())
         .await?;
     Ok(true)
 }

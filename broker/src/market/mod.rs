@@ -1,16 +1,36 @@
-//! The marketplace flow: reservations that hold plan capacity, the contract document both
-//! parties sign, and the purchase state machine that opens the contract on chain.
+//! The marketplace's use cases, one function each, called by the HTTP handlers: reserve and buy
+//! (`reservations`), accept, close, top up and show contracts (`contracts`), link accounts
+//! (`accounts`), register provider configurations (`providers`), publish and search offers
+//! (`offers`), peering credentials (`credentials`), usage, disputes and proofs (`usage`),
+//! statements (`statements`). Their SQL lives with them (`records` for reservations and
+//! contracts); the pure parts (the contract document in `api::document`, pricing, batch planning,
+//! runway) need no I/O. In the
+//! background the purchase driver (`purchase`), the settlement batcher (`settlement`) and the
+//! escrow watch (`escrow`) move contracts on.
 
+pub mod accounts;
+pub mod contracts;
 pub mod credentials;
-pub mod document;
 pub mod escrow;
+pub mod offers;
+pub mod providers;
 pub mod purchase;
 pub mod records;
+pub mod reservations;
 pub mod settlement;
 pub mod statements;
 pub mod usage;
 
-use crate::store::StoreError;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use api::{ContractId, Did, OfferId, ReservationId};
+use content::ContentStore;
+use tokio::sync::Notify;
+
+use crate::events::{outbox, EventHub, Pending};
+use crate::ledger_link::{ChainError, LedgerLink};
+use crate::store::{Corrupt, Store, StoreError};
 
 /// Why a marketplace request was refused or could not complete.
 #[derive(Debug, thiserror::Error)]
@@ -18,9 +38,11 @@ pub enum MarketError {
     #[error("only {available} unit(s) of this plan are free now; ask for fewer or try later")]
     SoldOut { available: u64 },
     #[error("reservation {0} does not exist, is not yours, has expired or was already used; reserve again")]
-    ReservationGone(String),
-    #[error("no contract {0}")]
-    NoContract(String),
+    ReservationGone(ReservationId),
+    #[error("no contract {0} of yours")]
+    NoContract(ContractId),
+    #[error("{0}")]
+    NotFound(String),
     #[error("the contract is {state}; this needs it {needed}")]
     WrongState { state: String, needed: &'static str },
     #[error(
@@ -28,27 +50,148 @@ pub enum MarketError {
     )]
     IdempotencyConflict,
     #[error("offer {0} is not on offer")]
-    NoOffer(String),
+    NoOffer(OfferId),
     #[error("{0} has no EVM account linked yet; link one with `mercato account link`")]
-    NotLinked(String),
+    NotLinked(Did),
+    #[error("{0}")]
+    Conflict(String),
     #[error(transparent)]
-    Terms(#[from] document::TermsError),
+    Terms(#[from] api::document::TermsError),
     #[error("{0}")]
     BadSignature(String),
-    /// What the broker stored cannot be read back (a bug or a damaged database, not the caller's
-    /// doing).
-    #[error("stored data is unreadable: {0}")]
-    Corrupt(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Forbidden(String),
+    /// The chain refused what the participant signed (signature, nonce, deadline, funds).
+    #[error("{detail}")]
+    Refused { title: &'static str, detail: String },
+    /// A move the purchase state machine does not allow: a bug, refused before it is written.
+    #[error("contract {id} cannot move from {from} to {to}")]
+    IllegalMove {
+        id: ContractId,
+        from: api::ContractState,
+        to: api::ContractState,
+    },
+    #[error(transparent)]
+    Corrupt(#[from] Corrupt),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("chain: {0}")]
-    Chain(#[from] ledger::ClientError),
+    Chain(#[from] ChainError),
     #[error("content store: {0}")]
     Content(#[from] content::ContentError),
+    #[error("catalog: {0}")]
+    Catalog(#[from] catalog::store::StoreError),
 }
 
 impl From<sqlx::Error> for MarketError {
     fn from(e: sqlx::Error) -> Self {
         Self::Store(StoreError::Sql(e))
+    }
+}
+
+impl From<ledger::ClientError> for MarketError {
+    fn from(e: ledger::ClientError) -> Self {
+        Self::Chain(ChainError::Client(e))
+    }
+}
+
+/// How the marketplace behaves: the operator's settings.
+#[derive(Debug, Clone, Copy)]
+pub struct MarketPolicy {
+    /// How long a reservation holds capacity.
+    pub reservation_ttl: Duration,
+    pub credentials: credentials::CredentialPolicy,
+    pub escrow: escrow::EscrowPolicy,
+    pub batches: settlement::BatchLimits,
+}
+
+impl Default for MarketPolicy {
+    fn default() -> Self {
+        Self {
+            reservation_ttl: Duration::from_secs(300),
+            credentials: Default::default(),
+            escrow: Default::default(),
+            batches: Default::default(),
+        }
+    }
+}
+
+/// Who to wake after a change: the event hub and relay (events were committed), the purchase
+/// driver (a contract has a step to take), the batcher (a full batch of usage waits).
+#[derive(Clone, Default)]
+pub struct Signals {
+    pub hub: EventHub,
+    pub relay: Arc<Notify>,
+    pub driver: Arc<Notify>,
+    pub batch_full: Arc<Notify>,
+}
+
+impl Signals {
+    pub fn committed(&self) {
+        self.hub.committed();
+        self.relay.notify_one();
+    }
+}
+
+/// The marketplace: what its use cases need, cheap to clone.
+#[derive(Clone)]
+pub struct Market {
+    pub store: Store,
+    pub ledger: LedgerLink,
+    pub content: Arc<dyn ContentStore>,
+    /// The catalog's in-memory index, kept current by the catalog follower.
+    pub index: Arc<RwLock<catalog::Index>>,
+    pub policy: MarketPolicy,
+    pub signals: Signals,
+    /// Development chains only: the account that mints faucet credits.
+    pub faucet: Option<ledger::ChainClient>,
+}
+
+impl Market {
+    /// A marketplace on its own parts, with an empty catalog index, its own signals and no
+    /// faucet (tools, benchmarks, tests; the broker wires the rest).
+    pub fn new(
+        store: Store,
+        ledger: LedgerLink,
+        content: Arc<dyn ContentStore>,
+        policy: MarketPolicy,
+    ) -> Self {
+        Self {
+            store,
+            ledger,
+            content,
+            index: Arc::new(RwLock::new(catalog::Index::from_offers(Vec::new()))),
+            policy,
+            signals: Signals::default(),
+            faucet: None,
+        }
+    }
+
+    /// Commits `tx` with `events` in its outbox and wakes whoever follows events.
+    pub async fn commit(
+        &self,
+        tx: sqlx::Transaction<'static, sqlx::Any>,
+        events: Vec<Pending>,
+        now: u64,
+    ) -> Result<(), MarketError> {
+        let any = !events.is_empty();
+        outbox::commit(&self.store, tx, events, now).await?;
+        if any {
+            self.signals.committed();
+        }
+        Ok(())
+    }
+
+    /// The EVM account linked to `did`, or why there is none.
+    pub async fn linked_account(
+        &self,
+        did: &Did,
+    ) -> Result<alloy::primitives::Address, MarketError> {
+        self.store
+            .account_of(did)
+            .await?
+            .ok_or_else(|| MarketError::NotLinked(did.clone()))
     }
 }

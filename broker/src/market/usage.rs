@@ -1,40 +1,37 @@
 //! Usage records reaching the broker: checked (the provider's signature, the contract, what the
 //! plan allows), priced by the plan's pay-per-use prices, stored once per record id (retries and
-//! out-of-order delivery are fine), listed for the consumer as they accrue.
+//! out-of-order delivery are fine), listed for the consumer as they accrue, disputed within a
+//! window and decided by an operator.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use alloy::primitives::{keccak256, B256, U256};
+use api::document::ContractDocument;
+use api::usage::{
+    ContractUsage, DisputeState, Disputed, RecordOutcome, StoredUsage, UsageOutcome, UsageRecord,
+    UsageReport, MAX_RECORDS_PER_REPORT,
+};
+use api::{ContractId, ContractState, Credits, Principal, UsageRecordId};
 use catalog::model::Plan;
-use peering::usage::UsageRecord;
-use serde::Serialize;
-use sqlx::any::AnyRow;
-use sqlx::Row;
 
-use super::document::ContractDocument;
-use super::records::{self, ContractRecord, State};
-use super::MarketError;
-use crate::ledger_link::LedgerLink;
-use crate::store::Store;
+use super::records::{self, ContractRecord};
+use super::{Market, MarketError};
+use crate::store::{now, Corrupt, Decode, Store};
 
-/// Most records in one report.
-pub const MAX_RECORDS_PER_REPORT: usize = 1000;
 /// Clock skew allowed between the agent and the broker.
 const SKEW_SECS: u64 = 120;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UsageRefusal {
-    #[error("a record id is 1-64 of A-Z a-z 0-9 . _ -")]
-    BadId,
     #[error("the provider's signature does not verify")]
     BadSignature,
     #[error("no contract {0}")]
-    UnknownContract(String),
+    UnknownContract(ContractId),
     #[error("the record names a provider or consumer that is not the contract's")]
     WrongParties,
     #[error("the contract never ran (it is {0})")]
-    NotRunning(&'static str),
+    NotRunning(ContractState),
     #[error("the interval is outside the contract's life or inverted")]
     OutsideTerm,
     #[error("the record claims more {0} than the plan allows for its interval")]
@@ -100,9 +97,9 @@ pub fn price(r: &UsageRecord, plan: &Plan, ctx: &PricingContext) -> u128 {
         return 0;
     };
     const HOUR_MS: u128 = 3_600_000;
-    let cpu = u128::from(p.cpu_core_hour) * u128::from(r.cpu_millis) / HOUR_MS;
+    let cpu = p.cpu_core_hour.base_units() * u128::from(r.cpu_millis) / HOUR_MS;
     // GiB-hours: peak memory over the connection time.
-    let mem = u128::from(p.memory_gib_hour)
+    let mem = p.memory_gib_hour.base_units()
         * u128::from(r.max_memory_kib)
         * u128::from(r.connection_millis)
         / (1024 * 1024 * HOUR_MS);
@@ -112,7 +109,7 @@ pub fn price(r: &UsageRecord, plan: &Plan, ctx: &PricingContext) -> u128 {
             &ctx.region,
             U256::from(r.gpu_millis),
             U256::from(billing::FULL_GPU / 1000),
-            U256::from(p.gpu_hour),
+            U256::from(p.gpu_hour.base_units()),
         )
         .map_or(u128::MAX, |v| v.saturating_to::<u128>())
     } else {
@@ -123,8 +120,8 @@ pub fn price(r: &UsageRecord, plan: &Plan, ctx: &PricingContext) -> u128 {
     let billable = (ctx.bytes_before + bytes)
         .saturating_sub(free.max(ctx.bytes_before))
         .min(bytes);
-    let net = u128::from(p.network_gb) * billable / 1_000_000_000;
-    let data = u128::from(p.data_access) * u128::from(r.data_accesses);
+    let net = p.network_gb.base_units() * billable / 1_000_000_000;
+    let data = p.data_access.base_units() * u128::from(r.data_accesses);
     let gross = cpu
         .saturating_add(mem)
         .saturating_add(gpu)
@@ -142,53 +139,38 @@ pub fn record_hash(body: &[u8]) -> B256 {
     keccak256(body)
 }
 
-/// The outcome of one record of a report.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Outcome {
-    pub id: String,
-    /// `accepted`, `duplicate` (already had it, same content) or `refused`.
-    pub status: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub amount: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-}
-
 /// Accepts the records of one report; what each contract's records share (the contract, its
 /// signed terms) is read once per report, not once per record.
-pub struct Ingest<'a> {
-    store: &'a Store,
-    ledger: &'a LedgerLink,
-    terms: HashMap<String, Option<Arc<(ContractRecord, ContractDocument)>>>,
+struct Ingest<'a> {
+    market: &'a Market,
+    terms: HashMap<ContractId, Option<Arc<(ContractRecord, ContractDocument)>>>,
 }
 
 impl<'a> Ingest<'a> {
-    pub fn new(store: &'a Store, ledger: &'a LedgerLink) -> Self {
+    fn new(market: &'a Market) -> Self {
         Self {
-            store,
-            ledger,
+            market,
             terms: HashMap::new(),
         }
     }
 
     async fn terms(
         &mut self,
-        contract: &str,
+        contract: ContractId,
     ) -> Result<Option<Arc<(ContractRecord, ContractDocument)>>, MarketError> {
-        if let Some(t) = self.terms.get(contract) {
+        if let Some(t) = self.terms.get(&contract) {
             return Ok(t.clone());
         }
+        let store = &self.market.store;
         let mut found = None;
-        if let Some(c) = records::get_contract(self.store, contract).await? {
-            if let Some(r) = records::get_reservation(self.store, &c.reservation_id).await? {
-                let doc = ContractDocument::parse(r.document.as_bytes()).map_err(|e| {
-                    MarketError::Corrupt(format!("stored document unreadable: {e}"))
-                })?;
+        if let Some(c) = records::get_contract(store, contract).await? {
+            if let Some(r) = records::get_reservation(store, c.reservation_id).await? {
+                let doc = ContractDocument::parse(r.document.as_bytes())
+                    .map_err(|e| Corrupt::new("reservations", "document", c.id, e))?;
                 found = Some(Arc::new((c, doc)));
             }
         }
-        self.terms.insert(contract.to_string(), found.clone());
+        self.terms.insert(contract, found.clone());
         Ok(found)
     }
 
@@ -204,19 +186,25 @@ impl<'a> Ingest<'a> {
             .as_ref()
             .is_some_and(|p| p.free_network_gb > 0);
         let bytes_before = if allowance {
-            let (sum,): (i64,) = sqlx::query_as(
+            let sum: i64 = sqlx::query_scalar(
                 "SELECT CAST(COALESCE(SUM(traffic), 0) AS BIGINT) FROM usage_records \
                  WHERE contract_id = $1 AND (dispute_outcome IS NULL OR dispute_outcome <> 'voided')",
             )
-            .bind(r.contract.clone())
-            .fetch_one(self.store.pool())
+            .bind(r.contract.to_string())
+            .fetch_one(self.market.store.pool())
             .await?;
-            sum as u128
+            u128::from(
+                Decode {
+                    table: "usage_records",
+                    key: "traffic",
+                }
+                .u64("traffic", sum)?,
+            )
         } else {
             0
         };
         let region = if r.gpu_millis > 0 {
-            self.ledger.region(&doc.sla.region).await?
+            self.market.ledger.region(&doc.sla.region).await?
         } else {
             contracts::billing::Region::default()
         };
@@ -228,42 +216,34 @@ impl<'a> Ingest<'a> {
     }
 
     /// Checks, prices and stores one record reported by `provider`.
-    pub async fn record(
+    async fn record(
         &mut self,
-        provider: &str,
+        provider: &api::Did,
         r: &UsageRecord,
         now: u64,
-    ) -> Result<Outcome, MarketError> {
-        let refuse = |why: UsageRefusal| Outcome {
+    ) -> Result<RecordOutcome, MarketError> {
+        let refuse = |why: UsageRefusal| RecordOutcome {
             id: r.id.clone(),
-            status: "refused",
+            status: UsageOutcome::Refused,
             amount: None,
             reason: Some(why.to_string()),
         };
-        let id_ok = !r.id.is_empty()
-            && r.id.len() <= 64
-            && r.id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-        if !id_ok {
-            return Ok(refuse(UsageRefusal::BadId));
-        }
-        if r.provider != provider || !r.verify() {
+        if r.provider != *provider || !r.verify() {
             return Ok(refuse(UsageRefusal::BadSignature));
         }
-        let body = serde_json::to_string(r).unwrap_or_default();
+        let body = serde_json::to_string(r).expect("usage records serialise");
         if let Some(known) = self.known(r, &body).await? {
             return Ok(known);
         }
-        let Some(terms) = self.terms(&r.contract).await? else {
-            return Ok(refuse(UsageRefusal::UnknownContract(r.contract.clone())));
+        let Some(terms) = self.terms(r.contract).await? else {
+            return Ok(refuse(UsageRefusal::UnknownContract(r.contract)));
         };
         let (c, doc) = &*terms;
         if c.provider != r.provider || c.consumer != r.consumer {
             return Ok(refuse(UsageRefusal::WrongParties));
         }
-        if !matches!(c.state, State::Active | State::Closing | State::Closed) {
-            return Ok(refuse(UsageRefusal::NotRunning(c.state.as_str())));
+        if !c.state.opened() {
+            return Ok(refuse(UsageRefusal::NotRunning(c.state)));
         }
         if r.from + SKEW_SECS < c.created_at || r.to > now + SKEW_SECS {
             return Ok(refuse(UsageRefusal::OutsideTerm));
@@ -272,15 +252,15 @@ impl<'a> Ingest<'a> {
             return Ok(refuse(why));
         }
         let ctx = self.pricing_context(doc, r).await?;
-        let amount = price(r, &doc.plan, &ctx);
+        let amount = Credits::from_base_units(price(r, &doc.plan, &ctx));
         let inserted = sqlx::query(
             "INSERT INTO usage_records (id, contract_id, provider, consumer, from_ts, to_ts, body, record_hash, traffic, amount, received_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (id) DO NOTHING",
         )
-        .bind(r.id.clone())
-        .bind(r.contract.clone())
-        .bind(r.provider.clone())
-        .bind(r.consumer.clone())
+        .bind(r.id.to_string())
+        .bind(r.contract.to_string())
+        .bind(r.provider.to_string())
+        .bind(r.consumer.to_string())
         .bind(r.from as i64)
         .bind(r.to as i64)
         .bind(body.clone())
@@ -288,7 +268,7 @@ impl<'a> Ingest<'a> {
         .bind(r.bytes_in.saturating_add(r.bytes_out).min(i64::MAX as u64) as i64)
         .bind(amount.to_string())
         .bind(now as i64)
-        .execute(self.store.pool())
+        .execute(self.market.store.pool())
         .await?;
         if inserted.rows_affected() != 1 {
             // A concurrent report of the same id won the race: answer as for a repeat.
@@ -296,114 +276,240 @@ impl<'a> Ingest<'a> {
                 return Ok(known);
             }
         }
-        Ok(Outcome {
+        Ok(RecordOutcome {
             id: r.id.clone(),
-            status: "accepted",
-            amount: Some(amount.to_string()),
+            status: UsageOutcome::Accepted,
+            amount: Some(amount),
             reason: None,
         })
     }
 
     /// The answer for a record id already stored: a duplicate, or a conflict.
-    async fn known(&self, r: &UsageRecord, body: &str) -> Result<Option<Outcome>, MarketError> {
+    async fn known(
+        &self,
+        r: &UsageRecord,
+        body: &str,
+    ) -> Result<Option<RecordOutcome>, MarketError> {
         let row: Option<(String,)> = sqlx::query_as("SELECT body FROM usage_records WHERE id = $1")
-            .bind(r.id.clone())
-            .fetch_optional(self.store.pool())
+            .bind(r.id.to_string())
+            .fetch_optional(self.market.store.pool())
             .await?;
-        Ok(row.map(|(existing,)| Outcome {
-            id: r.id.clone(),
-            status: if existing == body {
-                "duplicate"
-            } else {
-                "refused"
-            },
-            amount: None,
-            reason: (existing != body).then(|| UsageRefusal::Conflict.to_string()),
+        Ok(row.map(|(existing,)| {
+            let same = existing == body;
+            RecordOutcome {
+                id: r.id.clone(),
+                status: if same {
+                    UsageOutcome::Duplicate
+                } else {
+                    UsageOutcome::Refused
+                },
+                amount: None,
+                reason: (!same).then(|| UsageRefusal::Conflict.to_string()),
+            }
         }))
     }
 }
 
-/// A stored record with what the broker made of it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct StoredUsage {
-    pub record: serde_json::Value,
-    pub record_hash: String,
-    pub amount: String,
-    pub received_at: u64,
-    pub batch_id: Option<String>,
+#[derive(sqlx::FromRow)]
+struct UsageRow {
+    id: String,
+    body: String,
+    record_hash: String,
+    amount: String,
+    received_at: i64,
+    batch_id: Option<String>,
+    disputed_at: Option<i64>,
+    dispute_outcome: Option<String>,
 }
 
-fn stored(r: &AnyRow) -> StoredUsage {
-    StoredUsage {
-        record: serde_json::from_str(&r.get::<String, _>(0)).unwrap_or_default(),
-        record_hash: r.get(1),
-        amount: r.get(2),
-        received_at: r.get::<i64, _>(3) as u64,
-        batch_id: r.get(4),
+impl UsageRow {
+    fn decode(self) -> Result<StoredUsage, Corrupt> {
+        let d = Decode {
+            table: "usage_records",
+            key: &self.id,
+        };
+        let dispute = match (self.disputed_at, self.dispute_outcome.as_deref()) {
+            (Some(_), _) => Some(DisputeState::Open),
+            (None, Some("upheld")) => Some(DisputeState::Upheld),
+            (None, Some("voided")) => Some(DisputeState::Voided),
+            (None, None) => None,
+            (None, Some(other)) => {
+                return Err(Corrupt::new(
+                    "usage_records",
+                    "dispute_outcome",
+                    &self.id,
+                    other,
+                ))
+            }
+        };
+        Ok(StoredUsage {
+            record: d.json("body", &self.body)?,
+            record_hash: d.parse("record_hash", &self.record_hash)?,
+            amount: d.parse("amount", &self.amount)?,
+            received_at: d.u64("received_at", self.received_at)?,
+            batch_id: d.opt_parse("batch_id", self.batch_id.as_deref())?,
+            dispute,
+        })
     }
 }
 
 /// A contract's usage, oldest interval first.
-pub async fn of_contract(store: &Store, contract: &str) -> Result<Vec<StoredUsage>, MarketError> {
-    let rows = sqlx::query(
-        "SELECT body, record_hash, amount, received_at, batch_id FROM usage_records WHERE contract_id = $1 ORDER BY from_ts, id",
+pub async fn of_contract(
+    store: &Store,
+    contract: ContractId,
+) -> Result<Vec<StoredUsage>, MarketError> {
+    let rows: Vec<UsageRow> = sqlx::query_as(
+        "SELECT id, body, record_hash, amount, received_at, batch_id, disputed_at, dispute_outcome \
+         FROM usage_records WHERE contract_id = $1 ORDER BY from_ts, id",
     )
     .bind(contract.to_string())
     .fetch_all(store.pool())
     .await?;
-    Ok(rows.iter().map(stored).collect())
+    Ok(rows
+        .into_iter()
+        .map(UsageRow::decode)
+        .collect::<Result<_, _>>()?)
 }
 
-/// The consumer disputes a record not yet settled, within the window: it is held out of
-/// settlement until an operator decides.
-pub async fn dispute(
+/// Who a usage record's contract belongs to: (contract, consumer, provider).
+pub async fn parties_of(
     store: &Store,
-    consumer: &str,
-    id: &str,
-    reason: &str,
-    window_secs: u64,
-    now: u64,
-) -> Result<(), MarketError> {
-    let done = sqlx::query(
-        "UPDATE usage_records SET disputed_at = $1, dispute_reason = $2 \
-         WHERE id = $3 AND consumer = $4 AND batch_id IS NULL AND disputed_at IS NULL \
-         AND dispute_outcome IS NULL AND received_at + $5 >= $1",
-    )
-    .bind(now as i64)
-    .bind(reason.to_string())
-    .bind(id.to_string())
-    .bind(consumer.to_string())
-    .bind(window_secs as i64)
-    .execute(store.pool())
-    .await?;
-    if done.rows_affected() != 1 {
-        return Err(MarketError::WrongState {
-            state: "settled, already disputed, past the dispute window or not yours".into(),
-            needed: "pending and within the dispute window",
-        });
-    }
-    Ok(())
+    id: &UsageRecordId,
+) -> Result<Option<(ContractId, api::Did, api::Did)>, MarketError> {
+    let row: Option<(String, String, String)> =
+        sqlx::query_as("SELECT contract_id, consumer, provider FROM usage_records WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(store.pool())
+            .await?;
+    let d = Decode {
+        table: "usage_records",
+        key: id.as_str(),
+    };
+    Ok(row
+        .map(|(c, consumer, provider)| {
+            Ok::<_, Corrupt>((
+                d.parse("contract_id", &c)?,
+                d.parse("consumer", &consumer)?,
+                d.parse("provider", &provider)?,
+            ))
+        })
+        .transpose()?)
 }
 
-/// An operator decides a dispute: the record stands (and settles) or is voided (charged nothing).
-pub async fn resolve(store: &Store, id: &str, uphold: bool) -> Result<(), MarketError> {
-    let sql = if uphold {
-        "UPDATE usage_records SET disputed_at = NULL, dispute_outcome = 'upheld' WHERE id = $1 AND disputed_at IS NOT NULL"
-    } else {
-        "UPDATE usage_records SET disputed_at = NULL, dispute_outcome = 'voided', amount = '0' WHERE id = $1 AND disputed_at IS NOT NULL"
-    };
-    let done = sqlx::query(sql)
-        .bind(id.to_string())
-        .execute(store.pool())
+impl Market {
+    /// A provider reports records; each is answered on its own (accepted, duplicate, refused and
+    /// why).
+    pub async fn report_usage(
+        &self,
+        who: &Principal,
+        report: &UsageReport,
+    ) -> Result<Vec<RecordOutcome>, MarketError> {
+        if report.records.len() > MAX_RECORDS_PER_REPORT {
+            return Err(MarketError::BadRequest(format!(
+                "at most {MAX_RECORDS_PER_REPORT} records per report"
+            )));
+        }
+        let now = now();
+        let mut ingest = Ingest::new(self);
+        let mut out = Vec::with_capacity(report.records.len());
+        for r in &report.records {
+            out.push(ingest.record(&who.did, r, now).await?);
+        }
+        // Batches are cut by size as well as by age.
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM usage_records WHERE batch_id IS NULL AND disputed_at IS NULL",
+        )
+        .fetch_one(self.store.pool())
         .await?;
-    if done.rows_affected() != 1 {
-        return Err(MarketError::WrongState {
-            state: "not disputed".into(),
-            needed: "disputed",
-        });
+        if waiting >= i64::from(self.policy.batches.max_records) {
+            self.signals.batch_full.notify_one();
+        }
+        Ok(out)
     }
-    Ok(())
+
+    /// A contract's usage as it accrues, with its total and what is settled.
+    pub async fn usage(&self, c: &ContractRecord) -> Result<ContractUsage, MarketError> {
+        let records = of_contract(&self.store, c.id).await?;
+        let total = records.iter().map(|u| u.amount).sum();
+        let settled = records
+            .iter()
+            .filter(|u| u.batch_id.is_some())
+            .map(|u| u.amount)
+            .sum();
+        Ok(ContractUsage {
+            contract: c.id,
+            records,
+            total,
+            settled,
+        })
+    }
+
+    /// The consumer disputes a record not yet settled, within the window: it is held out of
+    /// settlement until an operator decides.
+    pub async fn dispute(
+        &self,
+        who: &Principal,
+        id: &UsageRecordId,
+        reason: &str,
+    ) -> Result<Disputed, MarketError> {
+        let reason = reason.trim();
+        if reason.is_empty() || reason.chars().count() > 1000 {
+            return Err(MarketError::BadRequest(
+                "give a reason of 1-1000 characters".into(),
+            ));
+        }
+        let now = now();
+        let done = sqlx::query(
+            "UPDATE usage_records SET disputed_at = $1, dispute_reason = $2 \
+             WHERE id = $3 AND consumer = $4 AND batch_id IS NULL AND disputed_at IS NULL \
+             AND dispute_outcome IS NULL AND received_at + $5 >= $1",
+        )
+        .bind(now as i64)
+        .bind(reason.to_string())
+        .bind(id.to_string())
+        .bind(who.did.to_string())
+        .bind(self.policy.batches.dispute_window_secs as i64)
+        .execute(self.store.pool())
+        .await?;
+        if done.rows_affected() != 1 {
+            return Err(MarketError::WrongState {
+                state: "settled, already disputed, past the dispute window or not yours".into(),
+                needed: "pending and within the dispute window",
+            });
+        }
+        Ok(Disputed {
+            record: id.clone(),
+            dispute: DisputeState::Open,
+        })
+    }
+
+    /// An operator decides a dispute: the record stands (and settles) or is voided (charged
+    /// nothing).
+    pub async fn resolve(&self, id: &UsageRecordId, uphold: bool) -> Result<Disputed, MarketError> {
+        let sql = if uphold {
+            "UPDATE usage_records SET disputed_at = NULL, dispute_outcome = 'upheld' WHERE id = $1 AND disputed_at IS NOT NULL"
+        } else {
+            "UPDATE usage_records SET disputed_at = NULL, dispute_outcome = 'voided', amount = '0' WHERE id = $1 AND disputed_at IS NOT NULL"
+        };
+        let done = sqlx::query(sql)
+            .bind(id.to_string())
+            .execute(self.store.pool())
+            .await?;
+        if done.rows_affected() != 1 {
+            return Err(MarketError::WrongState {
+                state: "not disputed".into(),
+                needed: "disputed",
+            });
+        }
+        Ok(Disputed {
+            record: id.clone(),
+            dispute: if uphold {
+                DisputeState::Upheld
+            } else {
+                DisputeState::Voided
+            },
+        })
+    }
 }
 
 #[cfg(test)]
@@ -418,9 +524,9 @@ mod tests {
             pricing: Pricing {
                 reserved: None,
                 pay_per_use: ppu.then(|| UnitPrices {
-                    cpu_core_hour: 3_600_000,
-                    memory_gib_hour: 7_200_000,
-                    network_gb: 1_000_000,
+                    cpu_core_hour: Credits::from_base_units(3_600_000),
+                    memory_gib_hour: Credits::from_base_units(7_200_000),
+                    network_gb: Credits::from_base_units(1_000_000),
                     ..UnitPrices::default()
                 }),
             },
@@ -435,12 +541,13 @@ mod tests {
     }
 
     fn record() -> UsageRecord {
+        let did = identity::did_of(&identity::generate().verifying_key());
         UsageRecord {
-            id: "r".into(),
-            contract: "c".into(),
-            provider: "p".into(),
-            consumer: "c".into(),
-            credential: "h".into(),
+            id: "r".parse().unwrap(),
+            contract: ContractId(B256::repeat_byte(1)),
+            provider: did.clone(),
+            consumer: did,
+            credential: "ab".repeat(32).parse().unwrap(),
             from: 100,
             to: 109,
             connection_millis: 10_000,
@@ -450,7 +557,7 @@ mod tests {
             max_memory_kib: 1024 * 1024,
             gpu_millis: 0,
             data_accesses: 0,
-            signature: String::new(),
+            signature: None,
         }
     }
 
@@ -519,7 +626,7 @@ mod tests {
         let mut g = r.clone();
         g.gpu_millis = 1_800_000; // half an hour of a whole GPU
         let mut p = plan(true);
-        p.pricing.pay_per_use.as_mut().unwrap().gpu_hour = 10_000_000;
+        p.pricing.pay_per_use.as_mut().unwrap().gpu_hour = Credits::from_base_units(10_000_000);
         let region = PricingContext {
             region: contracts::billing::Region {
                 gpu_cost: U256::from(77u64),
@@ -532,7 +639,7 @@ mod tests {
         let mut d = r.clone();
         d.data_accesses = 3;
         let mut p = plan(true);
-        p.pricing.pay_per_use.as_mut().unwrap().data_access = 500;
+        p.pricing.pay_per_use.as_mut().unwrap().data_access = Credits::from_base_units(500);
         assert_eq!(price(&d, &p, &ctx), 42_000 + 1_500);
         assert_ne!(record_hash(b"a"), record_hash(b"b"));
     }

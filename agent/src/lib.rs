@@ -1,0 +1,366 @@
+//! The provider agent (`mercato agent`): runs on the provider's machine with its keys, follows
+//! the broker's events for its contracts (resuming where it left off), keeps the table of
+//! credentials to admit on disk, serves the data plane — consumers connect over the Noise channel
+//! and are admitted only with a valid credential, also while the broker is down — and meters
+//! every session into signed usage records.
+
+pub mod discovery;
+pub mod metering;
+pub mod session_process;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use api::usage::{UsageOutcome, UsageRecord};
+use api::{Event, EventBody};
+use ed25519_dalek::SigningKey;
+use peering::channel::{self, Counters, Decision};
+use peering::envelope::secret_hash;
+use peering::{Admission, AdmissionTable, Refusal};
+use rand::RngCore;
+use sdk::credentials::{Answer, Presentation};
+use sdk::Session;
+use tokio::net::{TcpListener, TcpStream};
+
+use metering::UsageLog;
+use session_process::{ProcessUsage, SessionProcess};
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// How often live sessions re-check their credential (revocation takes effect within this).
+const RECHECK: Duration = Duration::from_millis(500);
+
+/// What an admitted session is connected to.
+#[derive(Debug, Clone)]
+pub enum Service {
+    /// A TCP service (the generic kind's purchased service).
+    Tcp(SocketAddr),
+    /// A compute session: `sh -c COMMAND` per session, the channel as its stdin and stdout; its
+    /// CPU time and peak memory are metered.
+    Exec(String),
+}
+
+/// How long a compute session's process may run on after its consumer left.
+const EXEC_GRACE: Duration = Duration::from_secs(10);
+
+pub struct AgentConfig {
+    pub listen: SocketAddr,
+    pub service: Service,
+    pub state_dir: PathBuf,
+    /// Sign proposed contracts for this provider's offers by itself (the provider's policy).
+    pub auto_accept: bool,
+}
+
+pub struct Agent {
+    session: Arc<Session>,
+    key: SigningKey,
+    config: AgentConfig,
+    table: Arc<Mutex<AdmissionTable>>,
+    usage: Arc<UsageLog>,
+}
+
+fn lock(t: &Mutex<AdmissionTable>) -> std::sync::MutexGuard<'_, AdmissionTable> {
+    t.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn table_path(dir: &Path) -> PathBuf {
+    dir.join("admission.json")
+}
+
+/// Writes the table atomically (temporary file, then rename).
+fn save(dir: &Path, table: &AdmissionTable) -> std::io::Result<()> {
+    let tmp = dir.join("admission.json.tmp");
+    std::fs::write(
+        &tmp,
+        serde_json::to_vec(table).map_err(std::io::Error::other)?,
+    )?;
+    std::fs::rename(tmp, table_path(dir))
+}
+
+/// Applies one broker event to the table; true when it changed what is admitted.
+pub fn apply(table: &mut AdmissionTable, e: &Event) -> bool {
+    match &e.body {
+        EventBody::CredentialIssued(c) => {
+            table.admit(Admission {
+                hash: c.hash.to_string(),
+                contract_id: c.contract.to_string(),
+                consumer: c.consumer.to_string(),
+                not_before: c.not_before,
+                expires_at: c.expires_at,
+                revoked: false,
+            });
+            true
+        }
+        EventBody::CredentialRotated(r) => {
+            for h in &r.replaced {
+                table.expire_at(h.as_str(), r.until);
+            }
+            true
+        }
+        EventBody::CredentialRevoked(r) => {
+            for h in &r.revoked {
+                table.revoke(h.as_str());
+            }
+            true
+        }
+        EventBody::ContractClosed(c) | EventBody::ContractFailed(c) => {
+            table.revoke_contract(&c.contract.to_string());
+            true
+        }
+        _ => false,
+    }
+}
+
+impl Agent {
+    /// Loads the agent's state (admission table, event cursor) from `config.state_dir`.
+    pub fn new(session: Session, key: SigningKey, config: AgentConfig) -> std::io::Result<Self> {
+        std::fs::create_dir_all(&config.state_dir)?;
+        let table = match std::fs::read(table_path(&config.state_dir)) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(std::io::Error::other)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => AdmissionTable::default(),
+            Err(e) => return Err(e),
+        };
+        let usage = Arc::new(UsageLog::new(&config.state_dir));
+        Ok(Self {
+            session: Arc::new(session),
+            key,
+            config,
+            table: Arc::new(Mutex::new(table)),
+            usage,
+        })
+    }
+
+    /// Follows the broker's events for ever, reconnecting (and catching up) after outages.
+    async fn follow(
+        session: Arc<Session>,
+        table: Arc<Mutex<AdmissionTable>>,
+        dir: PathBuf,
+        auto_accept: bool,
+    ) {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            let cursor = lock(&table).cursor;
+            match session.events(Some(cursor)).await {
+                Ok(mut stream) => {
+                    backoff = Duration::from_millis(200);
+                    while let Ok(Some(e)) = stream.next().await {
+                        match &e.body {
+                            EventBody::ContractProposed(c)
+                                if auto_accept && c.provider == *session.did() =>
+                            {
+                                let s = session.clone();
+                                let id = c.contract;
+                                tokio::spawn(async move {
+                                    if let Err(err) = s.accept(id).await {
+                                        tracing::warn!(contract = %id, error = %err, "cannot accept");
+                                    }
+                                });
+                            }
+                            _ => {}
+                        }
+                        let mut t = lock(&table);
+                        apply(&mut t, &e);
+                        t.cursor = e.seq;
+                        if let Err(err) = save(&dir, &t) {
+                            tracing::error!(error = %err, "cannot save the admission table");
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "broker unreachable; admitting from the local table")
+                }
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    /// Sends the usage log to the broker for ever, in order, from the last acknowledged record
+    /// (kept on disk): retried until the broker answers, each record once.
+    async fn push_usage(session: Arc<Session>, usage: Arc<UsageLog>, dir: PathBuf) {
+        let offset_file = dir.join("usage.pushed");
+        loop {
+            let done: usize = std::fs::read_to_string(&offset_file)
+                .ok()
+                .and_then(|t| t.trim().parse().ok())
+                .unwrap_or(0);
+            let records = usage.read().unwrap_or_default();
+            if records.len() > done {
+                let batch = &records[done..records.len().min(done + 500)];
+                match session.report_usage(batch).await {
+                    Ok(outcomes) => {
+                        for o in outcomes
+                            .iter()
+                            .filter(|o| o.status == UsageOutcome::Refused)
+                        {
+                            tracing::warn!(record = %o.id, reason = ?o.reason, "usage record refused");
+                        }
+                        let _ = std::fs::write(&offset_file, (done + batch.len()).to_string());
+                        continue;
+                    }
+                    Err(e) => tracing::info!(error = %e, "usage not reported yet; retrying"),
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    /// Runs the agent: the event follower and the data plane.
+    pub async fn run(self) -> std::io::Result<()> {
+        let listener = TcpListener::bind(self.config.listen).await?;
+        self.serve(listener).await
+    }
+
+    pub async fn serve(self, listener: TcpListener) -> std::io::Result<()> {
+        tokio::spawn(Self::follow(
+            self.session.clone(),
+            self.table.clone(),
+            self.config.state_dir.clone(),
+            self.config.auto_accept,
+        ));
+        tokio::spawn(Self::push_usage(
+            self.session.clone(),
+            self.usage.clone(),
+            self.config.state_dir.clone(),
+        ));
+        let me = Arc::new(self);
+        loop {
+            let (stream, peer) = listener.accept().await?;
+            let me = me.clone();
+            tokio::spawn(async move {
+                if let Err(e) = me.handle(stream).await {
+                    tracing::info!(%peer, error = %e, "session ended");
+                }
+            });
+        }
+    }
+
+    fn decide(&self, remote: &[u8], hello: &[u8]) -> Decision<(Admission, String)> {
+        let refuse = |why: String| {
+            Decision::Refuse(
+                serde_json::to_vec(&Answer {
+                    ok: false,
+                    reason: why,
+                })
+                .unwrap_or_default(),
+            )
+        };
+        let Ok(p) = serde_json::from_slice::<Presentation>(hello) else {
+            return refuse("not a credential presentation".into());
+        };
+        let hash = secret_hash(&p.secret);
+        let table = lock(&self.table);
+        let Some(entry) = table.get(&hash) else {
+            return refuse(Refusal::Unknown.to_string());
+        };
+        let key_matches = identity::x25519_public(&entry.consumer).is_ok_and(|k| k == remote);
+        if !key_matches {
+            return refuse(Refusal::WrongConsumer.to_string());
+        }
+        match table.check(&hash, &p.contract, &entry.consumer, now()) {
+            Ok(a) => Decision::Admit(
+                (a.clone(), hash),
+                serde_json::to_vec(&Answer {
+                    ok: true,
+                    reason: String::new(),
+                })
+                .unwrap_or_default(),
+            ),
+            Err(r) => refuse(r.to_string()),
+        }
+    }
+
+    async fn handle(&self, stream: TcpStream) -> Result<(), channel::ChannelError> {
+        let admitted = channel::respond(stream, &self.key, |remote, hello| {
+            self.decide(remote, hello)
+        })
+        .await?;
+        let Some((ch, (admission, hash))) = admitted else {
+            return Ok(());
+        };
+        let counters = Arc::new(Counters::default());
+        let started = (now(), Instant::now());
+        // Ends the session when its credential stops being valid (revoked, expired).
+        let table = self.table.clone();
+        let cut = Arc::new(AtomicBool::new(false));
+        let watch = {
+            let (hash, contract, consumer) = (
+                hash.clone(),
+                admission.contract_id.clone(),
+                admission.consumer.clone(),
+            );
+            let cut = cut.clone();
+            async move {
+                loop {
+                    tokio::time::sleep(RECHECK).await;
+                    if lock(&table)
+                        .check(&hash, &contract, &consumer, now())
+                        .is_err()
+                    {
+                        cut.store(true, Ordering::Relaxed);
+                        return;
+                    }
+                }
+            }
+        };
+        let (result, used) = match &self.config.service {
+            Service::Tcp(addr) => {
+                let service = TcpStream::connect(addr).await?;
+                let r = channel::splice(ch, service, counters.clone(), watch).await;
+                (r, ProcessUsage::default())
+            }
+            Service::Exec(command) => {
+                let p = SessionProcess::start(command)?;
+                let pid = p.pid();
+                let r = channel::splice_io(ch, p.stdout, p.stdin, counters.clone(), watch).await;
+                let grace = if cut.load(Ordering::Relaxed) {
+                    Duration::ZERO
+                } else {
+                    EXEC_GRACE
+                };
+                (r, session_process::finish(pid, grace).await)
+            }
+        };
+        let mut id = [0u8; 16];
+        rand::rngs::OsRng.fill_bytes(&mut id);
+        let (Ok(contract), Ok(consumer), Ok(credential)) = (
+            admission.contract_id.parse(),
+            admission.consumer.parse(),
+            hash.parse(),
+        ) else {
+            tracing::error!(contract = %admission.contract_id, "admitted a session the usage record cannot name");
+            return result;
+        };
+        let mut record = UsageRecord {
+            id: identity::hex_encode(&id)
+                .parse()
+                .expect("32 hex digits are a record id"),
+            contract,
+            provider: self.session.did().clone(),
+            consumer,
+            credential,
+            from: started.0,
+            to: now(),
+            connection_millis: started.1.elapsed().as_millis() as u64,
+            bytes_in: counters.received.load(Ordering::Relaxed),
+            bytes_out: counters.sent.load(Ordering::Relaxed),
+            cpu_millis: used.cpu_millis,
+            max_memory_kib: used.max_memory_kib,
+            gpu_millis: 0,
+            data_accesses: 0,
+            signature: None,
+        };
+        record.sign(&self.key);
+        if let Err(e) = self.usage.append(&record) {
+            tracing::error!(error = %e, "cannot store a usage record");
+        }
+        result
+    }
+}

@@ -1,0 +1,106 @@
+//! The ledger the broker settles on, and participants' EVM accounts.
+
+use alloy::primitives::Address;
+use catalog::Credits;
+use identity::Did;
+use serde::{Deserialize, Serialize};
+
+use crate::auth::Role;
+use crate::ids::{EvmSignature, Nonce, TxHash};
+
+/// The six contracts of a deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ContractAddresses {
+    #[schema(value_type = String, pattern = "^0x[0-9a-fA-F]{40}$")]
+    pub credit_token: Address,
+    #[schema(value_type = String, pattern = "^0x[0-9a-fA-F]{40}$")]
+    pub participant_registry: Address,
+    #[schema(value_type = String, pattern = "^0x[0-9a-fA-F]{40}$")]
+    pub marketplace: Address,
+    #[schema(value_type = String, pattern = "^0x[0-9a-fA-F]{40}$")]
+    pub billing_models: Address,
+    #[schema(value_type = String, pattern = "^0x[0-9a-fA-F]{40}$")]
+    pub usage_settlement: Address,
+    #[schema(value_type = String, pattern = "^0x[0-9a-fA-F]{40}$")]
+    pub credential_registry: Address,
+}
+
+/// `GET /v1/ledger`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LedgerStatus {
+    pub chain_id: u64,
+    pub rpc_url: String,
+    pub block_number: u64,
+    pub deployment_block: u64,
+    /// The account that relays participants' signed authorisations.
+    #[schema(value_type = String, pattern = "^0x[0-9a-fA-F]{40}$")]
+    pub broker_account: Address,
+    pub contracts: ContractAddresses,
+}
+
+impl LedgerStatus {
+    /// Names this deployment in signed login and registration messages.
+    pub fn audience(&self) -> String {
+        identity::audience(self.chain_id, &self.contracts.marketplace.to_string())
+    }
+}
+
+/// `GET /v1/health`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Health {
+    /// `ok` when the database answers.
+    pub status: String,
+}
+
+/// `GET /v1/accounts/{address}`: what the chain says of an account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountInfo {
+    #[schema(value_type = String, pattern = "^0x[0-9a-fA-F]{40}$")]
+    pub account: Address,
+    /// The did linked to the account on chain, if any.
+    pub did: Option<Did>,
+    pub role: Option<Role>,
+    /// The nonce the account's next `Link` or `SetConfig` signature carries.
+    pub registry_nonce: Nonce,
+    /// The nonce the account's next permit carries.
+    pub permit_nonce: Nonce,
+    pub credits: Credits,
+}
+
+/// `POST /v1/participants/me/account`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LinkRequest {
+    #[schema(value_type = String, pattern = "^(0x)?[0-9a-fA-F]{40}$")]
+    pub account: Address,
+    /// Unix seconds after which the signature is void.
+    pub deadline: u64,
+    /// The account's EIP-712 signature of Link(did, account, role, nonce, deadline).
+    pub signature: EvmSignature,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Linked {
+    pub did: Did,
+    #[schema(value_type = String, pattern = "^0x[0-9a-fA-F]{40}$")]
+    pub account: Address,
+    /// The registry transaction; none when the chain had the link already (a retry).
+    pub tx_hash: Option<TxHash>,
+}
+
+/// `POST /v1/faucet` (development chains only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FaucetGrant {
+    #[schema(value_type = String, pattern = "^0x[0-9a-fA-F]{40}$")]
+    pub account: Address,
+    pub minted: Credits,
+    /// Native currency sent for gas, in wei (decimal).
+    #[schema(pattern = "^[0-9]+$")]
+    pub gas_wei: String,
+}

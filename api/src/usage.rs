@@ -1,0 +1,252 @@
+//! Usage: the records a provider's agent signs, the broker's answer to each, a contract's usage
+//! as it accrues, proofs of settlement, disputes, and statements.
+
+use catalog::Credits;
+use identity::Did;
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{BatchId, ContractId, CredentialHash, Ed25519Signature, Hash32, UsageRecordId};
+
+/// Most records in one report.
+pub const MAX_RECORDS_PER_REPORT: usize = 1000;
+
+/// What a consumer used of a contract over an interval, measured by the provider's agent and
+/// signed with the provider's key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UsageRecord {
+    /// Unique per record (random), so a record sent twice counts once.
+    pub id: UsageRecordId,
+    pub contract: ContractId,
+    pub provider: Did,
+    pub consumer: Did,
+    /// The credential the session used.
+    pub credential: CredentialHash,
+    /// Unix seconds.
+    pub from: u64,
+    pub to: u64,
+    pub connection_millis: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// Compute sessions (`--exec`): CPU time (user + system) of the consumer's process.
+    #[serde(default)]
+    pub cpu_millis: u64,
+    /// Compute sessions: the process's peak resident memory.
+    #[serde(default)]
+    pub max_memory_kib: u64,
+    /// GPU time × the fraction of a GPU in use, in milliseconds.
+    #[serde(default)]
+    pub gpu_millis: u64,
+    /// Dataset accesses served.
+    #[serde(default)]
+    pub data_accesses: u64,
+    /// The provider's signature over the record without this field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<Ed25519Signature>,
+}
+
+impl UsageRecord {
+    /// The bytes the provider signs: the record's JSON without its signature.
+    pub fn signing_bytes(&self) -> Vec<u8> {
+        let mut unsigned = self.clone();
+        unsigned.signature = None;
+        serde_json::to_vec(&unsigned).expect("a usage record serialises")
+    }
+
+    pub fn sign(&mut self, key: &ed25519_dalek::SigningKey) {
+        self.signature = Some(Ed25519Signature::sign(key, &self.signing_bytes()));
+    }
+
+    /// Signed by the provider it names.
+    pub fn verify(&self) -> bool {
+        self.signature
+            .as_ref()
+            .is_some_and(|s| s.verify(&self.provider, &self.signing_bytes()).is_ok())
+    }
+}
+
+/// `POST /v1/usage`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UsageReport {
+    #[schema(max_items = 1000)]
+    pub records: Vec<UsageRecord>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum UsageOutcome {
+    /// Stored and priced; it settles in a batch.
+    Accepted,
+    /// The broker had it already (same content): counted once.
+    Duplicate,
+    /// Not taken; `reason` says why.
+    Refused,
+}
+
+/// The broker's answer for one record of a report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordOutcome {
+    pub id: UsageRecordId,
+    pub status: UsageOutcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount: Option<Credits>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// A stored record with what the broker made of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredUsage {
+    pub record: UsageRecord,
+    /// keccak-256 of the record as received: its Merkle leaf.
+    pub record_hash: Hash32,
+    pub amount: Credits,
+    pub received_at: u64,
+    /// The settlement batch it is in, once it is in one.
+    pub batch_id: Option<BatchId>,
+    pub dispute: Option<DisputeState>,
+}
+
+/// Where a disputed record stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DisputeState {
+    /// Held out of settlement until an operator decides.
+    Open,
+    /// The record stands and settles.
+    Upheld,
+    /// The record is charged nothing.
+    Voided,
+}
+
+/// `GET /v1/contracts/{id}/usage`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ContractUsage {
+    pub contract: ContractId,
+    pub records: Vec<StoredUsage>,
+    pub total: Credits,
+    pub settled: Credits,
+}
+
+/// `GET /v1/usage/{id}/proof`: the Merkle proof that a record is in its settled batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageProof {
+    pub record: UsageRecordId,
+    pub contract: ContractId,
+    pub batch: BatchId,
+    pub root: Hash32,
+    pub record_hash: Hash32,
+    pub proof: Vec<Hash32>,
+    /// The chain's own check of the proof.
+    pub verified_on_chain: bool,
+}
+
+/// `POST /v1/usage/{id}/dispute`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DisputeRequest {
+    #[schema(min_length = 1, max_length = 1000)]
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Disputed {
+    pub record: UsageRecordId,
+    pub dispute: DisputeState,
+}
+
+/// `POST /v1/usage/{id}/resolve` (operators).
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ResolveRequest {
+    /// true: the record stands and settles; false: it is voided.
+    pub uphold: bool,
+}
+
+/// A statement line's kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LineKind {
+    /// Escrowed at opening.
+    Deposit,
+    /// A reserved period charged.
+    Period,
+    /// A settled usage batch.
+    Usage,
+    /// Escrow returned at close.
+    Refund,
+}
+
+impl LineKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Deposit => "deposit",
+            Self::Period => "period",
+            Self::Usage => "usage",
+            Self::Refund => "refund",
+        }
+    }
+
+    /// A charge to the consumer (the others move escrow).
+    pub fn is_charge(self) -> bool {
+        matches!(self, Self::Period | Self::Usage)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StatementLine {
+    pub at: u64,
+    pub kind: LineKind,
+    pub reference: String,
+    pub amount: Credits,
+}
+
+/// What a contract cost, line by line, checked against the chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Statement {
+    pub contract: ContractId,
+    pub consumer: Did,
+    pub provider: Did,
+    pub from: u64,
+    pub to: u64,
+    pub lines: Vec<StatementLine>,
+    /// Charged to the consumer in the period (periods + usage).
+    pub charged: Credits,
+    pub fee_bps: u16,
+    /// What the provider earned of it after the broker's fee.
+    pub provider_net: Credits,
+    /// The chain's figures for the whole contract, and whether the broker's agree with them.
+    pub chain_charged: Credits,
+    pub chain_escrow: Credits,
+    pub matches_chain: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum StatementFormat {
+    #[default]
+    Json,
+    Csv,
+}
+
+/// `GET /v1/contracts/{id}/statement` parameters.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct StatementQuery {
+    /// From this time (unix seconds, inclusive).
+    #[param(minimum = 0)]
+    pub from: Option<u64>,
+    /// Until this time (unix seconds, inclusive).
+    #[param(minimum = 0)]
+    pub to: Option<u64>,
+    pub format: Option<StatementFormat>,
+}

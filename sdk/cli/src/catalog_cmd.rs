@@ -1,0 +1,327 @@
+//! The catalog commands: search, facets, show, publish, withdraw.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use api::{Credits, OfferId};
+use catalog::{ResourceClass, SortKey};
+use clap::{Subcommand, ValueEnum};
+use comfy_table::Table;
+
+use crate::output::{self, credits};
+use crate::{parse_credits, Ctx};
+
+#[derive(Subcommand)]
+pub enum OffersCommand {
+    /// Search plans: filters, ranking, pages (see `--help` for every filter).
+    Search(Box<SearchArgs>),
+    /// Counts per class, region, GPU model and price bucket for the filters.
+    Facets(Box<SearchArgs>),
+    /// Show one offer (also withdrawn ones).
+    Show { id: OfferId },
+    /// Every version of an offer, oldest first.
+    History { id: OfferId },
+    /// Publish an offer (YAML or JSON) as this provider's, signed; an existing id gets a new
+    /// version.
+    Publish { file: PathBuf },
+    /// Withdraw one of this provider's offers.
+    Withdraw { id: OfferId },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Class {
+    Compute,
+    Gpu,
+    Network,
+    Data,
+}
+
+impl From<Class> for ResourceClass {
+    fn from(c: Class) -> Self {
+        match c {
+            Class::Compute => ResourceClass::Compute,
+            Class::Gpu => ResourceClass::Gpu,
+            Class::Network => ResourceClass::Network,
+            Class::Data => ResourceClass::Data,
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Sort {
+    Price,
+    Latency,
+    Uptime,
+    Green,
+    Reputation,
+}
+
+impl From<Sort> for SortKey {
+    fn from(s: Sort) -> Self {
+        match s {
+            Sort::Price => SortKey::Price,
+            Sort::Latency => SortKey::Latency,
+            Sort::Uptime => SortKey::Uptime,
+            Sort::Green => SortKey::Green,
+            Sort::Reputation => SortKey::Reputation,
+        }
+    }
+}
+
+#[derive(clap::Args)]
+pub struct SearchArgs {
+    /// Resource class the offer must have (repeatable, all must match).
+    #[arg(long = "class", value_enum)]
+    classes: Vec<Class>,
+    #[arg(long = "region")]
+    regions: Vec<String>,
+    #[arg(long = "country")]
+    countries: Vec<String>,
+    #[arg(long = "gpu-model")]
+    gpu_models: Vec<String>,
+    #[arg(long = "provider")]
+    providers: Vec<String>,
+    #[arg(long = "arch")]
+    architectures: Vec<String>,
+    /// Words that must all appear in name, description, tags or dataset.
+    #[arg(long = "text")]
+    text: Vec<String>,
+    /// Minimum CPU cores per plan unit.
+    #[arg(long)]
+    min_cpu: Option<f64>,
+    /// Minimum memory per plan unit, GiB.
+    #[arg(long)]
+    min_memory_gib: Option<u64>,
+    /// Minimum memory per GPU, GiB.
+    #[arg(long)]
+    min_gpu_memory_gib: Option<u64>,
+    #[arg(long)]
+    min_bandwidth_mbps: Option<u64>,
+    #[arg(long)]
+    max_latency_ms: Option<f64>,
+    /// Maximum normalised price per unit-hour, in credits (12.5).
+    #[arg(long, value_parser = parse_credits)]
+    max_price: Option<Credits>,
+    #[arg(long)]
+    min_green: Option<u8>,
+    #[arg(long)]
+    max_certified_latency_ms: Option<f64>,
+    #[arg(long)]
+    min_certified_uptime: Option<f64>,
+    /// latitude,longitude,radiusKm
+    #[arg(long)]
+    near: Option<String>,
+    #[arg(long, value_enum, default_value = "price")]
+    sort: Sort,
+    #[arg(long, default_value_t = 20)]
+    limit: usize,
+    /// The cursor printed after the previous page.
+    #[arg(long)]
+    cursor: Option<String>,
+}
+
+impl SearchArgs {
+    /// Goes through the same parameter parser as the broker, so errors read the same.
+    fn query(&self) -> Result<catalog::Query> {
+        let mut pairs: Vec<(&str, String)> = Vec::new();
+        pairs.extend(
+            self.classes
+                .iter()
+                .map(|c| ("class", ResourceClass::from(*c).as_str().to_string())),
+        );
+        pairs.extend(self.regions.iter().map(|v| ("region", v.clone())));
+        pairs.extend(self.countries.iter().map(|v| ("country", v.clone())));
+        pairs.extend(self.gpu_models.iter().map(|v| ("gpuModel", v.clone())));
+        pairs.extend(self.providers.iter().map(|v| ("provider", v.clone())));
+        pairs.extend(self.architectures.iter().map(|v| ("arch", v.clone())));
+        pairs.extend(self.text.iter().map(|v| ("q", v.clone())));
+        let mut opt = |k: &'static str, v: Option<String>| {
+            if let Some(v) = v {
+                pairs.push((k, v));
+            }
+        };
+        opt(
+            "minCpuMillicores",
+            self.min_cpu
+                .map(|c| ((c * 1000.0).round() as u64).to_string()),
+        );
+        opt(
+            "minMemoryMib",
+            self.min_memory_gib.map(|g| (g * 1024).to_string()),
+        );
+        opt(
+            "minGpuMemoryMib",
+            self.min_gpu_memory_gib.map(|g| (g * 1024).to_string()),
+        );
+        opt(
+            "minBandwidthMbps",
+            self.min_bandwidth_mbps.map(|v| v.to_string()),
+        );
+        opt("maxLatencyMs", self.max_latency_ms.map(|v| v.to_string()));
+        opt("maxPrice", self.max_price.map(|c| c.to_string()));
+        opt("minGreen", self.min_green.map(|v| v.to_string()));
+        opt(
+            "maxCertifiedLatencyMs",
+            self.max_certified_latency_ms.map(|v| v.to_string()),
+        );
+        opt(
+            "minCertifiedUptime",
+            self.min_certified_uptime.map(|v| v.to_string()),
+        );
+        opt("near", self.near.clone());
+        opt("sort", Some(SortKey::from(self.sort).as_str().to_string()));
+        opt("limit", Some(self.limit.to_string()));
+        opt("cursor", self.cursor.clone());
+        catalog::params::parse(pairs.iter().map(|(k, v)| (*k, v.as_str())))
+            .map_err(|e| anyhow::anyhow!("{e}; see `mercato offers search --help`"))
+    }
+}
+
+pub async fn offers(ctx: &Ctx, cmd: OffersCommand) -> Result<()> {
+    match cmd {
+        OffersCommand::Search(args) => search(ctx, &args).await,
+        OffersCommand::Facets(args) => facets(ctx, &args).await,
+        OffersCommand::Show { id } => show(ctx, &id).await,
+        OffersCommand::History { id } => history(ctx, &id).await,
+        OffersCommand::Publish { file } => publish(ctx, &file).await,
+        OffersCommand::Withdraw { id } => withdraw(ctx, &id).await,
+    }
+}
+
+async fn search(ctx: &Ctx, args: &SearchArgs) -> Result<()> {
+    let q = args.query()?;
+    let page = ctx.client.search_offers(&q).await?;
+    ctx.out.emit(&page, |page| {
+        let mut table = Table::new();
+        table.set_header([
+            "offer", "plan", "classes", "region", "cpu", "mem GiB", "gpu", "price/h", "green %",
+        ]);
+        for item in &page.items {
+            let u = &item.plan.unit;
+            let classes: Vec<&str> = item.classes.iter().map(|c| c.as_str()).collect();
+            let gpu = item.resources.gpu.as_ref().map_or("-".to_string(), |g| {
+                format!("{} x{}", g.model, f64::from(u.gpu_permille) / 1000.0)
+            });
+            let main = q
+                .classes
+                .first()
+                .copied()
+                .or(item.classes.first().copied())
+                .unwrap_or(ResourceClass::Compute);
+            let price = item.plan.normalized_price(main);
+            table.add_row([
+                item.offer_id.to_string(),
+                item.plan.id.clone(),
+                classes.join(","),
+                item.location.region.clone(),
+                format!("{}", u.cpu_millicores as f64 / 1000.0),
+                format!("{:.1}", u.memory_mib as f64 / 1024.0),
+                gpu,
+                if price.is_finite() {
+                    Credits::from_base_units(price.round() as u128).human()
+                } else {
+                    "-".into()
+                },
+                item.green_energy_percent.to_string(),
+            ]);
+        }
+        let mut text = format!("{table}\n{} of {} plans", page.items.len(), page.total);
+        if let Some(c) = &page.next_cursor {
+            text.push_str(&format!("\nnext page: --cursor {c}"));
+        }
+        text
+    })
+}
+
+async fn facets(ctx: &Ctx, args: &SearchArgs) -> Result<()> {
+    let facets = ctx.client.offer_facets(&args.query()?).await?;
+    ctx.out.emit(&facets, |f| {
+        let mut table = Table::new();
+        table.set_header(["facet", "value", "plans"]);
+        for (facet, rows) in [
+            ("class", &f.classes),
+            ("region", &f.regions),
+            ("gpu model", &f.gpu_models),
+            ("price ≤ (base units/h)", &f.price_buckets),
+        ] {
+            for row in rows {
+                table.add_row([facet.to_string(), row.value.clone(), row.count.to_string()]);
+            }
+        }
+        format!("{table}\n{} plans match", f.total)
+    })
+}
+
+fn offer_table(o: &catalog::Offer) -> String {
+    let mut plans = Table::new();
+    plans.set_header(["plan", "capacity", "reserved", "pay per use (cpu core-h)"]);
+    for p in &o.plans {
+        plans.add_row([
+            p.id.clone(),
+            p.capacity.to_string(),
+            p.pricing.reserved.as_ref().map_or("-".into(), |r| {
+                format!("{} / {} s", credits(r.price), r.period_seconds)
+            }),
+            p.pricing
+                .pay_per_use
+                .as_ref()
+                .map_or("-".into(), |u| credits(u.cpu_core_hour)),
+        ]);
+    }
+    format!(
+        "{}\n{plans}",
+        output::fields([
+            ("offer", o.id.clone()),
+            ("version", o.version.to_string()),
+            ("name", o.name.clone()),
+            ("provider", o.provider.clone()),
+            (
+                "region",
+                format!("{} ({})", o.location.region, o.location.country)
+            ),
+            ("green energy", format!("{} %", o.green_energy_percent)),
+        ])
+    )
+}
+
+async fn show(ctx: &Ctx, id: &OfferId) -> Result<()> {
+    let doc = ctx.client.offer(id).await?;
+    ctx.out.emit(&doc, |d| {
+        format!(
+            "{}\nstatus: {}",
+            offer_table(&d.offer),
+            serde_json::to_value(d.status)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default()
+        )
+    })
+}
+
+async fn history(ctx: &Ctx, id: &OfferId) -> Result<()> {
+    let versions = ctx.client.offer_history(id).await?;
+    ctx.out.emit(&versions, |vs| {
+        vs.iter().map(offer_table).collect::<Vec<_>>().join("\n")
+    })
+}
+
+/// Reads YAML or JSON into `T`.
+pub fn read_document<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Result<T> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_yaml::from_str(&text)
+        .with_context(|| format!("{} is not a valid document", path.display()))
+}
+
+async fn publish(ctx: &Ctx, file: &std::path::Path) -> Result<()> {
+    let offer: catalog::Offer = read_document(file)?;
+    let done = ctx.session()?.publish_offer(offer).await?;
+    ctx.out.emit(&done, |p| {
+        format!("published {} version {}", p.id, p.version)
+    })
+}
+
+async fn withdraw(ctx: &Ctx, id: &OfferId) -> Result<()> {
+    let done = ctx.session()?.withdraw_offer(id).await?;
+    ctx.out.emit(&done, |w| format!("withdrew {}", w.id))
+}
