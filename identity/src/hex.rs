@@ -12,7 +12,8 @@ pub fn hex_encode(bytes: &[u8]) -> String {
 
 /// The bytes of an even-length hex string (either case); `None` for anything else.
 pub fn hex_decode(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) || !s.is_ascii() {
+    // `from_str_radix` alone would take a sign ("+1").
+    if !s.len().is_multiple_of(2) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     (0..s.len())

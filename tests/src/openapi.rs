@@ -103,9 +103,17 @@ impl Document {
         if let Some(v) = cache.get(pointer) {
             return Ok(v.clone());
         }
-        // The whole document as the root, so `#/components/schemas/…` references resolve.
-        let mut root = self.doc.clone();
-        root["$ref"] = Value::String(format!("#{pointer}"));
+        // The operation's schema with the document's components beside it, so
+        // `#/components/schemas/…` references resolve.
+        let schema = self
+            .doc
+            .pointer(pointer)
+            .ok_or_else(|| format!("no schema at {pointer}"))?;
+        let mut root = match schema {
+            Value::Object(o) => Value::Object(o.clone()),
+            other => return Err(format!("the schema at {pointer} is {other}")),
+        };
+        root["components"] = self.doc["components"].clone();
         root["$schema"] = Value::String("https://json-schema.org/draft/2020-12/schema".into());
         let v = Arc::new(
             jsonschema::options()

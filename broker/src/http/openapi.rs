@@ -164,3 +164,70 @@ pub fn complete(doc: &mut Document) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    #[test]
+    fn every_operation_is_documented_with_its_problems() {
+        let doc = serde_json::to_value(super::super::document()).unwrap();
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+        let mut operations = 0;
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                operations += 1;
+                let responses = op["responses"].as_object().unwrap();
+                for code in ["400", "500", "503"] {
+                    let r = &responses[code];
+                    assert_eq!(
+                        r["content"]["application/problem+json"]["schema"]["$ref"],
+                        "#/components/schemas/Problem",
+                        "{method} {path} {code}"
+                    );
+                }
+                let secured = op["security"]
+                    .as_array()
+                    .is_some_and(|s| s.iter().any(|r| r.get("bearer").is_some()));
+                assert_eq!(secured, responses.contains_key("401"), "{method} {path}");
+                assert!(
+                    responses.keys().any(|c| c.starts_with('2')),
+                    "{method} {path} has no success response"
+                );
+                // Every path parameter is declared.
+                for segment in path.split('/').filter(|s| s.starts_with('{')) {
+                    let name = segment.trim_matches(|c| c == '{' || c == '}');
+                    assert!(
+                        op["parameters"]
+                            .as_array()
+                            .is_some_and(|ps| ps.iter().any(|p| p["name"] == name && p["in"] == "path")),
+                        "{method} {path}: {name} undeclared"
+                    );
+                }
+            }
+        }
+        assert_eq!(operations, super::PARTICULAR.len());
+        // The search parameters are exactly those the catalog's parser takes.
+        let listed: Vec<&str> = doc["paths"]["/v1/offers"]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        let parsed: Vec<&str> = catalog::params::PARAMS.iter().map(|(k, _)| *k).collect();
+        assert_eq!(listed, parsed);
+        // Money, ids and dids carry their formats.
+        let schemas = &doc["components"]["schemas"];
+        for (name, pattern) in [
+            ("Credits", "^(0|[1-9][0-9]{0,37})$"),
+            ("ContractId", "^0x[0-9a-fA-F]{64}$"),
+            ("Did", "^did:key:z6Mk[1-9A-HJ-NP-Za-km-z]{44}$"),
+        ] {
+            assert_eq!(schemas[name]["pattern"], Value::from(pattern), "{name}");
+        }
+        assert!(schemas["ContractState"]["enum"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from("active")));
+    }
+}
