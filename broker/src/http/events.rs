@@ -113,7 +113,13 @@ pub async fn stream(
             }
             let until_expiry =
                 std::time::Duration::from_secs(c.who.expires_at.saturating_sub(now()).max(1));
-            match tokio::time::timeout(until_expiry, c.hub.recv()).await {
+            let shutdown = c.app.shutdown.clone();
+            let next = tokio::select! {
+                // The broker stops: the stream ends (the client resumes later or elsewhere).
+                _ = shutdown.wait() => return None,
+                next = tokio::time::timeout(until_expiry, c.hub.recv()) => next,
+            };
+            match next {
                 Ok(Ok(e)) if e.event.seq <= c.seq => {}
                 Ok(Ok(e)) => {
                     let seq = e.event.seq;

@@ -34,6 +34,7 @@ use utoipa_axum::routes;
 
 use crate::auth::Auth;
 use crate::market::Market;
+use crate::shutdown::Shutdown;
 use problem::Failure;
 
 /// What the handlers reach: the marketplace's and auth's use cases, and the API document.
@@ -42,6 +43,8 @@ pub struct App {
     pub auth: Auth,
     /// The OpenAPI document, serialised once.
     pub openapi: axum::body::Bytes,
+    /// Ends event streams when the broker stops (they would hold the graceful shutdown open).
+    pub shutdown: Shutdown,
 }
 
 /// The handlers' state: one shared `App`.
@@ -108,8 +111,8 @@ pub fn document() -> utoipa::openapi::OpenApi {
     doc
 }
 
-/// The API over `market` and `auth`.
-pub fn router(market: Market, auth: Auth) -> Router {
+/// The API over `market` and `auth`; open event streams end at `shutdown`.
+pub fn router(market: Market, auth: Auth, shutdown: Shutdown) -> Router {
     let (router, mut doc) = routes().split_for_parts();
     openapi::complete(&mut doc);
     let openapi = serde_json::to_vec(&doc)
@@ -119,6 +122,7 @@ pub fn router(market: Market, auth: Auth) -> Router {
         market,
         auth,
         openapi,
+        shutdown,
     }));
     router
         .fallback(not_found)
