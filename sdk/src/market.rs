@@ -274,7 +274,11 @@ impl Session {
         is("deposit", &t.deposit, &doc.deposit)?;
         is("period price", &t.period_price, &doc.price.period_price)?;
         is("period", &t.period, &doc.price.period_seconds)?;
-        is("permit nonce", &t.permit_nonce, &info.permit_nonce)?;
+        // A permit for a nonce the account has not reached could be held and used later; one for
+        // a spent nonce is worthless (and is what a retry of a finished purchase carries).
+        if t.permit_nonce > info.permit_nonce {
+            return Err(mismatch("a permit nonce the account has not reached"));
+        }
         let now = now();
         if t.deadline <= now || t.deadline > now + MAX_PURCHASE_WINDOW_SECS {
             return Err(mismatch("a deadline in the past or too far ahead"));

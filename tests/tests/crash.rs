@@ -43,6 +43,7 @@ async fn a_broker_killed_at_any_purchase_step_completes_the_purchase_once_on_res
 
         let broker = BrokerProcess::start_with(data.path(), &args);
         let consumer = consumer.reconnect(&broker.url);
+        let provider = provider.reconnect(&broker.url);
         let done = until_settled(&consumer, c.id).await;
         assert_eq!(
             done.state,
