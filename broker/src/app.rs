@@ -223,8 +223,8 @@ impl Broker {
                 )),
             ));
         }
-        let app =
-            crate::http::router(market, auth, shutdown.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let app = crate::http::router(market, auth, shutdown.clone())
+            .into_make_service_with_connect_info::<SocketAddr>();
         // No Nagle delay: event streams and small answers go out at once.
         let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
             if let Err(e) = tcp.set_nodelay(true) {

@@ -2,6 +2,7 @@
 //! signatures, conversion to and from FLUIDOS REAR flavors, storage, and the query engine.
 
 pub mod fluidos;
+#[cfg(feature = "store")]
 pub mod follow;
 pub mod index;
 pub mod model;
@@ -11,6 +12,7 @@ pub mod provider_config;
 pub mod quantity;
 pub mod query;
 pub mod row;
+#[cfg(feature = "store")]
 pub mod store;
 pub mod validate;
 

@@ -52,7 +52,7 @@ impl Credits {
     }
 
     /// Whole credits.
-    pub const fn credits(n: u64) -> Self {
+    pub const fn whole(n: u64) -> Self {
         Self(n as u128 * BASE_UNITS_PER_CREDIT)
     }
 
@@ -190,7 +190,7 @@ mod tests {
             Credits(1_250_000_000)
         );
         assert_eq!(Credits::parse_human("0.00000001").unwrap(), Credits(1));
-        assert_eq!(Credits::parse_human("7").unwrap(), Credits::credits(7));
+        assert_eq!(Credits::parse_human("7").unwrap(), Credits::whole(7));
         for bad in ["", ".5", "1.123456789", "-1", "1e3", "abc", "1,5"] {
             assert!(Credits::parse_human(bad).is_err(), "{bad}");
         }

@@ -10,7 +10,7 @@ use crate::model::{Credits, GpuShare, Offer, Plan, ResourceClass};
 /// Largest accepted offer document.
 pub const MAX_OFFER_BYTES: usize = 256 * 1024;
 /// Largest price or unit price (10^10 credits): products with capacities stay well within u128.
-pub const MAX_PRICE: Credits = Credits::credits(10_000_000_000);
+pub const MAX_PRICE: Credits = Credits::whole(10_000_000_000);
 pub const MAX_PLANS: usize = 64;
 pub const MAX_TAGS: usize = 32;
 

@@ -385,7 +385,7 @@ fn offers_round_trip_through_flavors_and_updates_show_in_the_flavor() {
     // A changed offer writes its new values into the flavor it came from.
     let mut offer = fluidos::offer_from_flavor(&k8slice_flavor(), &did()).unwrap();
     offer.resources.compute.as_mut().unwrap().memory_mib = 48 * 1024;
-    offer.plans[0].pricing.reserved.as_mut().unwrap().price = Credits::credits(15);
+    offer.plans[0].pricing.reserved.as_mut().unwrap().price = Credits::whole(15);
     let f = fluidos::flavor_from_offer(&offer).unwrap();
     assert_eq!(
         f["spec"]["flavorType"]["typeData"]["characteristics"]["memory"],

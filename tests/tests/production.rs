@@ -67,7 +67,7 @@ async fn the_cli_flow_runs_on_postgres_rabbitmq_and_ipfs() {
         assert!(linked["txHash"].as_str().unwrap().starts_with("0x"));
     }
     let grant: Value = ok(url, c, &["faucet"]);
-    assert_eq!(grant["minted"], Credits::credits(1_000).to_string());
+    assert_eq!(grant["minted"], Credits::whole(1_000).to_string());
     // The exchange exists once the broker has published; bind the queue before the purchase.
     eventually(
         "the broker to declare its exchange",

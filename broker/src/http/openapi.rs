@@ -198,9 +198,9 @@ mod tests {
                 for segment in path.split('/').filter(|s| s.starts_with('{')) {
                     let name = segment.trim_matches(|c| c == '{' || c == '}');
                     assert!(
-                        op["parameters"]
-                            .as_array()
-                            .is_some_and(|ps| ps.iter().any(|p| p["name"] == name && p["in"] == "path")),
+                        op["parameters"].as_array().is_some_and(|ps| ps
+                            .iter()
+                            .any(|p| p["name"] == name && p["in"] == "path")),
                         "{method} {path}: {name} undeclared"
                     );
                 }

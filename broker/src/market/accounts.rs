@@ -13,7 +13,7 @@ use crate::events::{Audience, Pending};
 use crate::store::now;
 
 /// Credits minted per faucet call on a development chain.
-pub const FAUCET_CREDITS: Credits = Credits::credits(1_000);
+pub const FAUCET_CREDITS: Credits = Credits::whole(1_000);
 /// Native currency sent with them for gas (1 ether on the dev chain).
 pub const FAUCET_GAS_WEI: u128 = 1_000_000_000_000_000_000;
 
