@@ -143,7 +143,29 @@ impl DevChain {
         let log_path = dir.join(LOG_FILE);
         let log = std::fs::File::create(&log_path).map_err(dir_err)?;
         let log_err = log.try_clone().map_err(dir_err)?;
-        let mut child = Command::new(&binary)
+        let mut command = Command::new(&binary);
+        #[cfg(target_os = "linux")]
+        {
+            let parent = std::process::id() as libc::pid_t;
+            // SAFETY: the closure runs in the forked child before exec, allocates nothing and
+            // calls only prctl and getppid, which are async-signal-safe.
+            unsafe {
+                command.pre_exec(move || {
+                    // The chain gets SIGTERM (and writes its state) when the thread that started
+                    // it ends: a crashed broker, a finished test; it never lingers as an orphan
+                    // holding its data directory.
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    // The parent may have died before prctl: then nobody would stop the chain.
+                    if libc::getppid() != parent {
+                        return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let mut child = command
             .arg("--host")
             .arg(&options.host)
             .arg("--port")

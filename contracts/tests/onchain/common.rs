@@ -1,4 +1,11 @@
-//! A fresh development chain per test, with the contracts deployed as `ledger-node up` does.
+//! Development chains shared by the tests of this binary, with the contracts deployed as
+//! `ledger-node up` does: as many chains as there are cores, started once on a thread of their own
+//! (Anvil dies with the binary) instead of one per test; each test takes a chain at its pristine
+//! state (a snapshot taken after deployment is reverted to before the next test starts) and has
+//! it to itself until it ends.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
 
 use alloy::primitives::{Address, Bytes, FixedBytes, B256, U256};
 use alloy::providers::Provider;
@@ -7,11 +14,12 @@ use alloy::sol_types::{SolCall, SolInterface, SolStruct};
 use contracts::eip712;
 use contracts::{CreditToken, Marketplace, ParticipantRegistry, CREDIT};
 use ledger::accounts::{dev_signer, BROKER_INDEX, DEPLOYER_INDEX};
-use ledger::anvil::{free_port, AnvilOptions};
+use ledger::anvil::AnvilOptions;
 use ledger::client::ClientError;
 use ledger::deployment::Deployment;
-use ledger::devnet::{self, Devnet};
+use ledger::devnet;
 use ledger::ChainClient;
+use tokio::sync::{Mutex, MutexGuard};
 
 pub struct Actor {
     pub signer: PrivateKeySigner,
@@ -36,31 +44,103 @@ impl Actor {
     }
 }
 
+/// One shared chain: where it answers, what is deployed, and who has it (with the pristine
+/// snapshot the next test starts from).
+struct Slot {
+    url: String,
+    deployment: Deployment,
+    turn: Mutex<Option<String>>,
+}
+
+static SLOTS: OnceLock<Vec<Slot>> = OnceLock::new();
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+fn slots() -> &'static [Slot] {
+    SLOTS.get_or_init(|| {
+        let n = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let mut keep = Vec::new();
+                for _ in 0..n {
+                    let dir = tempfile::tempdir().unwrap();
+                    let options = AnvilOptions {
+                        port: 0,
+                        ..AnvilOptions::new(dir.path())
+                    };
+                    let net = devnet::up(&options, |_| {}).await.expect("devnet up");
+                    tx.send((net.chain.url().to_string(), net.deployment.clone()))
+                        .unwrap();
+                    keep.push((dir, net));
+                }
+                // Held for the binary's life; the chains stop with this thread.
+                std::future::pending::<()>().await;
+            });
+        });
+        (0..n)
+            .map(|_| {
+                let (url, deployment) = rx.recv().expect("the chain starts");
+                Slot {
+                    url,
+                    deployment,
+                    turn: Mutex::new(None),
+                }
+            })
+            .collect()
+    })
+}
+
+async fn rpc(url: &str, method: &str, params: serde_json::Value) -> serde_json::Value {
+    let answer: serde_json::Value = reqwest::Client::new()
+        .post(url)
+        .json(&serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    answer["result"].clone()
+}
+
 pub struct Chain {
-    pub net: Devnet,
-    _dir: tempfile::TempDir,
+    deployment: &'static Deployment,
     pub admin: Actor,
     pub broker: Actor,
     /// Funded development accounts 2.. (1,000,000 credits each).
     pub users: Vec<Actor>,
+    _turn: MutexGuard<'static, Option<String>>,
 }
 
 impl Chain {
+    /// A chain at its pristine state, this test's alone until it ends.
     pub async fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let options = AnvilOptions {
-            port: free_port().unwrap(),
-            ..AnvilOptions::new(dir.path())
-        };
-        let net = devnet::up(&options, |_| {}).await.expect("devnet up");
-        let url = net.chain.url().to_string();
-        let actor = |i: u32| {
-            let url = url.clone();
-            async move {
-                let signer = dev_signer(i).unwrap();
-                let client = ChainClient::connect(&url, signer.clone()).await.unwrap();
-                Actor { signer, client }
+        let slots = slots();
+        // A free chain if there is one, else wait for one in turn.
+        let free = slots.iter().find_map(|s| s.turn.try_lock().ok().map(|t| (s, t)));
+        let (slot, mut turn) = match free {
+            Some(found) => found,
+            None => {
+                let s = &slots[NEXT.fetch_add(1, Ordering::Relaxed) % slots.len()];
+                (s, s.turn.lock().await)
             }
+        };
+        if let Some(snapshot) = turn.take() {
+            let reverted = rpc(&slot.url, "evm_revert", serde_json::json!([snapshot])).await;
+            assert_eq!(reverted, serde_json::Value::Bool(true), "back to pristine");
+        }
+        // A revert spends its snapshot: take it again for the next test.
+        let snapshot = rpc(&slot.url, "evm_snapshot", serde_json::json!([])).await;
+        *turn = Some(snapshot.as_str().expect("a snapshot id").to_string());
+        let url = &slot.url;
+        let actor = |i: u32| async move {
+            let signer = dev_signer(i).unwrap();
+            let client = ChainClient::connect(url, signer.clone()).await.unwrap();
+            Actor { signer, client }
         };
         let admin = actor(DEPLOYER_INDEX).await;
         let broker = actor(BROKER_INDEX).await;
@@ -69,16 +149,16 @@ impl Chain {
             users.push(actor(i).await);
         }
         Self {
-            net,
-            _dir: dir,
+            deployment: &slot.deployment,
             admin,
             broker,
             users,
+            _turn: turn,
         }
     }
 
     pub fn d(&self) -> &Deployment {
-        &self.net.deployment
+        self.deployment
     }
 
     pub fn chain_id(&self) -> u64 {
