@@ -14,7 +14,7 @@ use contracts::{
     CREDIT,
 };
 use ledger::accounts::{dev_signer, BROKER_INDEX};
-use ledger::anvil::{free_port, AnvilOptions};
+use ledger::anvil::AnvilOptions;
 use ledger::bench::{fresh_senders, transfers};
 use ledger::deployment::Deployment;
 use ledger::{devnet, ChainClient};
@@ -329,7 +329,7 @@ async fn run() -> Result<()> {
     let cli = Cli::parse();
     let dir = tempfile::tempdir()?;
     let options = AnvilOptions {
-        port: free_port()?,
+        port: 0,
         ..AnvilOptions::new(dir.path())
     };
     let net = devnet::up(&options, |_| {}).await?;

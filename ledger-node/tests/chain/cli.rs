@@ -13,12 +13,13 @@ use ledger::ChainClient;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ledger-node");
 
-/// Starts `ledger-node up` and waits for its "ready" line; returns the child and its output.
-fn up(dir: &std::path::Path, port: u16) -> (Child, String) {
+/// Starts `ledger-node up` on any free port and waits for its "ready" line; returns the child,
+/// its output and the RPC URL it reported.
+fn up(dir: &std::path::Path) -> (Child, String, String) {
     let mut child = Command::new(BIN)
         .args(["up", "--data-dir"])
         .arg(dir)
-        .args(["--port", &port.to_string()])
+        .args(["--port", "0"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -37,7 +38,13 @@ fn up(dir: &std::path::Path, port: u16) -> (Child, String) {
             break;
         }
     }
-    (child, out)
+    let url = out
+        .lines()
+        .find_map(|l| l.strip_prefix("rpc url"))
+        .expect("ledger-node names its rpc url")
+        .trim()
+        .to_string();
+    (child, out, url)
 }
 
 fn stop(mut child: Child) {
@@ -53,11 +60,9 @@ fn stop(mut child: Child) {
 #[tokio::test]
 async fn up_twice_on_one_directory_keeps_the_chain_and_the_deployment() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port().unwrap();
-    let (child, out) = up(dir.path(), port);
+    let (child, out, url) = up(dir.path());
     assert!(out.contains("deployed on"), "{out}");
-    let url = format!("http://127.0.0.1:{port}");
-    assert!(out.contains(&url));
+    assert!(url.starts_with("http://127.0.0.1:") && !url.ends_with(":0"), "{url}");
     let deployment = Deployment::load(&Deployment::path_in(dir.path()))
         .unwrap()
         .unwrap();
@@ -86,7 +91,7 @@ async fn up_twice_on_one_directory_keeps_the_chain_and_the_deployment() {
     let block = client.block_number().await.unwrap();
     stop(child);
 
-    let (child, out) = up(dir.path(), port);
+    let (child, out, url) = up(dir.path());
     assert!(out.contains("reusing the deployment"), "{out}");
     assert_eq!(
         Deployment::load(&Deployment::path_in(dir.path()))

@@ -1,7 +1,7 @@
 use alloy::providers::Provider;
 use alloy::signers::local::PrivateKeySigner;
 use ledger::accounts::dev_signer;
-use ledger::anvil::{free_port, AnvilOptions};
+use ledger::anvil::AnvilOptions;
 use ledger::deploy::{DeployError, DeployOptions};
 use ledger::deployment::{Deployment, DeploymentError};
 use ledger::devnet::{self, DevnetError};
@@ -82,7 +82,7 @@ async fn a_deployment_that_fails_midway_is_reported_with_its_step() {
 async fn up_reuses_a_deployment_and_refuses_a_corrupt_or_foreign_one() {
     let dir = tempfile::tempdir().unwrap();
     let options = AnvilOptions {
-        port: free_port().unwrap(),
+        port: 0,
         ..AnvilOptions::new(dir.path())
     };
     let first = devnet::up(&options, |_| {}).await.unwrap();
@@ -111,7 +111,7 @@ async fn up_reuses_a_deployment_and_refuses_a_corrupt_or_foreign_one() {
     let other = tempfile::tempdir().unwrap();
     deployment.save(&Deployment::path_in(other.path())).unwrap();
     let options = AnvilOptions {
-        port: free_port().unwrap(),
+        port: 0,
         ..AnvilOptions::new(other.path())
     };
     let err = devnet::up(&options, |_| {}).await.err().unwrap();
@@ -128,12 +128,12 @@ async fn up_reuses_a_deployment_and_refuses_a_corrupt_or_foreign_one() {
 async fn a_second_chain_on_the_same_directory_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let options = AnvilOptions {
-        port: free_port().unwrap(),
+        port: 0,
         ..AnvilOptions::new(dir.path())
     };
     let _running = devnet::up(&options, |_| {}).await.unwrap();
     let again = AnvilOptions {
-        port: free_port().unwrap(),
+        port: 0,
         ..AnvilOptions::new(dir.path())
     };
     let err = devnet::up(&again, |_| {}).await.err().unwrap();

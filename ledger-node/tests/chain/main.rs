@@ -5,7 +5,7 @@ mod client;
 mod deploy;
 mod proxy;
 
-use ledger::anvil::{free_port, AnvilOptions};
+use ledger::anvil::AnvilOptions;
 use ledger::devnet::{self, Devnet};
 
 pub struct Net {
@@ -16,7 +16,7 @@ pub struct Net {
 pub async fn devnet() -> Net {
     let dir = tempfile::tempdir().unwrap();
     let options = AnvilOptions {
-        port: free_port().unwrap(),
+        port: 0,
         ..AnvilOptions::new(dir.path())
     };
     let net = devnet::up(&options, |_| {}).await.unwrap();
