@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use api::usage::{UsageOutcome, UsageRecord};
+use api::usage::{UsageOutcome, UsageRecord, MAX_RECORDS_PER_REPORT};
 use api::{Event, EventBody};
 use ed25519_dalek::SigningKey;
 use peering::channel::{self, Counters, Decision};
@@ -193,7 +193,7 @@ impl Agent {
                 .unwrap_or(0);
             let records = usage.read().unwrap_or_default();
             if records.len() > done {
-                let batch = &records[done..records.len().min(done + 500)];
+                let batch = &records[done..records.len().min(done + MAX_RECORDS_PER_REPORT)];
                 match session.report_usage(batch).await {
                     Ok(outcomes) => {
                         for o in outcomes

@@ -103,6 +103,7 @@ pub struct WithdrawnOffer {
 #[allow(dead_code)]
 pub struct SearchParams {
     /// Resource class the offer must have (repeatable, all must match).
+    #[param(inline)]
     class: Option<Vec<ResourceClass>>,
     /// Provider did:key (repeatable, any).
     provider: Option<Vec<String>>,
@@ -147,6 +148,7 @@ pub struct SearchParams {
     #[param(pattern = r"^-?[0-9.]+,-?[0-9.]+,[0-9.]+$")]
     near: Option<String>,
     /// Ranking (default price).
+    #[param(inline)]
     sort: Option<SortKey>,
     /// Page size, 1-200 (default 20).
     #[param(minimum = 1, maximum = 200)]

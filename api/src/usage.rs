@@ -10,6 +10,13 @@ use crate::ids::{BatchId, ContractId, CredentialHash, Ed25519Signature, Hash32, 
 /// Most records in one report.
 pub const MAX_RECORDS_PER_REPORT: usize = 1000;
 
+/// A record at its largest, written compactly (ids and numbers at their longest, signed), with room
+/// to spare.
+pub const MAX_RECORD_BYTES: usize = 1024;
+
+/// Largest body `POST /v1/usage` takes: a full report of records at their largest fits.
+pub const MAX_REPORT_BYTES: usize = MAX_RECORDS_PER_REPORT * MAX_RECORD_BYTES + 1024;
+
 /// What a consumer used of a contract over an interval, measured by the provider's agent and
 /// signed with the provider's key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -248,5 +255,45 @@ pub struct StatementQuery {
     /// Until this time (unix seconds, inclusive).
     #[param(minimum = 0)]
     pub to: Option<u64>,
+    #[param(inline)]
     pub format: Option<StatementFormat>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A full report of the largest records the schema admits fits the body limit, so a provider
+    /// that is behind is never stuck on a report the broker cannot read.
+    #[test]
+    fn a_full_report_of_the_largest_records_fits_the_limit() {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        let did = identity::did_of(&key.verifying_key());
+        let mut largest = UsageRecord {
+            id: "x".repeat(64).parse().unwrap(),
+            contract: ContractId::from(alloy::primitives::B256::repeat_byte(0xab)),
+            provider: did.clone(),
+            consumer: did,
+            credential: "f".repeat(64).parse().unwrap(),
+            from: u64::MAX,
+            to: u64::MAX,
+            connection_millis: u64::MAX,
+            bytes_in: u64::MAX,
+            bytes_out: u64::MAX,
+            cpu_millis: u64::MAX,
+            max_memory_kib: u64::MAX,
+            gpu_millis: u64::MAX,
+            data_accesses: u64::MAX,
+            signature: None,
+        };
+        largest.sign(&key);
+        assert!(largest.verify());
+        let one = serde_json::to_vec(&largest).unwrap().len();
+        assert!(one <= MAX_RECORD_BYTES, "a record takes {one} bytes");
+        let report = UsageReport {
+            records: vec![largest; MAX_RECORDS_PER_REPORT],
+        };
+        let all = serde_json::to_vec(&report).unwrap().len();
+        assert!(all <= MAX_REPORT_BYTES, "a full report takes {all} bytes");
+    }
 }

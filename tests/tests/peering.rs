@@ -473,5 +473,21 @@ async fn sessions_become_usage_records_settled_in_a_batch_on_chain() {
         out[0].reason.as_deref().unwrap().contains("signature"),
         "{out:?}"
     );
+    // A full report (an agent catching up) is read and answered record by record; one more
+    // record is refused whole.
+    let full: Vec<_> = (0..api::usage::MAX_RECORDS_PER_REPORT)
+        .map(|i| {
+            let mut r = log[0].clone();
+            r.id = format!("catching-up-{i:0>52}").parse().unwrap();
+            r.sign(provider.session.key());
+            r
+        })
+        .collect();
+    let out = provider.session.report_usage(&full).await.unwrap();
+    assert_eq!(out.len(), full.len());
+    let mut over = full;
+    over.push(log[0].clone());
+    let refused = provider.session.report_usage(&over).await.unwrap_err();
+    assert!(refused.to_string().contains("at most"), "{refused}");
     broker.stop();
 }

@@ -95,13 +95,24 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(credentials::list))
         .routes(routes!(credentials::renew))
         .routes(routes!(credentials::revoke))
-        .routes(routes!(usage::report))
+        .routes(with_body_limit(
+            routes!(usage::report),
+            api::usage::MAX_REPORT_BYTES,
+        ))
         .routes(routes!(usage::of_contract))
         .routes(routes!(usage::proof))
         .routes(routes!(usage::statement))
         .routes(routes!(usage::dispute))
         .routes(routes!(usage::resolve))
         .routes(routes!(events::stream))
+}
+
+/// Routes whose bodies may be larger than the default (a full usage report).
+fn with_body_limit(
+    (schemas, paths, method): utoipa_axum::router::UtoipaMethodRouter<AppState>,
+    bytes: usize,
+) -> utoipa_axum::router::UtoipaMethodRouter<AppState> {
+    (schemas, paths, method.layer(DefaultBodyLimit::max(bytes)))
 }
 
 /// The generated OpenAPI document.

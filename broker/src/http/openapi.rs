@@ -57,7 +57,7 @@ pub const PARTICULAR: &[(&str, &[u16])] = &[
     ("openapi", &[]),
     ("register", &[409, 429]),
     ("challenge", &[429]),
-    ("token", &[]),
+    ("token", &[401, 403]),
     ("me", &[]),
     ("search_offers", &[]),
     ("offer_facets", &[]),

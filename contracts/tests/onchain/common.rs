@@ -121,7 +121,9 @@ impl Chain {
     pub async fn start() -> Self {
         let slots = slots();
         // A free chain if there is one, else wait for one in turn.
-        let free = slots.iter().find_map(|s| s.turn.try_lock().ok().map(|t| (s, t)));
+        let free = slots
+            .iter()
+            .find_map(|s| s.turn.try_lock().ok().map(|t| (s, t)));
         let (slot, mut turn) = match free {
             Some(found) => found,
             None => {

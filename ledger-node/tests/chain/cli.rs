@@ -62,7 +62,10 @@ async fn up_twice_on_one_directory_keeps_the_chain_and_the_deployment() {
     let dir = tempfile::tempdir().unwrap();
     let (child, out, url) = up(dir.path());
     assert!(out.contains("deployed on"), "{out}");
-    assert!(url.starts_with("http://127.0.0.1:") && !url.ends_with(":0"), "{url}");
+    assert!(
+        url.starts_with("http://127.0.0.1:") && !url.ends_with(":0"),
+        "{url}"
+    );
     let deployment = Deployment::load(&Deployment::path_in(dir.path()))
         .unwrap()
         .unwrap();
