@@ -59,3 +59,18 @@ ensure_jsipfs() {
   fi
   export MERCATO_JSIPFS="$dir/node_modules/.bin/jsipfs"
 }
+
+# Schemathesis, which fuzzes the API against its OpenAPI document, with every dependency pinned,
+# in a virtual environment outside the clone; reinstalled only when the pins change.
+ensure_schemathesis() {
+  local dir="$HOME/.cache/mercato/venv" want have=""
+  want="$(sha256sum scripts/schemathesis/requirements.txt | cut -d' ' -f1)"
+  [ -f "$dir/.mercato-stamp" ] && have="$(cat "$dir/.mercato-stamp")"
+  if [ "$want" != "$have" ] || ! [ -x "$dir/bin/schemathesis" ]; then
+    say "installing schemathesis for the API fuzz test"
+    python3 -m venv "$dir" 2>/dev/null || { ensure_debs python3-venv && python3 -m venv "$dir"; }
+    "$dir/bin/pip" install --quiet --disable-pip-version-check -r scripts/schemathesis/requirements.txt
+    echo "$want" > "$dir/.mercato-stamp"
+  fi
+  export MERCATO_SCHEMATHESIS="$dir/bin/schemathesis"
+}
