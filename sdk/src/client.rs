@@ -17,7 +17,7 @@ use url::Url;
 pub enum SdkError {
     #[error("{0} is not a broker URL (expected http://host:port)")]
     BadUrl(String),
-    #[error("cannot reach the broker at {url}: {reason}; is `mercato-broker` running?")]
+    #[error("cannot reach the broker at {url}: {reason}; is it running (`scripts/run` starts one) and is --broker right?")]
     Unreachable { url: String, reason: String },
     #[error("the broker answered {status} {title}: {detail}")]
     Api {

@@ -73,14 +73,19 @@ pub struct SearchArgs {
     /// Resource class the offer must have (repeatable, all must match).
     #[arg(long = "class", value_enum)]
     classes: Vec<Class>,
+    /// Region (repeatable, any).
     #[arg(long = "region")]
     regions: Vec<String>,
+    /// ISO country code (repeatable, any).
     #[arg(long = "country")]
     countries: Vec<String>,
+    /// GPU model (repeatable, any).
     #[arg(long = "gpu-model")]
     gpu_models: Vec<String>,
+    /// Provider did:key (repeatable, any).
     #[arg(long = "provider")]
     providers: Vec<String>,
+    /// CPU architecture (repeatable, any).
     #[arg(long = "arch")]
     architectures: Vec<String>,
     /// Words that must all appear in name, description, tags or dataset.
@@ -95,24 +100,31 @@ pub struct SearchArgs {
     /// Minimum memory per GPU, GiB.
     #[arg(long)]
     min_gpu_memory_gib: Option<u64>,
+    /// Minimum network bandwidth, Mbit/s.
     #[arg(long)]
     min_bandwidth_mbps: Option<u64>,
+    /// Maximum declared latency, milliseconds.
     #[arg(long)]
     max_latency_ms: Option<f64>,
     /// Maximum normalised price per unit-hour, in credits (12.5).
     #[arg(long, value_parser = parse_credits)]
     max_price: Option<Credits>,
+    /// Minimum share of renewable energy, percent.
     #[arg(long)]
     min_green: Option<u8>,
+    /// Maximum latency certified by a metric credential, milliseconds.
     #[arg(long)]
     max_certified_latency_ms: Option<f64>,
+    /// Minimum uptime certified by a metric credential, percent (99.9).
     #[arg(long)]
     min_certified_uptime: Option<f64>,
-    /// latitude,longitude,radiusKm
+    /// Within a distance: latitude,longitude,radiusKm.
     #[arg(long)]
     near: Option<String>,
+    /// Ranking.
     #[arg(long, value_enum, default_value = "price")]
     sort: Sort,
+    /// Page size (1-200).
     #[arg(long, default_value_t = 20)]
     limit: usize,
     /// The cursor printed after the previous page.
