@@ -61,7 +61,7 @@ fn the_cli_says_what_to_do_when_the_broker_is_not_there() {
     let url = format!("http://127.0.0.1:{}", e2e::peer::free_port());
     assert!(mercato(&url, &["status"])
         .err()
-        .contains("is `mercato-broker` running?"));
+        .contains("`scripts/run` starts one"));
     assert!(mercato("ftp://x", &["status"])
         .err()
         .contains("not a broker URL"));

@@ -189,7 +189,13 @@ mod tests {
                 let secured = op["security"]
                     .as_array()
                     .is_some_and(|s| s.iter().any(|r| r.get("bearer").is_some()));
-                assert_eq!(secured, responses.contains_key("401"), "{method} {path}");
+                // A token can be missing or the wrong role's (logging in can fail the same way).
+                if secured {
+                    assert!(
+                        responses.contains_key("401") && responses.contains_key("403"),
+                        "{method} {path}"
+                    );
+                }
                 assert!(
                     responses.keys().any(|c| c.starts_with('2')),
                     "{method} {path} has no success response"
