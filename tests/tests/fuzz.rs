@@ -5,7 +5,7 @@
 //! document states must be the ones enforced. Bounded: a fixed number of examples per operation
 //! and a time limit.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use api::{ContractState, Role};
@@ -52,58 +52,78 @@ async fn the_api_answers_as_its_document_says_under_generated_requests() {
     assert_eq!(c.state, ContractState::Active);
     let config = dir.path().join("schemathesis.toml");
     std::fs::write(&config, CONFIG).unwrap();
-    // As a consumer, then as a provider: each role reaches the operations it may call.
-    let mut generated = 0;
-    for (role, session) in [
-        ("consumer", &consumer.session),
-        ("provider", &provider.session),
-    ] {
-        let token = session.token().await.unwrap();
-        let report = dir.path().join(format!("{role}.json"));
-        let run = tokio::process::Command::new(&tool)
-            .arg("--config-file")
-            .arg(&config)
-            .args(["run", &format!("{}/v1/openapi.json", broker.url)])
-            .args(["--url", &broker.url])
-            .args(["--header", &format!("Authorization: Bearer {token}")])
-            .args([
-                "--max-examples",
-                EXAMPLES,
-                "--seed",
-                "20261202",
-                "--workers",
-                "1",
-            ])
-            .args(["--request-timeout", "30", "--no-color"])
-            .args(["--report", "json", "--report-json-path"])
-            .arg(&report)
-            .current_dir(dir.path())
-            .kill_on_drop(true)
-            .output();
-        let out = tokio::time::timeout(LIMIT, run)
-            .await
-            .expect("schemathesis finished within its bound")
-            .expect("schemathesis runs");
-        let summary: serde_json::Value = std::fs::read(&report)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default();
-        eprintln!(
-            "schemathesis as a {role}: {} requests over {} operations, {} failing",
-            summary["test_cases"]["generated"],
-            summary["operations"]["tested"],
-            summary["test_cases"]["with_failures"],
-        );
-        assert!(
-            out.status.success(),
-            "schemathesis (as a {role}) found the API and its document disagreeing:\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        generated += summary["test_cases"]["generated"].as_u64().unwrap_or(0);
-    }
+    // As a consumer and as a provider, at once (one core each): each role reaches the operations
+    // it may call.
+    let (as_consumer, as_provider) = tokio::join!(
+        fuzz_as(
+            "consumer",
+            &consumer,
+            &tool,
+            &config,
+            &broker.url,
+            dir.path()
+        ),
+        fuzz_as(
+            "provider",
+            &provider,
+            &tool,
+            &config,
+            &broker.url,
+            dir.path()
+        ),
+    );
+    let generated = as_consumer + as_provider;
     assert!(generated > 2000, "too few generated requests: {generated}");
     broker.stop();
+}
+
+/// Runs schemathesis with `who`'s token; returns how many requests it generated.
+async fn fuzz_as(
+    role: &str,
+    who: &Participant,
+    tool: &Path,
+    config: &Path,
+    url: &str,
+    dir: &Path,
+) -> u64 {
+    let token = who.session.token().await.unwrap();
+    let work = dir.join(role);
+    std::fs::create_dir_all(&work).unwrap();
+    let report = work.join("report.json");
+    let run = tokio::process::Command::new(tool)
+        .arg("--config-file")
+        .arg(config)
+        .args(["run", &format!("{url}/v1/openapi.json")])
+        .args(["--url", url])
+        .args(["--header", &format!("Authorization: Bearer {token}")])
+        .args(["--max-examples", EXAMPLES, "--seed", "20261202"])
+        .args(["--workers", "1", "--request-timeout", "30", "--no-color"])
+        .args(["--report", "json", "--report-json-path"])
+        .arg(&report)
+        .current_dir(&work)
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(LIMIT, run)
+        .await
+        .expect("schemathesis finished within its bound")
+        .expect("schemathesis runs");
+    let summary: serde_json::Value = std::fs::read(&report)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    eprintln!(
+        "schemathesis as a {role}: {} requests over {} operations, {} failing",
+        summary["test_cases"]["generated"],
+        summary["operations"]["tested"],
+        summary["test_cases"]["with_failures"],
+    );
+    assert!(
+        out.status.success(),
+        "schemathesis (as a {role}) found the API and its document disagreeing:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    summary["test_cases"]["generated"].as_u64().unwrap_or(0)
 }
 
 /// What is checked, and what is left out and why.
