@@ -187,11 +187,22 @@ impl Agent {
     async fn push_usage(session: Arc<Session>, usage: Arc<UsageLog>, dir: PathBuf) {
         let offset_file = dir.join("usage.pushed");
         loop {
-            let done: usize = std::fs::read_to_string(&offset_file)
-                .ok()
-                .and_then(|t| t.trim().parse().ok())
-                .unwrap_or(0);
-            let records = usage.read().unwrap_or_default();
+            // Without a readable offset everything is sent again: the broker answers each
+            // record already stored as a duplicate, and charges it once.
+            let done: usize = match std::fs::read_to_string(&offset_file) {
+                Ok(t) => t.trim().parse().unwrap_or_else(|_| {
+                    tracing::warn!(file = %offset_file.display(), "unreadable; reporting the whole usage log again");
+                    0
+                }),
+                Err(_) => 0,
+            };
+            let records = match usage.read() {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(error = %e, "the usage log is unreadable; nothing is reported until it is repaired");
+                    Vec::new()
+                }
+            };
             if records.len() > done {
                 let batch = &records[done..records.len().min(done + MAX_RECORDS_PER_REPORT)];
                 match session.report_usage(batch).await {

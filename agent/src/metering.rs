@@ -26,8 +26,10 @@ impl UsageLog {
         let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         let mut f = std::fs::OpenOptions::new()
             .create(true)
+            .read(true)
             .append(true)
             .open(&self.path)?;
+        drop_unfinished_line(&mut f)?;
         let mut line = serde_json::to_vec(record).map_err(std::io::Error::other)?;
         line.push(b'\n');
         f.write_all(&line)?;
@@ -40,11 +42,45 @@ impl UsageLog {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(e),
         };
-        Ok(text
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect())
+        let finished = text.ends_with('\n');
+        let lines: Vec<&str> = text.lines().collect();
+        let mut records = Vec::with_capacity(lines.len());
+        for (i, line) in lines.iter().enumerate() {
+            match serde_json::from_str(line) {
+                Ok(r) => records.push(r),
+                // An append cut short by a crash: never acknowledged, dropped by the next append.
+                Err(_) if i + 1 == lines.len() && !finished => break,
+                Err(e) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("{} line {}: {e}", self.path.display(), i + 1),
+                    ))
+                }
+            }
+        }
+        Ok(records)
     }
+}
+
+/// Cuts a last line an interrupted append left without its newline, so the next record starts
+/// on a line of its own.
+fn drop_unfinished_line(f: &mut std::fs::File) -> std::io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let len = f.metadata()?.len();
+    if len == 0 {
+        return Ok(());
+    }
+    let mut last = [0u8; 1];
+    f.seek(SeekFrom::Start(len - 1))?;
+    f.read_exact(&mut last)?;
+    if last[0] == b'\n' {
+        return Ok(());
+    }
+    let mut text = Vec::new();
+    f.seek(SeekFrom::Start(0))?;
+    f.read_to_end(&mut text)?;
+    let keep = text.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    f.set_len(keep as u64)
 }
 
 #[cfg(test)]
@@ -79,6 +115,25 @@ mod tests {
         assert!(r.verify());
         log.append(&r).unwrap();
         assert_eq!(log.read().unwrap(), vec![r.clone()]);
+        // A crash in the middle of an append leaves half a line: not a record, and gone once the
+        // next record is appended.
+        let path = dir.path().join("usage.jsonl");
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        f.write_all(br#"{"id":"r2","contr"#).unwrap();
+        assert_eq!(log.read().unwrap(), vec![r.clone()]);
+        let mut second = r.clone();
+        second.id = "r2".parse().unwrap();
+        second.sign(&key);
+        log.append(&second).unwrap();
+        assert_eq!(log.read().unwrap(), vec![r.clone(), second]);
+        // A damaged line in the middle is an error that names it, never a record skipped.
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.replacen("\"r1\"", "\"r1", 1)).unwrap();
+        let err = log.read().unwrap_err();
+        assert!(err.to_string().contains("line 1"), "{err}");
         let mut forged = r;
         forged.bytes_out += 1;
         assert!(!forged.verify());

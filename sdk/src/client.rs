@@ -217,8 +217,10 @@ impl Client {
         token: Option<&str>,
         headers: &[(&str, &str)],
     ) -> Result<T, SdkError> {
-        let bytes = self.read(method, path, body, token, headers).await?;
-        serde_json::from_slice(&bytes).map_err(|e| SdkError::Decode(format!("{path}: {e}")))
+        let bytes = self
+            .read(method.clone(), path, body, token, headers)
+            .await?;
+        decode(&method, path, &bytes)
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, SdkError> {
@@ -253,6 +255,17 @@ impl Client {
     pub async fn health(&self) -> Result<Health, SdkError> {
         self.get("/health").await
     }
+}
+
+/// An answer in the API's types, or an error that names the request and the field that is not.
+fn decode<T: DeserializeOwned>(method: &Method, path: &str, bytes: &[u8]) -> Result<T, SdkError> {
+    let path = path.split('?').next().unwrap_or(path);
+    serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(bytes)).map_err(
+        |e| {
+            let field = e.path().to_string();
+            SdkError::Decode(format!("{method} {path}: {field}: {}", e.into_inner()))
+        },
+    )
 }
 
 fn content_type(resp: &reqwest::Response) -> Option<String> {

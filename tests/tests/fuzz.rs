@@ -12,9 +12,9 @@ use api::{ContractState, Role};
 use e2e::market::{buy, offer, request, Participant, PROVIDER_CONFIG};
 use e2e::BrokerProcess;
 
-/// Generated examples per operation and phase.
+/// Generated examples per operation and phase (`MERCATO_FUZZ_EXAMPLES` for a longer run).
 const EXAMPLES: &str = "40";
-/// The whole run's bound.
+/// The whole run's bound at the default number of examples (longer runs get it in proportion).
 const LIMIT: Duration = Duration::from_secs(600);
 
 fn schemathesis() -> PathBuf {
@@ -77,6 +77,10 @@ async fn the_api_answers_as_its_document_says_under_generated_requests() {
     broker.stop();
 }
 
+fn examples() -> String {
+    std::env::var("MERCATO_FUZZ_EXAMPLES").unwrap_or_else(|_| EXAMPLES.to_string())
+}
+
 /// Runs schemathesis with `who`'s token; returns how many requests it generated.
 async fn fuzz_as(
     role: &str,
@@ -96,14 +100,15 @@ async fn fuzz_as(
         .args(["run", &format!("{url}/v1/openapi.json")])
         .args(["--url", url])
         .args(["--header", &format!("Authorization: Bearer {token}")])
-        .args(["--max-examples", EXAMPLES, "--seed", "20261202"])
+        .args(["--max-examples", &examples(), "--seed", "20261202"])
         .args(["--workers", "1", "--request-timeout", "30", "--no-color"])
         .args(["--report", "json", "--report-json-path"])
         .arg(&report)
         .current_dir(&work)
         .kill_on_drop(true)
         .output();
-    let out = tokio::time::timeout(LIMIT, run)
+    let scale = examples().parse::<u32>().unwrap_or(40).div_ceil(40).max(1);
+    let out = tokio::time::timeout(LIMIT * scale, run)
         .await
         .expect("schemathesis finished within its bound")
         .expect("schemathesis runs");
