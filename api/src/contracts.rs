@@ -139,6 +139,10 @@ pub struct ChainAgreement {
     pub period: u64,
     pub period_price: Credits,
     pub next_charge_at: u64,
+    /// The broker's fee on this contract's charges, fixed when it opened.
+    pub fee_bps: u16,
+    /// The running reserved period's payment, earned by the provider when the period ends.
+    pub held: Credits,
 }
 
 /// A contract as the broker reports it.

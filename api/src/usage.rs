@@ -186,6 +186,11 @@ pub enum LineKind {
     Period,
     /// A settled usage batch.
     Usage,
+    /// Added to the escrow by the consumer.
+    Topup,
+    /// The unused share of a prepaid period given back on an early close by the provider or
+    /// the broker (a negative charge, back to the escrow).
+    Unused,
     /// Escrow returned at close.
     Refund,
 }
@@ -196,6 +201,8 @@ impl LineKind {
             Self::Deposit => "deposit",
             Self::Period => "period",
             Self::Usage => "usage",
+            Self::Topup => "topup",
+            Self::Unused => "unused",
             Self::Refund => "refund",
         }
     }
@@ -203,6 +210,17 @@ impl LineKind {
     /// A charge to the consumer (the others move escrow).
     pub fn is_charge(self) -> bool {
         matches!(self, Self::Period | Self::Usage)
+    }
+
+    /// What the line adds to the consumer's charges, in base units: charges count, a period's
+    /// unused share counts back, escrow movements do not.
+    pub fn charged(self, amount: Credits) -> i128 {
+        let a = amount.base_units() as i128;
+        match self {
+            Self::Period | Self::Usage => a,
+            Self::Unused => -a,
+            Self::Deposit | Self::Topup | Self::Refund => 0,
+        }
     }
 }
 
@@ -230,7 +248,8 @@ pub struct Statement {
     pub fee_bps: u16,
     /// What the provider earned of it after the broker's fee.
     pub provider_net: Credits,
-    /// The chain's figures for the whole contract, and whether the broker's agree with them.
+    /// The chain's figures for the whole contract, and whether they agree with its events and
+    /// with the broker's own settlement records.
     pub chain_charged: Credits,
     pub chain_escrow: Credits,
     pub matches_chain: bool,

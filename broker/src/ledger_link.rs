@@ -13,6 +13,33 @@ use contracts::bindings::{CreditToken, ParticipantRegistry, UsageSettlement};
 use contracts::eip712;
 use ledger::{ChainClient, ClientError, Deployment};
 
+/// A movement of a contract's credits, from the Marketplace's events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainMove {
+    /// The block's time.
+    pub at: u64,
+    pub tx: B256,
+    pub kind: MoveKind,
+    pub amount: Credits,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MoveKind {
+    /// The deposit, into escrow.
+    Opened,
+    ToppedUp,
+    /// A reserved period charged in advance.
+    Period,
+    /// A usage charge of a settlement batch.
+    Usage {
+        batch: B256,
+    },
+    /// The unused share of a prepaid period, back to escrow.
+    PeriodRefunded,
+    /// The escrow returned to the consumer.
+    Closed,
+}
+
 #[derive(Clone)]
 pub struct LedgerLink {
     pub client: ChainClient,
@@ -273,7 +300,88 @@ impl LedgerLink {
             period: a.period,
             period_price: credits("agreement.periodPrice", a.periodPrice)?,
             next_charge_at: a.nextChargeAt,
+            fee_bps: a.feeBps,
+            held: credits("agreement.held", a.held)?,
         })
+    }
+
+    /// Every movement of the contract's credits, as the Marketplace logged them, oldest first.
+    pub async fn moves(&self, contract_id: ContractId) -> Result<Vec<ChainMove>, ChainError> {
+        use alloy::providers::Provider;
+        let unreachable = |e: String| {
+            ChainError::Client(ClientError::Unreachable {
+                url: self.client.url().to_string(),
+                reason: e,
+            })
+        };
+        let filter = alloy::rpc::types::Filter::new()
+            .address(self.deployment.contracts.marketplace)
+            .topic1(contract_id.0)
+            .from_block(self.deployment.deployment_block);
+        let logs = self
+            .client
+            .provider()
+            .get_logs(&filter)
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        let period: B256 = {
+            let mut b = [0u8; 32];
+            b[..6].copy_from_slice(b"period");
+            B256::from(b)
+        };
+        let mut times = std::collections::HashMap::new();
+        let mut out = Vec::new();
+        for log in logs {
+            let (kind, amount) = if let Ok(e) = log.log_decode::<Marketplace::ContractOpened>() {
+                (MoveKind::Opened, e.inner.data.deposit)
+            } else if let Ok(e) = log.log_decode::<Marketplace::ToppedUp>() {
+                (MoveKind::ToppedUp, e.inner.data.amount)
+            } else if let Ok(e) = log.log_decode::<Marketplace::Charged>() {
+                let r = e.inner.data.r#ref;
+                let kind = if r == period {
+                    MoveKind::Period
+                } else {
+                    MoveKind::Usage { batch: r }
+                };
+                (kind, e.inner.data.amount)
+            } else if let Ok(e) = log.log_decode::<Marketplace::PeriodRefunded>() {
+                (MoveKind::PeriodRefunded, e.inner.data.amount)
+            } else if let Ok(e) = log.log_decode::<Marketplace::ContractClosed>() {
+                (MoveKind::Closed, e.inner.data.refund)
+            } else {
+                continue; // suspensions, close requests, earned periods: no credits move
+            };
+            let block = log.block_number.ok_or(ChainError::Unexpected {
+                what: "log.blockNumber",
+                value: "none".into(),
+            })?;
+            let at = match (log.block_timestamp, times.get(&block)) {
+                (Some(t), _) => t,
+                (None, Some(t)) => *t,
+                (None, None) => {
+                    let header = self
+                        .client
+                        .provider()
+                        .get_block_by_number(block.into())
+                        .await
+                        .map_err(|e| unreachable(e.to_string()))?
+                        .ok_or(ChainError::Unexpected {
+                            what: "block of a log",
+                            value: block.to_string(),
+                        })?
+                        .header;
+                    times.insert(block, header.timestamp);
+                    header.timestamp
+                }
+            };
+            out.push(ChainMove {
+                at,
+                tx: log.transaction_hash.unwrap_or_default(),
+                kind,
+                amount: credits("Marketplace event amount", amount)?,
+            });
+        }
+        Ok(out)
     }
 
     /// Closes the contract (the broker may at any time) and returns the refund paid back.

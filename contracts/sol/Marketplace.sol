@@ -4,25 +4,37 @@ pragma solidity ^0.8.24;
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {IERC20Permit} from "@openzeppelin/contracts/token/ERC20/extensions/IERC20Permit.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
-import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
+import {AccessControlDefaultAdminRules} from
+    "@openzeppelin/contracts/access/extensions/AccessControlDefaultAdminRules.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {Nonces} from "@openzeppelin/contracts/utils/Nonces.sol";
 import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
 import {ParticipantRegistry} from "./ParticipantRegistry.sol";
 
+interface ISettlement {
+    function marketplace() external view returns (address);
+}
+
 /// @title Marketplace: contracts between consumers and providers, with escrow
 /// @notice A contract is opened from the consumer's EIP-712 authorisation: the broker relays it, but
 ///         it cannot pull a consumer's tokens for anything the consumer did not sign. The escrow
 ///         pays reserved periods in advance and usage through the settlement contract; what is left
 ///         goes back to the consumer on close. Providers withdraw what they earned.
-/// @dev Solvency invariant: token.balanceOf(this) == totalEscrow + totalEarnings + feesAccrued.
-contract Marketplace is AccessControl, EIP712, Nonces, ReentrancyGuard {
+///         A reserved period's payment is held while the period runs and earned as it ends, so an
+///         early close asked by the provider gives back the unused share.
+///         Roles: the admin (two-step transfer with a delay) sets parameters for contracts opened
+///         later and names the settlement contract once; it holds no operational role. The broker
+///         opens, suspends, resumes and closes; only the settlement contract charges usage.
+/// @dev Solvency invariant:
+///      token.balanceOf(this) == totalEscrow + totalHeld + totalEarnings + feesAccrued.
+contract Marketplace is AccessControlDefaultAdminRules, EIP712, Nonces, ReentrancyGuard {
     using SafeERC20 for IERC20;
 
     bytes32 public constant BROKER_ROLE = keccak256("BROKER_ROLE");
-    bytes32 public constant SETTLEMENT_ROLE = keccak256("SETTLEMENT_ROLE");
     uint16 public constant MAX_FEE_BPS = 1000;
+    /// Longest wait a close request can impose (also keeps `closableAt` far from overflow).
+    uint64 public constant MAX_CLOSE_GRACE = 30 days;
     bytes32 public constant PERIOD_CHARGE = "period";
 
     enum Status {
@@ -37,11 +49,21 @@ contract Marketplace is AccessControl, EIP712, Nonces, ReentrancyGuard {
         address consumer;
         address provider;
         Status status;
+        /// The broker's fee and the close grace in force when the contract opened.
+        uint16 feeBps;
+        uint64 closeGrace;
         uint64 openedAt;
         uint64 period;
+        /// End of the reserved period paid last (the next one is due then).
         uint64 nextChargeAt;
         uint64 closableAt;
+        /// When the service stopped: suspension, or the close request.
+        uint64 stoppedAt;
+        /// Who asked to close (zero while nobody has).
+        address closeRequestedBy;
         uint256 escrow;
+        /// The running reserved period's payment, earned by the provider when the period ends.
+        uint256 held;
         uint256 periodPrice;
         uint256 charged;
         bytes32 termsHash;
@@ -73,8 +95,11 @@ contract Marketplace is AccessControl, EIP712, Nonces, ReentrancyGuard {
 
     uint16 public feeBps;
     uint64 public closeGrace;
+    /// The only caller of `charge`; named once, at deployment.
+    address public settlement;
     uint256 public feesAccrued;
     uint256 public totalEscrow;
+    uint256 public totalHeld;
     uint256 public totalEarnings;
     mapping(address provider => uint256) public earnings;
     mapping(bytes32 contractId => Agreement) private _agreements;
@@ -95,10 +120,16 @@ contract Marketplace is AccessControl, EIP712, Nonces, ReentrancyGuard {
     event Resumed(bytes32 indexed contractId);
     event CloseRequested(bytes32 indexed contractId, address indexed by, uint64 closableAt);
     event ContractClosed(bytes32 indexed contractId, address indexed by, uint256 refund);
+    /// A held reserved period ended (or the contract closed): `amount` earned, `fee` of it the broker's.
+    event PeriodEarned(bytes32 indexed contractId, uint256 amount, uint256 fee);
+    /// The unused share of a prepaid period, back to the escrow on an early close the provider
+    /// asked for.
+    event PeriodRefunded(bytes32 indexed contractId, uint256 amount);
     event Withdrawn(address indexed provider, address indexed to, uint256 amount);
     event FeesWithdrawn(address indexed to, uint256 amount);
     event FeeChanged(uint16 feeBps);
     event CloseGraceChanged(uint64 closeGrace);
+    event SettlementSet(address settlement);
 
     error ContractExists(bytes32 contractId);
     error UnknownContract(bytes32 contractId);
@@ -114,18 +145,29 @@ contract Marketplace is AccessControl, EIP712, Nonces, ReentrancyGuard {
     error NotDue(uint64 nextChargeAt);
     error NotClosable(uint64 closableAt);
     error FeeTooHigh(uint16 feeBps);
+    error GraceTooLong(uint64 closeGrace);
     error ZeroAmount();
+    error NotSettlement(address account);
+    error SettlementAlreadySet(address settlement);
+    error NotASettlementContract(address account);
+    error AdminHoldsNoRole(bytes32 role);
 
-    constructor(address admin, IERC20 token_, ParticipantRegistry registry_, uint16 feeBps_, uint64 closeGrace_)
-        EIP712("Mercato Marketplace", "1")
-    {
+    constructor(
+        address admin,
+        uint48 adminDelay,
+        address broker,
+        IERC20 token_,
+        ParticipantRegistry registry_,
+        uint16 feeBps_,
+        uint64 closeGrace_
+    ) AccessControlDefaultAdminRules(adminDelay, admin) EIP712("Mercato Marketplace", "1") {
         if (feeBps_ > MAX_FEE_BPS) revert FeeTooHigh(feeBps_);
+        if (closeGrace_ > MAX_CLOSE_GRACE) revert GraceTooLong(closeGrace_);
         token = token_;
         registry = registry_;
         feeBps = feeBps_;
         closeGrace = closeGrace_;
-        _grantRole(DEFAULT_ADMIN_ROLE, admin);
-        _grantRole(BROKER_ROLE, admin);
+        _grantRole(BROKER_ROLE, broker);
     }
 
     // ---- opening ------------------------------------------------------------------------------
@@ -170,6 +212,8 @@ contract Marketplace is AccessControl, EIP712, Nonces, ReentrancyGuard {
         a.consumer = req.consumer;
         a.provider = req.provider;
         a.status = Status.Active;
+        a.feeBps = feeBps;
+        a.closeGrace = closeGrace;
         a.openedAt = uint64(block.timestamp);
         a.period = req.period;
         a.escrow = req.deposit;
@@ -188,7 +232,7 @@ contract Marketplace is AccessControl, EIP712, Nonces, ReentrancyGuard {
         );
         if (reserved) {
             // Reserved plans pay each period in advance, the first one at opening.
-            _charge(req.contractId, a, req.periodPrice, PERIOD_CHARGE);
+            _holdPeriod(req.contractId, a);
             a.nextChargeAt = uint64(block.timestamp) + req.period;
         }
     }
@@ -224,36 +268,60 @@ contract Marketplace is AccessControl, EIP712, Nonces, ReentrancyGuard {
         if (a.status != Status.Active) revert WrongStatus(contractId, a.status);
         if (a.periodPrice == 0) revert InvalidTerms();
         if (block.timestamp < a.nextChargeAt) revert NotDue(a.nextChargeAt);
+        // The period that just ended is the provider's.
+        _release(contractId, a, a.held);
         if (a.escrow < a.periodPrice) {
-            a.status = Status.Suspended;
-            emit Suspended(contractId, "escrow-exhausted");
+            _suspend(contractId, a, "escrow-exhausted");
             return false;
         }
-        _charge(contractId, a, a.periodPrice, PERIOD_CHARGE);
+        _holdPeriod(contractId, a);
         a.nextChargeAt += a.period;
         return true;
     }
 
     /// @notice Moves `amount` of a contract's escrow to its provider, less the broker fee. Called by
     ///         the settlement contract for usage; reverts rather than charging less than asked.
-    function charge(bytes32 contractId, uint256 amount, bytes32 ref) external onlyRole(SETTLEMENT_ROLE) {
+    function charge(bytes32 contractId, uint256 amount, bytes32 ref) external {
+        if (msg.sender != settlement) revert NotSettlement(msg.sender);
         Agreement storage a = _existing(contractId);
         if (a.status == Status.Closed) revert WrongStatus(contractId, a.status);
-        _charge(contractId, a, amount, ref);
+        _take(contractId, a, amount, ref);
+        _earn(a, amount);
     }
 
-    function _charge(bytes32 contractId, Agreement storage a, uint256 amount, bytes32 ref) private {
+    /// Moves `amount` out of the escrow as a charge (`Charged` carries the fee it will bear).
+    function _take(bytes32 contractId, Agreement storage a, uint256 amount, bytes32 ref) private {
         if (amount == 0) revert ZeroAmount();
         if (a.escrow < amount) revert InsufficientEscrow(contractId, a.escrow, amount);
-        uint256 fee = (amount * feeBps) / 10_000;
-        uint256 net = amount - fee;
         a.escrow -= amount;
         a.charged += amount;
         totalEscrow -= amount;
+        emit Charged(contractId, ref, amount, (amount * a.feeBps) / 10_000, a.escrow);
+    }
+
+    /// Charges the next reserved period and holds it while it runs.
+    function _holdPeriod(bytes32 contractId, Agreement storage a) private {
+        _take(contractId, a, a.periodPrice, PERIOD_CHARGE);
+        a.held = a.periodPrice;
+        totalHeld += a.periodPrice;
+    }
+
+    /// Earns `amount` of the held period (the rest stays held).
+    function _release(bytes32 contractId, Agreement storage a, uint256 amount) private {
+        if (amount == 0) return;
+        a.held -= amount;
+        totalHeld -= amount;
+        uint256 fee = _earn(a, amount);
+        emit PeriodEarned(contractId, amount, fee);
+    }
+
+    /// Credits a charged `amount` to the provider, less the contract's fee; returns the fee.
+    function _earn(Agreement storage a, uint256 amount) private returns (uint256 fee) {
+        fee = (amount * a.feeBps) / 10_000;
+        uint256 net = amount - fee;
         earnings[a.provider] += net;
         totalEarnings += net;
         feesAccrued += fee;
-        emit Charged(contractId, ref, amount, fee, a.escrow);
     }
 
     // ---- lifecycle ----------------------------------------------------------------------------
@@ -261,14 +329,27 @@ contract Marketplace is AccessControl, EIP712, Nonces, ReentrancyGuard {
     function suspend(bytes32 contractId, bytes32 reason) external onlyRole(BROKER_ROLE) {
         Agreement storage a = _existing(contractId);
         if (a.status != Status.Active) revert WrongStatus(contractId, a.status);
+        _suspend(contractId, a, reason);
+    }
+
+    function _suspend(bytes32 contractId, Agreement storage a, bytes32 reason) private {
         a.status = Status.Suspended;
+        a.stoppedAt = uint64(block.timestamp);
         emit Suspended(contractId, reason);
     }
 
+    /// @notice Resumes a suspended contract. A reserved plan is not charged for the suspended time:
+    ///         the paid period's end moves by as long as the contract was suspended, and a period
+    ///         that fell due meanwhile starts now.
     function resume(bytes32 contractId) external onlyRole(BROKER_ROLE) {
         Agreement storage a = _existing(contractId);
         if (a.status != Status.Suspended) revert WrongStatus(contractId, a.status);
+        if (a.period != 0) {
+            uint64 now_ = uint64(block.timestamp);
+            a.nextChargeAt = a.nextChargeAt > a.stoppedAt ? a.nextChargeAt + (now_ - a.stoppedAt) : now_;
+        }
         a.status = Status.Active;
+        a.stoppedAt = 0;
         emit Resumed(contractId);
     }
 
@@ -279,19 +360,43 @@ contract Marketplace is AccessControl, EIP712, Nonces, ReentrancyGuard {
         Agreement storage a = _existing(contractId);
         if (msg.sender != a.consumer && msg.sender != a.provider) revert NotParty(msg.sender);
         if (a.status != Status.Active && a.status != Status.Suspended) revert WrongStatus(contractId, a.status);
+        if (a.status == Status.Active) a.stoppedAt = uint64(block.timestamp);
         a.status = Status.Closing;
-        a.closableAt = uint64(block.timestamp) + closeGrace;
+        a.closeRequestedBy = msg.sender;
+        a.closableAt = uint64(block.timestamp) + a.closeGrace;
         emit CloseRequested(contractId, msg.sender, a.closableAt);
     }
 
     /// @notice Closes the contract and refunds the escrow to the consumer. The broker closes at any
     ///         time once usage is settled; anyone closes a Closing contract after its grace period.
+    ///         A held reserved period is earned for the time it ran; when the provider asked to
+    ///         end the contract, its unused share goes back to the consumer.
     function close(bytes32 contractId) external nonReentrant {
         Agreement storage a = _existing(contractId);
         if (a.status == Status.Closed) revert WrongStatus(contractId, a.status);
         if (!hasRole(BROKER_ROLE, msg.sender)) {
             if (a.status != Status.Closing) revert WrongStatus(contractId, a.status);
             if (block.timestamp < a.closableAt) revert NotClosable(a.closableAt);
+        }
+        if (a.held != 0) {
+            // The broker's own close is the consumer's close relayed: the chain cannot tell them
+            // apart, so only the provider's request gives back the unused share.
+            bool providerEnded = a.status == Status.Closing && a.closeRequestedBy == a.provider;
+            uint64 stopped = a.stoppedAt != 0 ? a.stoppedAt : uint64(block.timestamp);
+            uint256 unused;
+            if (providerEnded && a.nextChargeAt > stopped) {
+                uint256 left = a.nextChargeAt - stopped;
+                unused = left >= a.period ? a.held : (a.held * left) / a.period;
+            }
+            _release(contractId, a, a.held - unused);
+            if (unused != 0) {
+                a.held = 0;
+                totalHeld -= unused;
+                a.charged -= unused;
+                a.escrow += unused;
+                totalEscrow += unused;
+                emit PeriodRefunded(contractId, unused);
+            }
         }
         uint256 refund = a.escrow;
         a.escrow = 0;
@@ -323,15 +428,38 @@ contract Marketplace is AccessControl, EIP712, Nonces, ReentrancyGuard {
 
     // ---- administration -----------------------------------------------------------------------
 
+    /// @notice The fee of contracts opened from now on; running contracts keep theirs.
     function setFee(uint16 feeBps_) external onlyRole(DEFAULT_ADMIN_ROLE) {
         if (feeBps_ > MAX_FEE_BPS) revert FeeTooHigh(feeBps_);
         feeBps = feeBps_;
         emit FeeChanged(feeBps_);
     }
 
+    /// @notice The close grace of contracts opened from now on; running contracts keep theirs.
     function setCloseGrace(uint64 closeGrace_) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        if (closeGrace_ > MAX_CLOSE_GRACE) revert GraceTooLong(closeGrace_);
         closeGrace = closeGrace_;
         emit CloseGraceChanged(closeGrace_);
+    }
+
+    /// @notice Names the settlement contract, once: a contract whose `marketplace()` is this one.
+    ///         Nobody can change it afterwards, the admin included.
+    function setSettlement(address settlement_) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        if (settlement != address(0)) revert SettlementAlreadySet(settlement);
+        if (settlement_.code.length == 0) revert NotASettlementContract(settlement_);
+        try ISettlement(settlement_).marketplace() returns (address m) {
+            if (m != address(this)) revert NotASettlementContract(settlement_);
+        } catch {
+            revert NotASettlementContract(settlement_);
+        }
+        settlement = settlement_;
+        emit SettlementSet(settlement_);
+    }
+
+    /// @dev The admin administers; it never acts (no operational role, whoever holds it).
+    function _grantRole(bytes32 role, address account) internal override returns (bool) {
+        if (role != DEFAULT_ADMIN_ROLE && account == defaultAdmin()) revert AdminHoldsNoRole(role);
+        return super._grantRole(role, account);
     }
 
     // ---- views --------------------------------------------------------------------------------

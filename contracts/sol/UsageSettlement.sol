@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.24;
 
-import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
+import {AccessControlDefaultAdminRules} from
+    "@openzeppelin/contracts/access/extensions/AccessControlDefaultAdminRules.sol";
 import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
 import {Marketplace} from "./Marketplace.sol";
 
@@ -9,10 +10,11 @@ import {Marketplace} from "./Marketplace.sol";
 /// @notice One transaction settles a whole batch: it records the Merkle root over the batch's usage
 ///         records and the content-store CID of the records, and moves each contract's amount from
 ///         escrow to its provider (less the broker fee). A batch applies whole or not at all, and a
-///         batch id settles once, so a retried transaction never pays twice.
+///         batch id settles once, so a retried transaction never pays twice. The admin (two-step
+///         transfer with a delay) holds no settler role.
 /// @dev Leaves are keccak256(abi.encodePacked(recordHash)) with recordHash = keccak256(record),
 ///      pairs hashed sorted (OpenZeppelin MerkleProof).
-contract UsageSettlement is AccessControl {
+contract UsageSettlement is AccessControlDefaultAdminRules {
     bytes32 public constant SETTLER_ROLE = keccak256("SETTLER_ROLE");
 
     struct Batch {
@@ -33,11 +35,19 @@ contract UsageSettlement is AccessControl {
     error BatchExists(bytes32 batchId);
     error UnknownBatch(bytes32 batchId);
     error InvalidBatch();
+    error AdminHoldsNoRole(bytes32 role);
 
-    constructor(address admin, Marketplace marketplace_) {
+    constructor(address admin, uint48 adminDelay, address settler, Marketplace marketplace_)
+        AccessControlDefaultAdminRules(adminDelay, admin)
+    {
         marketplace = marketplace_;
-        _grantRole(DEFAULT_ADMIN_ROLE, admin);
-        _grantRole(SETTLER_ROLE, admin);
+        _grantRole(SETTLER_ROLE, settler);
+    }
+
+    /// @dev The admin administers; it never settles.
+    function _grantRole(bytes32 role, address account) internal override returns (bool) {
+        if (role != DEFAULT_ADMIN_ROLE && account == defaultAdmin()) revert AdminHoldsNoRole(role);
+        return super._grantRole(role, account);
     }
 
     function settle(

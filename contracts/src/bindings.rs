@@ -63,9 +63,6 @@ pub mod roles {
     pub fn broker() -> B256 {
         role("BROKER_ROLE")
     }
-    pub fn settlement() -> B256 {
-        role("SETTLEMENT_ROLE")
-    }
     pub fn settler() -> B256 {
         role("SETTLER_ROLE")
     }

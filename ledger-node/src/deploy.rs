@@ -31,8 +31,13 @@ pub struct RegionCosts {
 pub struct DeployOptions {
     /// Refuse to deploy unless the node reports this chain id.
     pub expected_chain_id: Option<u64>,
-    /// The broker's relayer account (gets the broker, registrar, settler and issuer roles).
+    /// The broker's relayer account (gets the broker, registrar, settler and issuer roles). It
+    /// must not be the deployer: the admin of the contracts that hold credits has no operational
+    /// role.
     pub broker: Address,
+    /// Seconds a transfer of the Marketplace's and UsageSettlement's admin waits between its
+    /// start and its acceptance.
+    pub admin_delay: u64,
     pub fee_bps: u16,
     /// Seconds a party's close request waits for outstanding usage to settle.
     pub close_grace: u64,
@@ -48,6 +53,7 @@ impl DeployOptions {
         Self {
             expected_chain_id: None,
             broker,
+            admin_delay: 2 * 24 * 3600,
             fee_bps: 100,
             close_grace: 24 * 3600,
             faucet: None,
@@ -71,6 +77,8 @@ pub enum DeployError {
         balance: U256,
         needed: U256,
     },
+    #[error("the broker account {0} is the deployer: the admin holds no operational role, so deploy from another account or name another --broker")]
+    BrokerIsAdmin(Address),
     #[error("while {step}: {source}")]
     Step {
         step: &'static str,
@@ -106,6 +114,10 @@ pub async fn deploy(
         }
     }
     let admin = client.address();
+    if options.broker == admin {
+        return Err(DeployError::BrokerIsAdmin(admin));
+    }
+    let admin_delay = alloy::primitives::aliases::U48::from(options.admin_delay);
     let gas_price = client
         .provider()
         .get_gas_price()
@@ -158,6 +170,8 @@ pub async fn deploy(
             &Marketplace::BYTECODE,
             Marketplace::constructorCall {
                 admin,
+                adminDelay: admin_delay,
+                broker: options.broker,
                 token_: credit_token,
                 registry_: participant_registry,
                 feeBps_: options.fee_bps,
@@ -174,6 +188,8 @@ pub async fn deploy(
             &UsageSettlement::BYTECODE,
             UsageSettlement::constructorCall {
                 admin,
+                adminDelay: admin_delay,
+                settler: options.broker,
                 marketplace_: marketplace,
             }
             .abi_encode(),
@@ -191,23 +207,24 @@ pub async fn deploy(
         .map_err(step("deploying CredentialRegistry"))?;
 
     progress("roles");
-    let grant = |role, account| Marketplace::grantRoleCall { role, account };
     client
-        .send_call(marketplace, &grant(roles::settlement(), usage_settlement))
+        .send_call(
+            marketplace,
+            &Marketplace::setSettlementCall {
+                settlement_: usage_settlement,
+            },
+        )
         .await
-        .map_err(step("granting the settlement role"))?;
-    if options.broker != admin {
-        for (contract, role) in [
-            (participant_registry, roles::registrar()),
-            (marketplace, roles::broker()),
-            (usage_settlement, roles::settler()),
-            (credential_registry, roles::issuer()),
-        ] {
-            client
-                .send_call(contract, &grant(role, options.broker))
-                .await
-                .map_err(step("granting the broker's roles"))?;
-        }
+        .map_err(step("naming the settlement contract"))?;
+    let grant = |role, account| Marketplace::grantRoleCall { role, account };
+    for (contract, role) in [
+        (participant_registry, roles::registrar()),
+        (credential_registry, roles::issuer()),
+    ] {
+        client
+            .send_call(contract, &grant(role, options.broker))
+            .await
+            .map_err(step("granting the broker's roles"))?;
     }
 
     if !options.regions.is_empty() {

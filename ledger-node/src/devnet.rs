@@ -52,6 +52,8 @@ pub fn dev_deploy_options() -> Result<DeployOptions, KeyError> {
     };
     Ok(DeployOptions {
         faucet: Some((credits(1_000), 3600)),
+        // A development chain's admin may hand over at once (still in two steps).
+        admin_delay: 0,
         fund,
         regions: vec![
             region("eu-west", false),

@@ -332,5 +332,16 @@ async fn reserved_periods_are_charged_in_advance_until_the_escrow_runs_out() {
         consumer.session.credential(c.id).await.is_err(),
         "no credential while suspended"
     );
+    // The statement, from the chain's events, shows every period paid, and agrees with the chain.
+    let statement = consumer.session.statement(c.id).await.unwrap();
+    let periods: Vec<_> = statement
+        .lines
+        .iter()
+        .filter(|l| l.kind == api::usage::LineKind::Period)
+        .collect();
+    assert_eq!(periods.len(), 3, "{statement:?}");
+    assert!(periods.iter().all(|l| l.amount == units(1_000_000)));
+    assert_eq!(statement.charged, units(3_000_000));
+    assert!(statement.matches_chain, "{statement:?}");
     broker.stop();
 }

@@ -1,105 +1,98 @@
-//! Statements: what a contract cost, line by line (deposit, charges at opening, settled usage
-//! batches, refund), with the provider's net after the broker's fee, checked against the chain's
-//! own figures to the last base unit. JSON or CSV.
+//! Statements: what a contract cost, line by line, from the chain's own events (the deposit, each
+//! top-up, every reserved period, each settled usage batch, a period's unused share given back,
+//! the refund), with the provider's net after the contract's fee. `matchesChain` says the lines
+//! add up to the chain's figure to the last base unit and that the broker's own settlement
+//! records charged the contract what the chain did, batch by batch. JSON or CSV.
 
-use api::document::ContractDocument;
+use std::collections::BTreeMap;
+
 use api::usage::{LineKind, Statement, StatementLine};
-use api::{ContractId, Credits};
+use api::{BatchId, Credits};
 
-use super::records::{self, ContractRecord};
+use super::records::ContractRecord;
 use super::{Market, MarketError};
-use crate::store::{Corrupt, Decode};
+use crate::ledger_link::MoveKind;
+use crate::store::Decode;
 
 #[derive(sqlx::FromRow)]
-struct BatchRow {
+struct SettledRecord {
     id: String,
-    charges: String,
-    tx_hash: Option<String>,
-    settled_at: Option<i64>,
+    batch_id: String,
+    amount: String,
 }
 
 impl Market {
-    /// The contract's statement over `[from, to]`, checked against the chain.
+    /// The contract's statement over `[from, to]`, from the chain.
     pub async fn statement(
         &self,
         c: &ContractRecord,
         from: u64,
         to: u64,
     ) -> Result<Statement, MarketError> {
-        let reservation = records::get_reservation(&self.store, c.reservation_id)
-            .await?
-            .ok_or(MarketError::NoContract(c.id))?;
-        let doc = ContractDocument::parse(reservation.document.as_bytes())
-            .map_err(|e| Corrupt::new("reservations", "document", c.id, e))?;
+        let moves = if c.state.opened() {
+            self.ledger.moves(c.id).await?
+        } else {
+            Vec::new()
+        };
         let mut all = Vec::new();
-        let reference = |tx: Option<api::TxHash>| tx.map(|t| t.to_string()).unwrap_or_default();
-        if c.state.opened() {
+        let mut chain_batches: BTreeMap<String, i128> = BTreeMap::new();
+        for m in moves {
+            let (kind, reference) = match m.kind {
+                MoveKind::Opened => (LineKind::Deposit, format!("tx {}", m.tx)),
+                MoveKind::ToppedUp => (LineKind::Topup, format!("tx {}", m.tx)),
+                MoveKind::Period => (LineKind::Period, format!("paid in advance, tx {}", m.tx)),
+                MoveKind::Usage { batch } => {
+                    let batch = format!("{batch}");
+                    *chain_batches.entry(batch.clone()).or_default() +=
+                        m.amount.base_units() as i128;
+                    (LineKind::Usage, format!("batch {batch} tx {}", m.tx))
+                }
+                MoveKind::PeriodRefunded => (
+                    LineKind::Unused,
+                    format!("unused share of the period, tx {}", m.tx),
+                ),
+                MoveKind::Closed => (LineKind::Refund, format!("tx {}", m.tx)),
+            };
             all.push(StatementLine {
-                at: c.created_at,
-                kind: LineKind::Deposit,
-                reference: reference(c.tx_hash),
-                amount: doc.deposit,
+                at: m.at,
+                kind,
+                reference,
+                amount: m.amount,
             });
-            if !doc.price.period_price.is_zero() {
-                all.push(StatementLine {
-                    at: c.created_at,
-                    kind: LineKind::Period,
-                    reference: "first period, charged at opening".into(),
-                    amount: doc.price.period_price,
-                });
-            }
         }
-        let pattern = format!("%\"{}\"%", c.id);
-        let batches: Vec<BatchRow> = sqlx::query_as(
-            "SELECT id, charges, tx_hash, settled_at FROM settlement_batches WHERE state = 'settled' AND charges LIKE $1 ORDER BY settled_at, id",
+        // What the broker's records say each settled batch charged this contract.
+        let records: Vec<SettledRecord> = sqlx::query_as(
+            "SELECT u.id, u.batch_id, u.amount FROM usage_records u \
+             JOIN settlement_batches b ON b.id = u.batch_id \
+             WHERE u.contract_id = $1 AND b.state = 'settled'",
         )
-        .bind(pattern)
+        .bind(c.id.to_string())
         .fetch_all(self.store.pool())
         .await?;
-        for b in batches {
+        let mut broker_batches: BTreeMap<String, i128> = BTreeMap::new();
+        for r in records {
             let d = Decode {
-                table: "settlement_batches",
-                key: &b.id,
+                table: "usage_records",
+                key: &r.id,
             };
-            let charges: Vec<(ContractId, Credits)> = d.json("charges", &b.charges)?;
-            let at = d.opt_u64("settled_at", b.settled_at)?.unwrap_or_default();
-            for (_, amount) in charges.into_iter().filter(|(k, _)| *k == c.id) {
-                all.push(StatementLine {
-                    at,
-                    kind: LineKind::Usage,
-                    reference: format!(
-                        "batch {} tx {}",
-                        b.id,
-                        b.tx_hash.clone().unwrap_or_default()
-                    ),
-                    amount,
-                });
-            }
+            let amount: Credits = d.parse("amount", &r.amount)?;
+            let batch: BatchId = d.parse("batch_id", &r.batch_id)?;
+            *broker_batches.entry(format!("{}", batch.0)).or_default() +=
+                amount.base_units() as i128;
         }
-        if let Some(refund) = c.refund {
-            all.push(StatementLine {
-                at: c.updated_at,
-                kind: LineKind::Refund,
-                reference: reference(c.tx_hash),
-                amount: refund,
-            });
-        }
-        let charged_of = |lines: &[StatementLine]| -> Credits {
-            lines
-                .iter()
-                .filter(|l| l.kind.is_charge())
-                .map(|l| l.amount)
-                .sum()
+        broker_batches.retain(|_, v| *v != 0);
+
+        let charged_of = |lines: &[StatementLine]| -> i128 {
+            lines.iter().map(|l| l.kind.charged(l.amount)).sum()
         };
         let total_charged = charged_of(&all);
         let lines: Vec<StatementLine> = all
             .into_iter()
             .filter(|l| l.at >= from && l.at <= to)
             .collect();
-        let charged = charged_of(&lines);
+        let charged = Credits::from_base_units(charged_of(&lines).max(0) as u128);
         let onchain = self.ledger.agreement(c.id).await?;
-        let fee_bps = self.ledger.fee_bps().await?;
-        let fee = charged.base_units() * u128::from(fee_bps) / 10_000;
+        let fee = charged.base_units() * u128::from(onchain.fee_bps) / 10_000;
         Ok(Statement {
             contract: c.id,
             consumer: c.consumer.clone(),
@@ -108,9 +101,10 @@ impl Market {
             to,
             lines,
             charged,
-            fee_bps,
+            fee_bps: onchain.fee_bps,
             provider_net: charged.saturating_sub(Credits::from_base_units(fee)),
-            matches_chain: onchain.charged == total_charged,
+            matches_chain: total_charged == onchain.charged.base_units() as i128
+                && chain_batches == broker_batches,
             chain_charged: onchain.charged,
             chain_escrow: onchain.escrow,
         })

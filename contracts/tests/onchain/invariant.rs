@@ -38,20 +38,24 @@ async fn check(c: &Chain, l: &Ledger, step: usize, seed: u64) {
     let escrow = market.totalEscrow().call().await.unwrap();
     let earnings = market.totalEarnings().call().await.unwrap();
     let fees = market.feesAccrued().call().await.unwrap();
+    let held = market.totalHeld().call().await.unwrap();
     assert_eq!(
         token
             .balanceOf(d.contracts.marketplace)
             .call()
             .await
             .unwrap(),
-        escrow + earnings + fees,
+        escrow + held + earnings + fees,
         "{ctx}: marketplace solvency"
     );
-    let mut per_contract = U256::ZERO;
+    let (mut per_contract, mut held_per_contract) = (U256::ZERO, U256::ZERO);
     for id in &l.contracts {
-        per_contract += c.agreement(*id).await.escrow;
+        let a = c.agreement(*id).await;
+        per_contract += a.escrow;
+        held_per_contract += a.held;
     }
     assert_eq!(per_contract, escrow, "{ctx}: escrow per contract");
+    assert_eq!(held_per_contract, held, "{ctx}: held per contract");
 }
 
 #[tokio::test]

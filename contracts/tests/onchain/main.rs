@@ -10,3 +10,4 @@ mod marketplace;
 mod registry;
 mod settlement;
 mod token;
+mod trust;

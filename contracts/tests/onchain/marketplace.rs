@@ -180,30 +180,39 @@ async fn reserved_plans_pay_each_period_in_advance_and_suspend_when_dry() {
     let a = c.agreement(id(11)).await;
     assert_eq!(a.escrow, credits(20));
     assert_eq!(a.charged, credits(10));
-    // 1% fee by default.
-    assert_eq!(
-        market.earnings(provider).call().await.unwrap(),
-        credits(10) * U256::from(99) / U256::from(100)
-    );
-    assert_eq!(
-        market.feesAccrued().call().await.unwrap(),
-        credits(10) / U256::from(100)
-    );
+    // The running period is held, not yet earned.
+    assert_eq!(a.held, credits(10));
+    assert_eq!(market.totalHeld().call().await.unwrap(), credits(10));
+    assert_eq!(market.earnings(provider).call().await.unwrap(), U256::ZERO);
 
     let charge = || Marketplace::chargePeriodCall { contractId: id(11) };
     assert_revert::<E>(c.users[4].call(m, charge()).await, |e| {
         matches!(e, E::NotDue(_))
     });
-    for left in [10u64, 0] {
+    for (n, left) in [(1u64, 10u64), (2, 0)] {
         c.advance(3600).await;
         c.users[4].call(m, charge()).await.unwrap();
         assert_eq!(c.agreement(id(11)).await.escrow, credits(left));
+        // Each period ended is earned, less the 1% fee (the default).
+        assert_eq!(
+            market.earnings(provider).call().await.unwrap(),
+            credits(10 * n) * U256::from(99) / U256::from(100)
+        );
+        assert_eq!(
+            market.feesAccrued().call().await.unwrap(),
+            credits(10 * n) / U256::from(100)
+        );
     }
     c.advance(3600).await;
     c.users[4].call(m, charge()).await.unwrap();
     let a = c.agreement(id(11)).await;
     assert_eq!(a.status, SUSPENDED);
     assert_eq!(a.charged, credits(30));
+    assert_eq!(a.held, U256::ZERO);
+    assert_eq!(
+        market.earnings(provider).call().await.unwrap(),
+        credits(30) * U256::from(99) / U256::from(100)
+    );
     // Suspended contracts are not charged periods; top-up and resume bring them back.
     assert_revert::<E>(c.users[4].call(m, charge()).await, |e| {
         matches!(e, E::WrongStatus(_))
@@ -343,7 +352,7 @@ async fn suspension_and_charges_are_role_checked() {
                 },
             )
             .await,
-        |e| matches!(e, E::AccessControlUnauthorizedAccount(_)),
+        |e| matches!(e, E::NotSettlement(_)),
     );
     c.broker
         .call(
@@ -443,6 +452,12 @@ async fn providers_withdraw_earnings_and_admins_withdraw_fees() {
     let provider = &c.users[0];
     c.open_contract(id(17), credits(100), credits(100), 3600)
         .await;
+    // The period is earned when it ends.
+    c.advance(3600).await;
+    c.users[4]
+        .call(m, Marketplace::chargePeriodCall { contractId: id(17) })
+        .await
+        .unwrap();
     let market = Marketplace::new(m, c.admin.client.provider());
     let earned = market.earnings(provider.address()).call().await.unwrap();
     assert_eq!(earned, credits(99));

@@ -44,9 +44,12 @@ enum Command {
         /// Refuse to deploy unless the node is this chain.
         #[arg(long)]
         chain_id: Option<u64>,
-        /// The broker's relayer account; defaults to the deployer.
+        /// The broker's relayer account; not the deployer (the admin holds no operational role).
         #[arg(long)]
-        broker: Option<alloy::primitives::Address>,
+        broker: alloy::primitives::Address,
+        /// Seconds a transfer of the admin role waits before the new admin can accept it.
+        #[arg(long, default_value_t = 2 * 24 * 3600)]
+        admin_delay: u64,
         /// Broker fee on charges, in basis points (at most 1000).
         #[arg(long, default_value_t = 100)]
         fee_bps: u16,
@@ -142,6 +145,7 @@ async fn run() -> Result<()> {
             key_file,
             chain_id,
             broker,
+            admin_delay,
             fee_bps,
             out,
         } => {
@@ -154,8 +158,9 @@ async fn run() -> Result<()> {
             }
             let signer = signer_from_file(&key_file)?;
             let client = ChainClient::connect(&rpc_url, signer).await?;
-            let mut options = DeployOptions::production(broker.unwrap_or(client.address()));
+            let mut options = DeployOptions::production(broker);
             options.expected_chain_id = chain_id;
+            options.admin_delay = admin_delay;
             options.fee_bps = fee_bps;
             let bar = spinner();
             let deployment =

@@ -134,6 +134,8 @@ fn deploy_to_nothing_or_with_a_bad_key_says_what_to_do_and_writes_nothing() {
                 "deploy",
                 "--rpc-url",
                 &format!("http://127.0.0.1:{port}"),
+                "--broker",
+                "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
                 "--key-file",
             ])
             .arg(key)

@@ -17,7 +17,18 @@ async fn a_wrong_chain_id_or_an_unfunded_key_deploys_nothing() {
     let client = ChainClient::connect(url, dev_signer(7).unwrap())
         .await
         .unwrap();
-    let mut options = DeployOptions::production(client.address());
+    // The admin administers and never acts: the broker must be another account.
+    let err = deploy(
+        &client,
+        &DeployOptions::production(client.address()),
+        |_| {},
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, DeployError::BrokerIsAdmin(_)), "{err}");
+    assert!(err.to_string().contains("another --broker"), "{err}");
+    let broker = dev_signer(1).unwrap().address();
+    let mut options = DeployOptions::production(broker);
     options.expected_chain_id = Some(1);
     let err = deploy(&client, &options, |_| {}).await.unwrap_err();
     assert!(
@@ -43,7 +54,7 @@ async fn a_wrong_chain_id_or_an_unfunded_key_deploys_nothing() {
     let poor = ChainClient::connect(url, PrivateKeySigner::random())
         .await
         .unwrap();
-    let err = deploy(&poor, &DeployOptions::production(poor.address()), |_| {})
+    let err = deploy(&poor, &DeployOptions::production(broker), |_| {})
         .await
         .unwrap_err();
     assert!(
@@ -70,7 +81,7 @@ async fn a_deployment_that_fails_midway_is_reported_with_its_step() {
         .unwrap();
     let err = deploy(
         &client,
-        &DeployOptions::production(client.address()),
+        &DeployOptions::production(dev_signer(1).unwrap().address()),
         |_| {},
     )
     .await
