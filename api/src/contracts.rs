@@ -143,6 +143,34 @@ pub struct ChainAgreement {
     pub fee_bps: u16,
     /// The running reserved period's payment, earned by the provider when the period ends.
     pub held: Credits,
+    /// The consumer's signed bound: at most `usage_cap` of usage per `cap_window` seconds.
+    pub usage_cap: Credits,
+    pub cap_window: u64,
+    /// The running charging window's start and what it charged so far.
+    pub window_start: u64,
+    pub window_charged: Credits,
+    /// Seconds a usage charge can be challenged before the provider earns it.
+    pub challenge_window: u64,
+}
+
+impl ChainAgreement {
+    /// The most usage the chain would charge at `chain_time`: the escrow, and what the signed
+    /// cap leaves in the running window.
+    pub fn chargeable(&self, chain_time: u64) -> Credits {
+        if self.cap_window == 0 {
+            return Credits::ZERO;
+        }
+        let left = if chain_time >= self.window_start.saturating_add(self.cap_window) {
+            self.usage_cap
+        } else {
+            Credits::from_base_units(
+                self.usage_cap
+                    .base_units()
+                    .saturating_sub(self.window_charged.base_units()),
+            )
+        };
+        left.min(self.escrow)
+    }
 }
 
 /// A contract as the broker reports it.

@@ -43,6 +43,50 @@ pub struct Price {
     pub periods: u32,
 }
 
+/// Unit prices of usage, in credits, as the consumer signs them on chain (EIP-712
+/// `UsagePrices`): a settled record is never charged more than these give for its usage.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UsagePrices {
+    pub cpu_core_hour: Credits,
+    pub memory_gib_hour: Credits,
+    pub gpu_hour: Credits,
+    pub network_gb: Credits,
+    pub data_access: Credits,
+    /// Added to each record with GPU use (the region's GPU cost when bought).
+    pub gpu_record_fee: Credits,
+}
+
+impl UsagePrices {
+    pub fn chain(&self) -> contracts::purchase::Prices {
+        let u = |c: Credits| alloy::primitives::U256::from(c.base_units());
+        contracts::purchase::Prices {
+            cpu_core_hour: u(self.cpu_core_hour),
+            memory_gib_hour: u(self.memory_gib_hour),
+            gpu_hour: u(self.gpu_hour),
+            network_gb: u(self.network_gb),
+            data_access: u(self.data_access),
+            gpu_record_fee: u(self.gpu_record_fee),
+        }
+    }
+}
+
+/// The consumer's bound on usage charges (plans with pay-per-use prices), enforced on chain: at
+/// most `cap` per `window_seconds`, each record at most what `prices` give for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UsageBound {
+    pub prices: UsagePrices,
+    pub cap: Credits,
+    pub window_seconds: u64,
+}
+
+/// Default charging window of the usage bound.
+pub const DEFAULT_CAP_WINDOW: u64 = 3600;
+/// Bounds of a charging window (the Marketplace's `MAX_CAP_WINDOW` is 30 days).
+pub const MIN_CAP_WINDOW: u64 = 60;
+pub const MAX_CAP_WINDOW: u64 = 30 * 24 * 3600;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Sla {
@@ -72,6 +116,9 @@ pub struct ContractDocument {
     pub price: Price,
     /// Escrowed at opening; the first period of a reserved plan is charged from it at once.
     pub deposit: Credits,
+    /// What usage may be charged (none: no usage charges at all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<UsageBound>,
     /// The offer's green-energy share when bought: its reward lowers every usage charge.
     pub green_energy_percent: u8,
     pub issued_at: u64,
@@ -121,6 +168,12 @@ pub enum TermsError {
     Overflow,
     #[error("the offer is outside its availability window")]
     Unavailable,
+    #[error("the usage cap must be more than zero credits")]
+    ZeroUsageCap,
+    #[error("the charging window must be between {MIN_CAP_WINDOW} and {MAX_CAP_WINDOW} seconds")]
+    CapWindow,
+    #[error("usageCap and capWindow apply to plans with pay-per-use prices only")]
+    NoUsagePrices,
 }
 
 /// The parts of a purchase the broker decides; the rest comes from the offer.
@@ -131,6 +184,8 @@ pub struct Parties {
     pub consumer: Party,
     pub provider: Party,
     pub provider_config_cid: Option<ContentId>,
+    /// The region's GPU cost (BillingModels), added to each record with GPU use.
+    pub gpu_record_fee: Credits,
     pub now: u64,
 }
 
@@ -194,6 +249,35 @@ pub fn build(
         (None, None) => return Err(TermsError::DepositRequired),
         (_, Some(d)) => d,
     };
+    let usage = match &plan.pricing.pay_per_use {
+        Some(p) => {
+            let window_seconds = req.cap_window.unwrap_or(DEFAULT_CAP_WINDOW);
+            if !(MIN_CAP_WINDOW..=MAX_CAP_WINDOW).contains(&window_seconds) {
+                return Err(TermsError::CapWindow);
+            }
+            // Without a cap of its own the consumer bounds each window by the deposit.
+            let cap = req.usage_cap.unwrap_or(deposit);
+            if cap.is_zero() {
+                return Err(TermsError::ZeroUsageCap);
+            }
+            Some(UsageBound {
+                prices: UsagePrices {
+                    cpu_core_hour: p.cpu_core_hour,
+                    memory_gib_hour: p.memory_gib_hour,
+                    gpu_hour: p.gpu_hour,
+                    network_gb: p.network_gb,
+                    data_access: p.data_access,
+                    gpu_record_fee: parties.gpu_record_fee,
+                },
+                cap,
+                window_seconds,
+            })
+        }
+        None if req.usage_cap.is_some() || req.cap_window.is_some() => {
+            return Err(TermsError::NoUsagePrices)
+        }
+        None => None,
+    };
     Ok(ContractDocument {
         kind: DOCUMENT_KIND.into(),
         contract_id: parties.contract_id,
@@ -208,6 +292,7 @@ pub fn build(
         quantity: req.quantity,
         price,
         deposit,
+        usage,
         green_energy_percent: offer.green_energy_percent,
         issued_at: parties.now,
         sla: Sla {
@@ -304,6 +389,7 @@ mod tests {
             consumer: party(did),
             provider: party(did),
             provider_config_cid: None,
+            gpu_record_fee: Credits::from_base_units(77),
             now: 100,
         }
     }
@@ -315,6 +401,8 @@ mod tests {
             quantity,
             periods,
             deposit: deposit.map(Credits::from_base_units),
+            usage_cap: None,
+            cap_window: None,
         }
     }
 
@@ -369,6 +457,38 @@ mod tests {
         assert_eq!(
             (d.deposit, d.price.period_price),
             (Credits::from_base_units(900), Credits::ZERO)
+        );
+        // The usage bound: the deposit per hour unless the consumer names its own; the plan's
+        // prices and the region's GPU fee, signed.
+        let u = d.usage.unwrap();
+        assert_eq!(
+            (u.cap, u.window_seconds),
+            (Credits::from_base_units(900), 3600)
+        );
+        assert_eq!(u.prices.gpu_record_fee, Credits::from_base_units(77));
+        let mut capped = req(1, None, Some(900));
+        capped.usage_cap = Some(Credits::from_base_units(50));
+        capped.cap_window = Some(600);
+        let u = build(&o, &capped, parties()).unwrap().usage.unwrap();
+        assert_eq!(
+            (u.cap, u.window_seconds),
+            (Credits::from_base_units(50), 600)
+        );
+        capped.cap_window = Some(59);
+        assert_eq!(build(&o, &capped, parties()), Err(TermsError::CapWindow));
+        capped.cap_window = None;
+        capped.usage_cap = Some(Credits::ZERO);
+        assert_eq!(build(&o, &capped, parties()), Err(TermsError::ZeroUsageCap));
+        // A reserved plan has no usage charges to bound.
+        let mut reserved = req(1, Some(1), None);
+        assert_eq!(
+            build(&offer(true), &reserved, parties()).unwrap().usage,
+            None
+        );
+        reserved.usage_cap = Some(Credits::from_base_units(1));
+        assert_eq!(
+            build(&offer(true), &reserved, parties()),
+            Err(TermsError::NoUsagePrices)
         );
         let mut r = req(1, None, Some(1));
         r.plan_id = "nope".parse().unwrap();

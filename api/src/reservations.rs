@@ -5,6 +5,7 @@ use alloy::primitives::{Address, U256};
 use catalog::Credits;
 use serde::{Deserialize, Serialize};
 
+use crate::document::UsagePrices;
 use crate::ids::{
     ContentId, ContractId, Ed25519Signature, EvmSignature, Hash32, Nonce, OfferId, PlanId,
     ReservationId,
@@ -29,6 +30,14 @@ pub struct ReserveRequest {
     /// price of the periods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deposit: Option<Credits>,
+    /// Plans with pay-per-use prices: the most usage that may be charged per charging window
+    /// (default: the deposit), enforced on chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage_cap: Option<Credits>,
+    /// Seconds of a charging window (default 3600, 60 to 2592000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 60, maximum = 2592000)]
+    pub cap_window: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -91,6 +100,11 @@ pub struct PurchaseTerms {
     pub deposit: Credits,
     pub period_price: Credits,
     pub period: u64,
+    /// The pay-per-use unit prices (all zero when usage is not charged).
+    pub prices: UsagePrices,
+    /// At most this much usage is charged per `cap_window` seconds (zero and zero: none).
+    pub usage_cap: Credits,
+    pub cap_window: u64,
     /// Unix seconds after which neither authorisation can be used.
     pub deadline: u64,
     /// The nonce the consumer's permit carries.
@@ -112,6 +126,9 @@ impl PurchaseTerms {
             deposit: U256::from(self.deposit.base_units()),
             period_price: U256::from(self.period_price.base_units()),
             period: self.period,
+            prices: self.prices.chain(),
+            usage_cap: U256::from(self.usage_cap.base_units()),
+            cap_window: self.cap_window,
             deadline: U256::from(self.deadline),
             permit_nonce: self.permit_nonce.0,
         }

@@ -70,6 +70,30 @@ impl UsageRecord {
             .as_ref()
             .is_some_and(|s| s.verify(&self.provider, &self.signing_bytes()).is_ok())
     }
+
+    /// The record as a settlement leaf commits to it: its usage, the hash of its id and the
+    /// keccak-256 of its signed JSON (as stored under the batch's CID).
+    pub fn leaf(&self) -> contracts::UsageSettlement::UsageRecord {
+        let body = serde_json::to_vec(self).expect("a usage record serialises");
+        contracts::UsageSettlement::UsageRecord {
+            recordId: contracts::usage::record_id_hash(self.id.as_str()),
+            bodyHash: alloy::primitives::keccak256(body),
+            from: self.from,
+            to: self.to,
+            connectionMillis: self.connection_millis,
+            bytesIn: self.bytes_in,
+            bytesOut: self.bytes_out,
+            cpuMillis: self.cpu_millis,
+            maxMemoryKib: self.max_memory_kib,
+            gpuMillis: self.gpu_millis,
+            dataAccesses: self.data_accesses,
+        }
+    }
+
+    /// The leaf's record hash: `UsageSettlement.hashRecord(contract, leaf)`.
+    pub fn leaf_hash(&self) -> alloy::primitives::B256 {
+        contracts::usage::record_hash(self.contract.0, &self.leaf())
+    }
 }
 
 /// `POST /v1/usage`.
@@ -108,7 +132,7 @@ pub struct RecordOutcome {
 #[serde(rename_all = "camelCase")]
 pub struct StoredUsage {
     pub record: UsageRecord,
-    /// keccak-256 of the record as received: its Merkle leaf.
+    /// What its settlement leaf commits to: `UsageSettlement.hashRecord(contract, record)`.
     pub record_hash: Hash32,
     pub amount: Credits,
     pub received_at: u64,
@@ -139,7 +163,29 @@ pub struct ContractUsage {
     pub settled: Credits,
 }
 
-/// `GET /v1/usage/{id}/proof`: the Merkle proof that a record is in its settled batch.
+/// A sibling on a Merkle sum-tree path (`UsageSettlement.Step`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProofStep {
+    pub hash: Hash32,
+    /// The sum of the leaves under the sibling.
+    pub sum: Credits,
+    /// Whether the sibling sits left of the path's node.
+    pub left: bool,
+}
+
+impl ProofStep {
+    pub fn chain(&self) -> contracts::merkle::Step {
+        contracts::merkle::Step {
+            hash: self.hash.0,
+            sum: alloy::primitives::U256::from(self.sum.base_units()),
+            left: self.left,
+        }
+    }
+}
+
+/// `GET /v1/usage/{id}/proof`: the record's leaf in its settled batch and the paths from it to
+/// the root, as `UsageSettlement.verifyRecord`, `challengeRecord` and `challengeTotal` take them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UsageProof {
@@ -147,10 +193,35 @@ pub struct UsageProof {
     pub contract: ContractId,
     pub batch: BatchId,
     pub root: Hash32,
+    /// The leaf: the record's hash and the amount charged for it.
     pub record_hash: Hash32,
-    pub proof: Vec<Hash32>,
+    pub amount: Credits,
+    /// From the leaf to the top of its contract's subtree.
+    pub record_path: Vec<ProofStep>,
+    /// From the contract's node to the root.
+    pub contract_path: Vec<ProofStep>,
+    /// The sum of the contract's leaves in the batch (what it may be charged at most).
+    pub contract_sum: Credits,
     /// The chain's own check of the proof.
     pub verified_on_chain: bool,
+}
+
+impl UsageProof {
+    /// Checks the paths here, the way the contract does.
+    pub fn verifies(&self) -> bool {
+        let rp: Vec<_> = self.record_path.iter().map(ProofStep::chain).collect();
+        let cp: Vec<_> = self.contract_path.iter().map(ProofStep::chain).collect();
+        contracts::merkle::verify(
+            self.root.0,
+            self.contract.0,
+            self.record_hash.0,
+            alloy::primitives::U256::from(self.amount.base_units()),
+            &rp,
+            &cp,
+        ) == Some(alloy::primitives::U256::from(
+            self.contract_sum.base_units(),
+        ))
+    }
 }
 
 /// `POST /v1/usage/{id}/dispute`.

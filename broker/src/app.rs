@@ -201,6 +201,14 @@ impl Broker {
                 )),
             ),
             (
+                "escrow watch",
+                tokio::spawn(escrow_loop(
+                    market.clone(),
+                    config.settle_interval,
+                    shutdown.clone(),
+                )),
+            ),
+            (
                 "housekeeping",
                 tokio::spawn(housekeeping(
                     store.clone(),
@@ -286,7 +294,7 @@ async fn follow_catalog(mut follower: IndexFollower, shutdown: Shutdown) {
 }
 
 /// Settles pending usage in batches (a batch as soon as there are enough records, otherwise every
-/// interval), then watches every active contract's escrow.
+/// interval) and releases charges whose challenge window ended.
 async fn settle_loop(market: Market, interval: Duration, shutdown: Shutdown) {
     loop {
         match settlement::settle_once(&market, now()).await {
@@ -294,14 +302,26 @@ async fn settle_loop(market: Market, interval: Duration, shutdown: Shutdown) {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "settlement failed; retrying"),
         }
-        if let Err(e) = escrow::watch_once(&market, now()).await {
-            tracing::warn!(error = %e, "escrow watch failed; retrying");
+        if let Err(e) = settlement::release_due(&market, 20).await {
+            tracing::warn!(error = %e, "releasing settled charges failed; retrying");
         }
         // The interval is the oldest a batch waits; a full batch's worth of records wakes it.
         tokio::select! {
             _ = shutdown.wait() => return,
             _ = market.signals.batch_full.notified() => {}
             _ = tokio::time::sleep(interval) => {}
+        }
+    }
+}
+
+/// Watches every active contract's escrow, on its own so a busy settlement never delays it.
+async fn escrow_loop(market: Market, interval: Duration, shutdown: Shutdown) {
+    loop {
+        if let Err(e) = escrow::watch_once(&market, now()).await {
+            tracing::warn!(error = %e, "escrow watch failed; retrying");
+        }
+        if shutdown.sleep(interval).await {
+            return;
         }
     }
 }

@@ -302,6 +302,11 @@ impl LedgerLink {
             next_charge_at: a.nextChargeAt,
             fee_bps: a.feeBps,
             held: credits("agreement.held", a.held)?,
+            usage_cap: credits("agreement.usageCap", a.usageCap)?,
+            cap_window: a.capWindow,
+            window_start: a.windowStart,
+            window_charged: credits("agreement.windowCharged", a.windowCharged)?,
+            challenge_window: a.challengeWindow,
         })
     }
 
@@ -461,18 +466,75 @@ impl LedgerLink {
         }
     }
 
-    /// The chain's own check that `record_hash` is in the batch.
+    /// The chain's own check that the leaf (`record_hash`, `amount`) sits under `contract` in
+    /// the batch; with the contract's sum of leaves.
     pub async fn verify_record(
         &self,
         batch_id: B256,
+        contract: B256,
         record_hash: B256,
-        proof: Vec<B256>,
-    ) -> Result<bool, ChainError> {
-        self.settlement()
-            .verifyRecord(batch_id, record_hash, proof)
+        amount: U256,
+        record_path: &[contracts::merkle::Step],
+        contract_path: &[contracts::merkle::Step],
+    ) -> Result<(bool, U256), ChainError> {
+        let step = |s: &contracts::merkle::Step| UsageSettlement::Step {
+            hash: s.hash,
+            sum: s.sum,
+            left: s.left,
+        };
+        let r = self
+            .settlement()
+            .verifyRecord(
+                batch_id,
+                contract,
+                record_hash,
+                amount,
+                record_path.iter().map(step).collect(),
+                contract_path.iter().map(step).collect(),
+            )
             .call()
             .await
-            .map_err(|e| self.read_err(e))
+            .map_err(|e| self.read_err(e))?;
+        Ok((r.ok, r.contractSum))
+    }
+
+    /// A batch's usage charge on a contract: (charged, still locked, releasable at); charged is
+    /// zero when the batch skipped the contract.
+    pub async fn usage_charge(
+        &self,
+        batch_id: B256,
+        contract: ContractId,
+    ) -> Result<(Credits, Credits, u64), ChainError> {
+        let u = self
+            .marketplace()
+            .usageCharge(batch_id, contract.0)
+            .call()
+            .await
+            .map_err(|e| self.read_err(e))?;
+        Ok((
+            credits("usageCharge.charged", U256::from(u.charged))?,
+            credits("usageCharge.open", U256::from(u.open))?,
+            u.releasableAt,
+        ))
+    }
+
+    /// Earns a batch's charges on `contracts` whose challenge window ended.
+    pub async fn release(
+        &self,
+        batch_id: B256,
+        contracts: &[ContractId],
+    ) -> Result<B256, ChainError> {
+        let receipt = self
+            .client
+            .send_call(
+                self.deployment.contracts.marketplace,
+                &Marketplace::releaseCall {
+                    r#ref: batch_id,
+                    contractIds: contracts.iter().map(|c| c.0).collect(),
+                },
+            )
+            .await?;
+        Ok(receipt.transaction_hash)
     }
 
     /// The broker's fee on charges, in basis points.

@@ -21,13 +21,17 @@ interface ISettlement {
 ///         it cannot pull a consumer's tokens for anything the consumer did not sign. The escrow
 ///         pays reserved periods in advance and usage through the settlement contract; what is left
 ///         goes back to the consumer on close. Providers withdraw what they earned.
+///         Usage is bounded by what the consumer signed: a cap per charging window (zero: no usage
+///         charge at all) and the unit prices, whose hash a challenge checks. A usage charge stays
+///         locked for the contract's challenge window, during which a proven overcharge goes back
+///         to the consumer; only then does the provider earn it.
 ///         A reserved period's payment is held while the period runs and earned as it ends, so an
 ///         early close asked by the provider gives back the unused share.
 ///         Roles: the admin (two-step transfer with a delay) sets parameters for contracts opened
 ///         later and names the settlement contract once; it holds no operational role. The broker
 ///         opens, suspends, resumes and closes; only the settlement contract charges usage.
 /// @dev Solvency invariant:
-///      token.balanceOf(this) == totalEscrow + totalHeld + totalEarnings + feesAccrued.
+///      token.balanceOf(this) == totalEscrow + totalHeld + totalLocked + totalEarnings + feesAccrued.
 contract Marketplace is AccessControlDefaultAdminRules, EIP712, Nonces, ReentrancyGuard {
     using SafeERC20 for IERC20;
 
@@ -35,6 +39,10 @@ contract Marketplace is AccessControlDefaultAdminRules, EIP712, Nonces, Reentran
     uint16 public constant MAX_FEE_BPS = 1000;
     /// Longest wait a close request can impose (also keeps `closableAt` far from overflow).
     uint64 public constant MAX_CLOSE_GRACE = 30 days;
+    /// Longest challenge window (how long a provider waits for its usage earnings).
+    uint64 public constant MAX_CHALLENGE_WINDOW = 30 days;
+    /// Longest charging window a usage cap may span.
+    uint64 public constant MAX_CAP_WINDOW = 30 days;
     bytes32 public constant PERIOD_CHARGE = "period";
 
     enum Status {
@@ -49,9 +57,10 @@ contract Marketplace is AccessControlDefaultAdminRules, EIP712, Nonces, Reentran
         address consumer;
         address provider;
         Status status;
-        /// The broker's fee and the close grace in force when the contract opened.
+        /// The broker's fee, the close grace and the challenge window in force when it opened.
         uint16 feeBps;
         uint64 closeGrace;
+        uint64 challengeWindow;
         uint64 openedAt;
         uint64 period;
         /// End of the reserved period paid last (the next one is due then).
@@ -66,8 +75,35 @@ contract Marketplace is AccessControlDefaultAdminRules, EIP712, Nonces, Reentran
         uint256 held;
         uint256 periodPrice;
         uint256 charged;
+        /// The consumer's bound on usage charges: at most `usageCap` per `capWindow` seconds.
+        uint256 usageCap;
+        uint64 capWindow;
+        /// Start of the running charging window and what it charged so far.
+        uint64 windowStart;
+        uint256 windowCharged;
+        /// EIP-712 hash of the signed unit prices (`UsagePrices`).
+        bytes32 pricesHash;
         bytes32 termsHash;
         string termsCid;
+    }
+
+    /// @notice The pay-per-use unit prices the consumer signs, in credit base units: per core-hour,
+    ///         GiB-hour (peak memory over the connection time), GPU-hour, GB of traffic, data
+    ///         access, and the fixed GPU cost a record with GPU use adds (the region's at purchase).
+    struct UsagePrices {
+        uint256 cpuCoreHour;
+        uint256 memoryGibHour;
+        uint256 gpuHour;
+        uint256 networkGb;
+        uint256 dataAccess;
+        uint256 gpuRecordFee;
+    }
+
+    /// A usage charge of one settlement batch on one contract: locked until `releasableAt`.
+    struct UsageCharge {
+        uint96 charged;
+        uint96 open;
+        uint64 releasableAt;
     }
 
     /// @notice What the consumer signs to open a contract. `period` and `periodPrice` are both zero
@@ -81,11 +117,17 @@ contract Marketplace is AccessControlDefaultAdminRules, EIP712, Nonces, Reentran
         uint256 deposit;
         uint256 periodPrice;
         uint64 period;
+        UsagePrices prices;
+        uint256 usageCap;
+        uint64 capWindow;
         uint256 deadline;
     }
 
+    bytes32 public constant PRICES_TYPEHASH = keccak256(
+        "UsagePrices(uint256 cpuCoreHour,uint256 memoryGibHour,uint256 gpuHour,uint256 networkGb,uint256 dataAccess,uint256 gpuRecordFee)"
+    );
     bytes32 public constant OPEN_TYPEHASH = keccak256(
-        "OpenContract(bytes32 contractId,address consumer,address provider,bytes32 termsHash,string termsCid,uint256 deposit,uint256 periodPrice,uint64 period,uint256 deadline)"
+        "OpenContract(bytes32 contractId,address consumer,address provider,bytes32 termsHash,string termsCid,uint256 deposit,uint256 periodPrice,uint64 period,UsagePrices prices,uint256 usageCap,uint64 capWindow,uint256 deadline)UsagePrices(uint256 cpuCoreHour,uint256 memoryGibHour,uint256 gpuHour,uint256 networkGb,uint256 dataAccess,uint256 gpuRecordFee)"
     );
     bytes32 public constant TOPUP_TYPEHASH =
         keccak256("TopUp(bytes32 contractId,uint256 amount,uint256 nonce,uint256 deadline)");
@@ -95,14 +137,17 @@ contract Marketplace is AccessControlDefaultAdminRules, EIP712, Nonces, Reentran
 
     uint16 public feeBps;
     uint64 public closeGrace;
+    uint64 public challengeWindow;
     /// The only caller of `charge`; named once, at deployment.
     address public settlement;
     uint256 public feesAccrued;
     uint256 public totalEscrow;
     uint256 public totalHeld;
+    uint256 public totalLocked;
     uint256 public totalEarnings;
     mapping(address provider => uint256) public earnings;
     mapping(bytes32 contractId => Agreement) private _agreements;
+    mapping(bytes32 ref => mapping(bytes32 contractId => UsageCharge)) private _usageCharges;
 
     event ContractOpened(
         bytes32 indexed contractId,
@@ -127,8 +172,13 @@ contract Marketplace is AccessControlDefaultAdminRules, EIP712, Nonces, Reentran
     event PeriodRefunded(bytes32 indexed contractId, uint256 amount);
     event Withdrawn(address indexed provider, address indexed to, uint256 amount);
     event FeesWithdrawn(address indexed to, uint256 amount);
+    /// A usage charge's challenge window ended: `amount` earned, `fee` of it the broker's.
+    event UsageEarned(bytes32 indexed contractId, bytes32 indexed ref, uint256 amount, uint256 fee);
+    /// A proven overcharge went back to the escrow (or to the consumer, once closed).
+    event OverchargeRefunded(bytes32 indexed contractId, bytes32 indexed ref, uint256 amount);
     event FeeChanged(uint16 feeBps);
     event CloseGraceChanged(uint64 closeGrace);
+    event ChallengeWindowChanged(uint64 challengeWindow);
     event SettlementSet(address settlement);
 
     error ContractExists(bytes32 contractId);
@@ -146,6 +196,12 @@ contract Marketplace is AccessControlDefaultAdminRules, EIP712, Nonces, Reentran
     error NotClosable(uint64 closableAt);
     error FeeTooHigh(uint16 feeBps);
     error GraceTooLong(uint64 closeGrace);
+    error WindowTooLong(uint64 window);
+    error AboveUsageCap(bytes32 contractId, uint256 cap, uint256 windowCharged, uint256 amount);
+    error AlreadyCharged(bytes32 contractId, bytes32 ref);
+    error NoUsageCharge(bytes32 contractId, bytes32 ref);
+    error ChallengeWindowOpen(uint64 releasableAt);
+    error ChallengeWindowOver(uint64 releasableAt);
     error ZeroAmount();
     error NotSettlement(address account);
     error SettlementAlreadySet(address settlement);
@@ -159,14 +215,17 @@ contract Marketplace is AccessControlDefaultAdminRules, EIP712, Nonces, Reentran
         IERC20 token_,
         ParticipantRegistry registry_,
         uint16 feeBps_,
-        uint64 closeGrace_
+        uint64 closeGrace_,
+        uint64 challengeWindow_
     ) AccessControlDefaultAdminRules(adminDelay, admin) EIP712("Mercato Marketplace", "1") {
         if (feeBps_ > MAX_FEE_BPS) revert FeeTooHigh(feeBps_);
         if (closeGrace_ > MAX_CLOSE_GRACE) revert GraceTooLong(closeGrace_);
+        if (challengeWindow_ > MAX_CHALLENGE_WINDOW) revert WindowTooLong(challengeWindow_);
         token = token_;
         registry = registry_;
         feeBps = feeBps_;
         closeGrace = closeGrace_;
+        challengeWindow = challengeWindow_;
         _grantRole(BROKER_ROLE, broker);
     }
 
@@ -200,7 +259,9 @@ contract Marketplace is AccessControlDefaultAdminRules, EIP712, Nonces, Reentran
         if (
             req.contractId == bytes32(0) || req.deposit == 0 || req.consumer == req.provider
                 || reserved != (req.period != 0) || req.deposit < req.periodPrice || req.termsHash == bytes32(0)
+                || (req.usageCap == 0) != (req.capWindow == 0) || req.usageCap > type(uint96).max
         ) revert InvalidTerms();
+        if (req.capWindow > MAX_CAP_WINDOW) revert WindowTooLong(req.capWindow);
         if (registry.roleOf(req.consumer) != ParticipantRegistry.Role.Consumer) revert NotConsumer(req.consumer);
         if (registry.roleOf(req.provider) != ParticipantRegistry.Role.Provider) revert NotProvider(req.provider);
         _requireSigner(req.consumer, hashOpenRequest(req), consumerSig);
@@ -214,7 +275,12 @@ contract Marketplace is AccessControlDefaultAdminRules, EIP712, Nonces, Reentran
         a.status = Status.Active;
         a.feeBps = feeBps;
         a.closeGrace = closeGrace;
+        a.challengeWindow = challengeWindow;
         a.openedAt = uint64(block.timestamp);
+        a.usageCap = req.usageCap;
+        a.capWindow = req.capWindow;
+        a.windowStart = uint64(block.timestamp);
+        a.pricesHash = hashPrices(req.prices);
         a.period = req.period;
         a.escrow = req.deposit;
         a.periodPrice = req.periodPrice;
@@ -279,14 +345,75 @@ contract Marketplace is AccessControlDefaultAdminRules, EIP712, Nonces, Reentran
         return true;
     }
 
-    /// @notice Moves `amount` of a contract's escrow to its provider, less the broker fee. Called by
-    ///         the settlement contract for usage; reverts rather than charging less than asked.
+    /// @notice Charges `amount` of usage to a contract's escrow for settlement batch `ref`; only the
+    ///         settlement contract calls it, and never above the consumer's signed cap for the
+    ///         running window. The amount stays locked for the contract's challenge window.
     function charge(bytes32 contractId, uint256 amount, bytes32 ref) external {
         if (msg.sender != settlement) revert NotSettlement(msg.sender);
         Agreement storage a = _existing(contractId);
         if (a.status == Status.Closed) revert WrongStatus(contractId, a.status);
+        UsageCharge storage u = _usageCharges[ref][contractId];
+        if (u.charged != 0) revert AlreadyCharged(contractId, ref);
+        if (a.capWindow != 0 && block.timestamp >= a.windowStart + a.capWindow) {
+            // Windows are aligned to the opening: skip the ones without charges.
+            a.windowStart += ((uint64(block.timestamp) - a.windowStart) / a.capWindow) * a.capWindow;
+            a.windowCharged = 0;
+        }
+        if (a.windowCharged + amount > a.usageCap) {
+            revert AboveUsageCap(contractId, a.usageCap, a.windowCharged, amount);
+        }
+        a.windowCharged += amount;
         _take(contractId, a, amount, ref);
-        _earn(a, amount);
+        // uint96 holds 7.9e28 base units; the cap above keeps real amounts far below.
+        u.charged = uint96(amount);
+        u.open = uint96(amount);
+        u.releasableAt = uint64(block.timestamp) + a.challengeWindow;
+        totalLocked += amount;
+    }
+
+    /// @notice Earns the usage charges of batch `ref` on `contractIds` whose challenge window
+    ///         ended. Anyone may call it (the provider, the broker, a keeper).
+    function release(bytes32 ref, bytes32[] calldata contractIds) external {
+        for (uint256 i = 0; i < contractIds.length; ++i) {
+            bytes32 contractId = contractIds[i];
+            UsageCharge storage u = _usageCharges[ref][contractId];
+            if (u.charged == 0) revert NoUsageCharge(contractId, ref);
+            if (block.timestamp < u.releasableAt) revert ChallengeWindowOpen(u.releasableAt);
+            uint256 amount = u.open;
+            if (amount == 0) continue;
+            u.open = 0;
+            totalLocked -= amount;
+            uint256 fee = _earn(_agreements[contractId], amount);
+            emit UsageEarned(contractId, ref, amount, fee);
+        }
+    }
+
+    /// @notice Gives back `amount` of batch `ref`'s locked charge on a contract, proven an
+    ///         overcharge by the settlement contract within the challenge window: to the escrow, or
+    ///         to the consumer once the contract closed. Returns what was refunded (at most what is
+    ///         still locked).
+    function refundOvercharge(bytes32 ref, bytes32 contractId, uint256 amount)
+        external
+        nonReentrant
+        returns (uint256 refunded)
+    {
+        if (msg.sender != settlement) revert NotSettlement(msg.sender);
+        UsageCharge storage u = _usageCharges[ref][contractId];
+        if (u.charged == 0) revert NoUsageCharge(contractId, ref);
+        if (block.timestamp >= u.releasableAt) revert ChallengeWindowOver(u.releasableAt);
+        refunded = amount < u.open ? amount : u.open;
+        if (refunded == 0) revert ZeroAmount();
+        u.open -= uint96(refunded);
+        totalLocked -= refunded;
+        Agreement storage a = _agreements[contractId];
+        a.charged -= refunded;
+        emit OverchargeRefunded(contractId, ref, refunded);
+        if (a.status == Status.Closed) {
+            token.safeTransfer(a.consumer, refunded);
+        } else {
+            a.escrow += refunded;
+            totalEscrow += refunded;
+        }
     }
 
     /// Moves `amount` out of the escrow as a charge (`Charged` carries the fee it will bear).
@@ -435,6 +562,13 @@ contract Marketplace is AccessControlDefaultAdminRules, EIP712, Nonces, Reentran
         emit FeeChanged(feeBps_);
     }
 
+    /// @notice The challenge window of contracts opened from now on; running contracts keep theirs.
+    function setChallengeWindow(uint64 challengeWindow_) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        if (challengeWindow_ > MAX_CHALLENGE_WINDOW) revert WindowTooLong(challengeWindow_);
+        challengeWindow = challengeWindow_;
+        emit ChallengeWindowChanged(challengeWindow_);
+    }
+
     /// @notice The close grace of contracts opened from now on; running contracts keep theirs.
     function setCloseGrace(uint64 closeGrace_) external onlyRole(DEFAULT_ADMIN_ROLE) {
         if (closeGrace_ > MAX_CLOSE_GRACE) revert GraceTooLong(closeGrace_);
@@ -468,23 +602,37 @@ contract Marketplace is AccessControlDefaultAdminRules, EIP712, Nonces, Reentran
         return _agreements[contractId];
     }
 
-    function hashOpenRequest(OpenRequest calldata req) public view returns (bytes32) {
-        return _hashTypedDataV4(
-            keccak256(
-                abi.encode(
-                    OPEN_TYPEHASH,
-                    req.contractId,
-                    req.consumer,
-                    req.provider,
-                    req.termsHash,
-                    keccak256(bytes(req.termsCid)),
-                    req.deposit,
-                    req.periodPrice,
-                    req.period,
-                    req.deadline
-                )
+    function usageCharge(bytes32 ref, bytes32 contractId) external view returns (UsageCharge memory) {
+        return _usageCharges[ref][contractId];
+    }
+
+    /// The signed unit prices' hash of a contract (what a challenge proves prices against).
+    function pricesHashOf(bytes32 contractId) external view returns (bytes32) {
+        return _existing(contractId).pricesHash;
+    }
+
+    /// EIP-712 struct hash of unit prices.
+    function hashPrices(UsagePrices calldata p) public pure returns (bytes32) {
+        return keccak256(
+            abi.encode(
+                PRICES_TYPEHASH, p.cpuCoreHour, p.memoryGibHour, p.gpuHour, p.networkGb, p.dataAccess, p.gpuRecordFee
             )
         );
+    }
+
+    function hashOpenRequest(OpenRequest calldata req) public view returns (bytes32) {
+        bytes memory head = abi.encode(
+            OPEN_TYPEHASH,
+            req.contractId,
+            req.consumer,
+            req.provider,
+            req.termsHash,
+            keccak256(bytes(req.termsCid)),
+            req.deposit,
+            req.periodPrice
+        );
+        bytes memory tail = abi.encode(req.period, hashPrices(req.prices), req.usageCap, req.capWindow, req.deadline);
+        return _hashTypedDataV4(keccak256(bytes.concat(head, tail)));
     }
 
     function domainSeparator() external view returns (bytes32) {

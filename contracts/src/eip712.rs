@@ -6,7 +6,20 @@ use alloy::sol;
 use alloy::sol_types::{Eip712Domain, SolStruct};
 
 sol! {
-    /// A consumer's authorisation to open a contract and pull `deposit` into escrow.
+    /// The pay-per-use unit prices a consumer signs (credit base units): per core-hour, GiB-hour,
+    /// GPU-hour, GB of traffic, data access, and the fixed cost a record with GPU use adds.
+    #[derive(Debug, PartialEq, Eq, Default)]
+    struct UsagePrices {
+        uint256 cpuCoreHour;
+        uint256 memoryGibHour;
+        uint256 gpuHour;
+        uint256 networkGb;
+        uint256 dataAccess;
+        uint256 gpuRecordFee;
+    }
+
+    /// A consumer's authorisation to open a contract and pull `deposit` into escrow; usage is
+    /// charged at most `usageCap` per `capWindow` seconds, at `prices`.
     #[derive(Debug, PartialEq, Eq)]
     struct OpenContract {
         bytes32 contractId;
@@ -17,6 +30,9 @@ sol! {
         uint256 deposit;
         uint256 periodPrice;
         uint64 period;
+        UsagePrices prices;
+        uint256 usageCap;
+        uint64 capWindow;
         uint256 deadline;
     }
 
@@ -97,4 +113,37 @@ pub fn sign<T: SolStruct>(
     Ok(alloy::primitives::Bytes::from(
         signature.as_bytes().to_vec(),
     ))
+}
+
+/// The request `Marketplace.open` takes for a signed `OpenContract`.
+impl From<OpenContract> for crate::bindings::Marketplace::OpenRequest {
+    fn from(m: OpenContract) -> Self {
+        Self {
+            contractId: m.contractId,
+            consumer: m.consumer,
+            provider: m.provider,
+            termsHash: m.termsHash,
+            termsCid: m.termsCid,
+            deposit: m.deposit,
+            periodPrice: m.periodPrice,
+            period: m.period,
+            prices: (&m.prices).into(),
+            usageCap: m.usageCap,
+            capWindow: m.capWindow,
+            deadline: m.deadline,
+        }
+    }
+}
+
+impl From<&UsagePrices> for crate::bindings::Marketplace::UsagePrices {
+    fn from(p: &UsagePrices) -> Self {
+        Self {
+            cpuCoreHour: p.cpuCoreHour,
+            memoryGibHour: p.memoryGibHour,
+            gpuHour: p.gpuHour,
+            networkGb: p.networkGb,
+            dataAccess: p.dataAccess,
+            gpuRecordFee: p.gpuRecordFee,
+        }
+    }
 }

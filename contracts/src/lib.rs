@@ -7,6 +7,7 @@ pub mod bindings;
 pub mod eip712;
 pub mod merkle;
 pub mod purchase;
+pub mod usage;
 
 pub use bindings::{
     BillingModels, CredentialRegistry, CreditToken, Marketplace, ParticipantRegistry,

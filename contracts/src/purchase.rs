@@ -6,7 +6,7 @@ use alloy::primitives::{Address, Signature, B256, U256};
 use alloy::sol_types::Eip712Domain;
 use serde::{Deserialize, Serialize};
 
-use crate::eip712::{self, OpenContract, Permit};
+use crate::eip712::{self, OpenContract, Permit, UsagePrices};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -22,10 +22,40 @@ pub struct PurchaseTerms {
     pub deposit: U256,
     pub period_price: U256,
     pub period: u64,
+    /// The pay-per-use unit prices (all zero when the plan has none).
+    pub prices: Prices,
+    /// At most this much usage is charged per `cap_window` seconds (0 and 0: no usage charges).
+    pub usage_cap: U256,
+    pub cap_window: u64,
     /// Unix seconds after which neither authorisation can be used.
     pub deadline: U256,
     /// The consumer's token nonce its permit must carry.
     pub permit_nonce: U256,
+}
+
+/// Unit prices in credit base units (the serialisable twin of `eip712::UsagePrices`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Prices {
+    pub cpu_core_hour: U256,
+    pub memory_gib_hour: U256,
+    pub gpu_hour: U256,
+    pub network_gb: U256,
+    pub data_access: U256,
+    pub gpu_record_fee: U256,
+}
+
+impl From<&Prices> for UsagePrices {
+    fn from(p: &Prices) -> Self {
+        Self {
+            cpuCoreHour: p.cpu_core_hour,
+            memoryGibHour: p.memory_gib_hour,
+            gpuHour: p.gpu_hour,
+            networkGb: p.network_gb,
+            dataAccess: p.data_access,
+            gpuRecordFee: p.gpu_record_fee,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -59,8 +89,16 @@ impl PurchaseTerms {
             deposit: self.deposit,
             periodPrice: self.period_price,
             period: self.period,
+            prices: UsagePrices::from(&self.prices),
+            usageCap: self.usage_cap,
+            capWindow: self.cap_window,
             deadline: self.deadline,
         }
+    }
+
+    /// The request `Marketplace.open`/`openWithPermit` takes for these terms.
+    pub fn open_request(&self) -> crate::bindings::Marketplace::OpenRequest {
+        self.open_message().into()
     }
 
     pub fn permit_message(&self) -> Permit {

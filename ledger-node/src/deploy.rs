@@ -41,6 +41,9 @@ pub struct DeployOptions {
     pub fee_bps: u16,
     /// Seconds a party's close request waits for outstanding usage to settle.
     pub close_grace: u64,
+    /// Seconds a usage charge stays locked (and challengeable) before the provider earns it;
+    /// fixed per contract at opening.
+    pub challenge_window: u64,
     /// Development only: credits per faucet drip (0 keeps the faucet off) and its cooldown.
     pub faucet: Option<(U256, u64)>,
     /// Development only: accounts to mint credits to.
@@ -56,6 +59,7 @@ impl DeployOptions {
             admin_delay: 2 * 24 * 3600,
             fee_bps: 100,
             close_grace: 24 * 3600,
+            challenge_window: 24 * 3600,
             faucet: None,
             fund: Vec::new(),
             regions: Vec::new(),
@@ -176,6 +180,7 @@ pub async fn deploy(
                 registry_: participant_registry,
                 feeBps_: options.fee_bps,
                 closeGrace_: options.close_grace,
+                challengeWindow_: options.challenge_window,
             }
             .abi_encode(),
         ))

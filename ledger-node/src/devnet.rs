@@ -54,6 +54,8 @@ pub fn dev_deploy_options() -> Result<DeployOptions, KeyError> {
         faucet: Some((credits(1_000), 3600)),
         // A development chain's admin may hand over at once (still in two steps).
         admin_delay: 0,
+        // Long enough to try a challenge by hand, short enough to see earnings arrive.
+        challenge_window: 60,
         fund,
         regions: vec![
             region("eu-west", false),

@@ -248,6 +248,11 @@ impl Session {
                     account: t.provider,
                 },
                 provider_config_cid: config_cid,
+                // The region's GPU cost comes from BillingModels on chain, which the SDK does
+                // not read; it is shown with the terms and bounded by the cap like every price.
+                gpu_record_fee: doc
+                    .usage
+                    .map_or(api::Credits::ZERO, |u| u.prices.gpu_record_fee),
                 now: doc.issued_at,
             },
         )
@@ -274,6 +279,22 @@ impl Session {
         is("deposit", &t.deposit, &doc.deposit)?;
         is("period price", &t.period_price, &doc.price.period_price)?;
         is("period", &t.period, &doc.price.period_seconds)?;
+        // The usage bound signed on chain is the document's (none: no usage charges at all).
+        is(
+            "usage prices",
+            &t.prices,
+            &doc.usage.map(|u| u.prices).unwrap_or_default(),
+        )?;
+        is(
+            "usage cap",
+            &t.usage_cap,
+            &doc.usage.map_or(api::Credits::ZERO, |u| u.cap),
+        )?;
+        is(
+            "charging window",
+            &t.cap_window,
+            &doc.usage.map_or(0, |u| u.window_seconds),
+        )?;
         // A permit for a nonce the account has not reached could be held and used later; one for
         // a spent nonce is worthless (and is what a retry of a finished purchase carries).
         if t.permit_nonce > info.permit_nonce {

@@ -87,6 +87,10 @@ pub async fn open_contract(
         deposit: U256::from(deposit),
         period_price: U256::ZERO,
         period: 0,
+        prices: Default::default(),
+        // Usage of up to the whole deposit per hour.
+        usage_cap: U256::from(deposit),
+        cap_window: 3600,
         deadline: U256::from(DEADLINE),
         permit_nonce,
     };
@@ -96,17 +100,7 @@ pub async fn open_contract(
         eip712::sign(consumer, &terms.permit_message(), &terms.token_domain()).map_err(sign_err)?;
     let permit = Signature::try_from(permit.as_ref()).map_err(sign_err)?;
     let call = Marketplace::openWithPermitCall {
-        req: Marketplace::OpenRequest {
-            contractId: id,
-            consumer: terms.consumer,
-            provider,
-            termsHash: terms.terms_hash,
-            termsCid: terms.terms_cid.clone(),
-            deposit: terms.deposit,
-            periodPrice: U256::ZERO,
-            period: 0,
-            deadline: terms.deadline,
-        },
+        req: terms.open_request(),
         consumerSig: open,
         permitDeadline: terms.deadline,
         v: 27 + u8::from(permit.v()),

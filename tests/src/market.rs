@@ -131,6 +131,8 @@ pub fn request(offer: &Offer, quantity: u32) -> ReserveRequest {
         quantity,
         periods: None,
         deposit: None,
+        usage_cap: None,
+        cap_window: None,
     }
 }
 

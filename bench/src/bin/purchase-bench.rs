@@ -291,6 +291,8 @@ async fn run() -> Result<()> {
         quantity: 1,
         periods: None,
         deposit: None,
+        usage_cap: None,
+        cap_window: None,
     };
     let mut consumers = Vec::new();
     for _ in 0..cli.consumers.max(1) {

@@ -311,6 +311,8 @@ impl Driver {
         let (hash, refund) = if onchain.status == ChainStatus::Closed {
             (None, None)
         } else {
+            // The usage reported so far is paid (up to the escrow) before the rest goes back.
+            super::settlement::settle_contract(&self.market, c.id, now()).await?;
             let (hash, refund) = ledger.close(c.id).await?;
             (Some(TxHash(hash)), Some(refund))
         };

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Market, MarketError};
 use crate::events::outbox::{Audience, Pending};
-use crate::ledger_link::{Marketplace, OpenAuthorization};
+use crate::ledger_link::OpenAuthorization;
 use crate::store::{Corrupt, Decode, Store};
 
 /// A reservation as the broker keeps it.
@@ -277,17 +277,7 @@ impl StoredAuthorization {
         let t = self.terms.chain();
         let permit: Signature = self.permit_signature.signature();
         OpenAuthorization {
-            request: Marketplace::OpenRequest {
-                contractId: t.contract_id,
-                consumer: t.consumer,
-                provider: t.provider,
-                termsHash: t.terms_hash,
-                termsCid: t.terms_cid.clone(),
-                deposit: t.deposit,
-                periodPrice: t.period_price,
-                period: t.period,
-                deadline: t.deadline,
-            },
+            request: t.open_request(),
             open_signature: self.open_signature.bytes().clone(),
             permit_deadline: t.deadline,
             permit_signature: permit,

@@ -50,6 +50,13 @@ impl Market {
         let now = now();
         let contract_id = api::ContractId(B256::from(rand::random::<[u8; 32]>()));
         let d = &self.ledger.deployment;
+        let gpu_record_fee = match offer.plan(req.plan_id.as_str()) {
+            Some(p) if p.pricing.pay_per_use.is_some() => {
+                let fee = self.ledger.region(&offer.location.region).await?.gpu_cost;
+                api::Credits::from_base_units(fee.saturating_to::<u128>())
+            }
+            _ => api::Credits::ZERO,
+        };
         let doc = document::build(
             &offer,
             req,
@@ -66,6 +73,7 @@ impl Market {
                     account: provider,
                 },
                 provider_config_cid: config.map(|(_, cid)| cid),
+                gpu_record_fee,
                 now,
             },
         )?;
@@ -86,6 +94,9 @@ impl Market {
             deposit: doc.deposit,
             period_price: doc.price.period_price,
             period: doc.price.period_seconds,
+            prices: doc.usage.map(|u| u.prices).unwrap_or_default(),
+            usage_cap: doc.usage.map_or(api::Credits::ZERO, |u| u.cap),
+            cap_window: doc.usage.map_or(0, |u| u.window_seconds),
             deadline: expires_at + OPEN_WINDOW.as_secs(),
             permit_nonce: Nonce(permit_nonce),
         };

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use alloy::primitives::{keccak256, B256, U256};
+use alloy::primitives::U256;
 use api::document::ContractDocument;
 use api::usage::{
     ContractUsage, DisputeState, Disputed, RecordOutcome, StoredUsage, UsageOutcome, UsageRecord,
@@ -32,6 +32,8 @@ pub enum UsageRefusal {
     WrongParties,
     #[error("the contract never ran (it is {0})")]
     NotRunning(ContractState),
+    #[error("the contract is closed: usage reported after its close is not charged")]
+    Closed,
     #[error("the interval is outside the contract's life or inverted")]
     OutsideTerm,
     #[error("the record claims more {0} than the plan allows for its interval")]
@@ -80,8 +82,8 @@ pub fn check_limits(r: &UsageRecord, plan: &Plan, quantity: u32) -> Result<(), U
 pub struct PricingContext {
     /// The offer's green-energy share: its reward lowers each charge.
     pub green_percent: u8,
-    /// The region's GPU cost (BillingModels), added to each record with GPU use.
-    pub region: contracts::billing::Region,
+    /// Added to each record with GPU use: the region's GPU cost as the consumer signed it.
+    pub gpu_record_fee: u128,
     /// Traffic of the contract's earlier records, for the free allowance.
     pub bytes_before: u128,
 }
@@ -90,7 +92,18 @@ pub struct PricingContext {
 /// CPU and memory at the plan's prices, GPU time × fraction at the GPU-hour price plus the
 /// region's GPU cost (`machine_learning_credits`), traffic beyond the plan's free allowance,
 /// dataset accesses (the provider's reward), less the green-energy reward. Reserved plans are
-/// paid per period instead, so their usage is recorded at zero.
+/// paid per period instead, so their usage is recorded at zero. Never above what the consumer's
+/// signed prices give for the record (`UsageSettlement.priceCeiling`), which a challenge on
+/// chain checks; without a signed bound, zero.
+pub fn charge(r: &UsageRecord, doc: &ContractDocument, ctx: &PricingContext) -> u128 {
+    let Some(bound) = &doc.usage else {
+        return 0;
+    };
+    let ceiling = contracts::usage::price_ceiling(&r.leaf(), &(&bound.prices.chain()).into());
+    price(r, &doc.plan, ctx).min(ceiling.saturating_to::<u128>())
+}
+
+/// The plan's price for a record (see `charge`).
 pub fn price(r: &UsageRecord, plan: &Plan, ctx: &PricingContext) -> u128 {
     use contracts::billing;
     let Some(p) = &plan.pricing.pay_per_use else {
@@ -105,8 +118,12 @@ pub fn price(r: &UsageRecord, plan: &Plan, ctx: &PricingContext) -> u128 {
         / (1024 * 1024 * HOUR_MS);
     let gpu = if r.gpu_millis > 0 {
         // GPU-milliseconds × 10^5 is GPU-seconds × the 10^8 fraction scale the model uses.
+        let region = billing::Region {
+            gpu_cost: U256::from(ctx.gpu_record_fee),
+            ..Default::default()
+        };
         billing::machine_learning_credits(
-            &ctx.region,
+            &region,
             U256::from(r.gpu_millis),
             U256::from(billing::FULL_GPU / 1000),
             U256::from(p.gpu_hour.base_units()),
@@ -132,11 +149,6 @@ pub fn price(r: &UsageRecord, plan: &Plan, ctx: &PricingContext) -> u128 {
         .map_or(0, |v| v.saturating_to::<u128>())
         / 1000;
     gross.saturating_sub(reward)
-}
-
-/// The record's hash (the Merkle leaf's content): keccak-256 of the signed record's JSON.
-pub fn record_hash(body: &[u8]) -> B256 {
-    keccak256(body)
 }
 
 /// Accepts the records of one report; what each contract's records share (the contract, its
@@ -203,14 +215,11 @@ impl<'a> Ingest<'a> {
         } else {
             0
         };
-        let region = if r.gpu_millis > 0 {
-            self.market.ledger.region(&doc.sla.region).await?
-        } else {
-            contracts::billing::Region::default()
-        };
         Ok(PricingContext {
             green_percent: doc.green_energy_percent,
-            region,
+            gpu_record_fee: doc
+                .usage
+                .map_or(0, |u| u.prices.gpu_record_fee.base_units()),
             bytes_before,
         })
     }
@@ -245,6 +254,9 @@ impl<'a> Ingest<'a> {
         if !c.state.opened() {
             return Ok(refuse(UsageRefusal::NotRunning(c.state)));
         }
+        if c.state == ContractState::Closed {
+            return Ok(refuse(UsageRefusal::Closed));
+        }
         if r.from + SKEW_SECS < c.created_at || r.to > now + SKEW_SECS {
             return Ok(refuse(UsageRefusal::OutsideTerm));
         }
@@ -252,7 +264,7 @@ impl<'a> Ingest<'a> {
             return Ok(refuse(why));
         }
         let ctx = self.pricing_context(doc, r).await?;
-        let amount = Credits::from_base_units(price(r, &doc.plan, &ctx));
+        let amount = Credits::from_base_units(charge(r, doc, &ctx));
         let inserted = sqlx::query(
             "INSERT INTO usage_records (id, contract_id, provider, consumer, from_ts, to_ts, body, record_hash, traffic, amount, received_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (id) DO NOTHING",
@@ -264,7 +276,7 @@ impl<'a> Ingest<'a> {
         .bind(r.from as i64)
         .bind(r.to as i64)
         .bind(body.clone())
-        .bind(record_hash(body.as_bytes()).to_string())
+        .bind(r.leaf_hash().to_string())
         .bind(r.bytes_in.saturating_add(r.bytes_out).min(i64::MAX as u64) as i64)
         .bind(amount.to_string())
         .bind(now as i64)
@@ -515,6 +527,7 @@ impl Market {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloy::primitives::B256;
     use catalog::model::{PlanUnit, Pricing, UnitPrices};
 
     fn plan(ppu: bool) -> Plan {
@@ -628,10 +641,7 @@ mod tests {
         let mut p = plan(true);
         p.pricing.pay_per_use.as_mut().unwrap().gpu_hour = Credits::from_base_units(10_000_000);
         let region = PricingContext {
-            region: contracts::billing::Region {
-                gpu_cost: U256::from(77u64),
-                ..Default::default()
-            },
+            gpu_record_fee: 77,
             ..PricingContext::default()
         };
         assert_eq!(price(&g, &p, &region), 42_000 + 5_000_000 + 77);
@@ -641,6 +651,60 @@ mod tests {
         let mut p = plan(true);
         p.pricing.pay_per_use.as_mut().unwrap().data_access = Credits::from_base_units(500);
         assert_eq!(price(&d, &p, &ctx), 42_000 + 1_500);
-        assert_ne!(record_hash(b"a"), record_hash(b"b"));
+    }
+
+    #[test]
+    fn a_charge_never_exceeds_what_the_signed_prices_give() {
+        let r = record();
+        let did = r.provider.clone();
+        let party = api::document::Party {
+            did,
+            account: alloy::primitives::Address::ZERO,
+        };
+        let doc = |usage| ContractDocument {
+            kind: api::document::DOCUMENT_KIND.into(),
+            contract_id: r.contract,
+            chain_id: 1,
+            marketplace: alloy::primitives::Address::ZERO,
+            consumer: party.clone(),
+            provider: party.clone(),
+            provider_config_cid: None,
+            offer_id: "o".parse().unwrap(),
+            offer_version: 1,
+            plan: plan(true),
+            quantity: 1,
+            price: api::document::Price {
+                model: api::document::PriceModel::PayPerUse,
+                period_price: Credits::ZERO,
+                period_seconds: 0,
+                periods: 0,
+            },
+            deposit: Credits::from_base_units(1_000_000),
+            usage,
+            green_energy_percent: 0,
+            issued_at: 0,
+            sla: api::document::Sla {
+                availability: Default::default(),
+                certified_metrics: vec![],
+                region: "eu".into(),
+                country: "IT".into(),
+            },
+        };
+        let ctx = PricingContext::default();
+        // No signed bound: nothing is charged.
+        assert_eq!(charge(&r, &doc(None), &ctx), 0);
+        let signed = |cpu: u128| api::document::UsageBound {
+            prices: api::document::UsagePrices {
+                cpu_core_hour: Credits::from_base_units(cpu),
+                memory_gib_hour: Credits::from_base_units(7_200_000),
+                network_gb: Credits::from_base_units(1_000_000),
+                ..Default::default()
+            },
+            cap: Credits::from_base_units(1_000_000),
+            window_seconds: 3600,
+        };
+        assert_eq!(charge(&r, &doc(Some(signed(3_600_000))), &ctx), 42_000);
+        // A plan dearer than what was signed is charged at the signed prices.
+        assert_eq!(charge(&r, &doc(Some(signed(1_800_000))), &ctx), 32_000);
     }
 }

@@ -248,7 +248,9 @@ impl Chain {
         .unwrap();
     }
 
-    /// An open request for `consumer` → `provider`, signed by the consumer.
+    /// An open request for `consumer` → `provider`, signed by the consumer; a pay-per-use one
+    /// (no period) bounds usage at `test_prices()` and the deposit per hour, a reserved one takes
+    /// no usage charges.
     pub async fn open_request(
         &self,
         id: B256,
@@ -257,6 +259,30 @@ impl Chain {
         deposit: U256,
         period_price: U256,
         period: u64,
+    ) -> (Marketplace::OpenRequest, Bytes) {
+        let bound = if period == 0 {
+            Bound {
+                prices: test_prices(),
+                cap: deposit,
+                window: 3600,
+            }
+        } else {
+            Bound::none()
+        };
+        self.open_request_bounded(id, consumer, provider, deposit, period_price, period, bound)
+            .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn open_request_bounded(
+        &self,
+        id: B256,
+        consumer: &Actor,
+        provider: &Actor,
+        deposit: U256,
+        period_price: U256,
+        period: u64,
+        bound: Bound,
     ) -> (Marketplace::OpenRequest, Bytes) {
         let deadline = U256::from(self.now().await + 3600);
         let message = eip712::OpenContract {
@@ -268,24 +294,36 @@ impl Chain {
             deposit,
             periodPrice: period_price,
             period,
+            prices: bound.prices,
+            usageCap: bound.cap,
+            capWindow: bound.window,
             deadline,
         };
         let sig = consumer.sign(
             &message,
             &eip712::marketplace_domain(self.chain_id(), self.d().contracts.marketplace),
         );
-        let req = Marketplace::OpenRequest {
-            contractId: message.contractId,
-            consumer: message.consumer,
-            provider: message.provider,
-            termsHash: message.termsHash,
-            termsCid: message.termsCid,
-            deposit,
-            periodPrice: period_price,
-            period,
-            deadline,
-        };
-        (req, sig)
+        (message.into(), sig)
+    }
+
+    /// Opens a funded users[1] → users[0] contract with the usage bound given.
+    pub async fn open_bounded(&self, id: B256, deposit: U256, bound: Bound) {
+        let (provider, consumer) = (&self.users[0], &self.users[1]);
+        self.ensure_registered().await;
+        self.approve(consumer, deposit).await;
+        let (req, sig) = self
+            .open_request_bounded(id, consumer, provider, deposit, U256::ZERO, 0, bound)
+            .await;
+        self.broker
+            .call(
+                self.d().contracts.marketplace,
+                Marketplace::openCall {
+                    req,
+                    consumerSig: sig,
+                },
+            )
+            .await
+            .unwrap();
     }
 
     /// Registers users[0] as provider, users[1] as consumer, and opens a funded contract.
@@ -334,6 +372,36 @@ impl Chain {
     }
 }
 
+/// The consumer's signed bound on usage charges.
+#[derive(Debug, Clone)]
+pub struct Bound {
+    pub prices: eip712::UsagePrices,
+    pub cap: U256,
+    pub window: u64,
+}
+
+impl Bound {
+    pub fn none() -> Self {
+        Self {
+            prices: eip712::UsagePrices::default(),
+            cap: U256::ZERO,
+            window: 0,
+        }
+    }
+}
+
+/// Unit prices: a credit per core-hour, GiB-hour, GPU-hour and GB; a tenth per data access.
+pub fn test_prices() -> eip712::UsagePrices {
+    eip712::UsagePrices {
+        cpuCoreHour: credits(1),
+        memoryGibHour: credits(1),
+        gpuHour: credits(1),
+        networkGb: credits(1),
+        dataAccess: credits(1) / U256::from(10),
+        gpuRecordFee: U256::ZERO,
+    }
+}
+
 pub fn credits(n: u64) -> U256 {
     U256::from(n) * U256::from(CREDIT)
 }
@@ -359,4 +427,72 @@ pub fn bytes32(s: &str) -> FixedBytes<32> {
     let mut b = [0u8; 32];
     b[..s.len()].copy_from_slice(s.as_bytes());
     FixedBytes(b)
+}
+
+/// A settlement batch for tests: each contract's leaves (record hash, amount) under it.
+pub struct TestBatch {
+    pub id: B256,
+    pub groups: Vec<(B256, Vec<(B256, U256)>)>,
+    pub tree: contracts::merkle::BatchTree,
+}
+
+impl TestBatch {
+    pub fn new(id: B256, groups: Vec<(B256, Vec<(B256, U256)>)>) -> Self {
+        let tree = contracts::merkle::BatchTree::new(&groups).unwrap();
+        Self { id, groups, tree }
+    }
+
+    /// One leaf per contract, charged its amount.
+    pub fn simple(id: B256, contracts: &[B256], amounts: &[U256]) -> Self {
+        let groups = contracts
+            .iter()
+            .zip(amounts)
+            .map(|(c, a)| (*c, vec![(alloy::primitives::keccak256(c), *a)]))
+            .collect();
+        Self::new(id, groups)
+    }
+
+    /// Charges each contract the sum of its leaves.
+    pub fn call(&self) -> contracts::UsageSettlement::settleCall {
+        let amounts = self
+            .groups
+            .iter()
+            .map(|(_, ls)| ls.iter().map(|(_, a)| *a).sum())
+            .collect();
+        self.call_with(amounts)
+    }
+
+    /// Charges each contract what `amounts` says, whatever its leaves sum to.
+    pub fn call_with(&self, amounts: Vec<U256>) -> contracts::UsageSettlement::settleCall {
+        contracts::UsageSettlement::settleCall {
+            batchId: self.id,
+            merkleRoot: self.tree.root(),
+            recordsCid: "bafkreibatch".into(),
+            recordCount: self.groups.iter().map(|(_, l)| l.len() as u32).sum(),
+            contractIds: self.groups.iter().map(|(c, _)| *c).collect(),
+            amounts,
+        }
+    }
+
+    /// The paths of leaf `record` of the `contract`-th contract, as the contract takes them.
+    pub fn paths(
+        &self,
+        contract: usize,
+        record: usize,
+    ) -> (
+        Vec<contracts::UsageSettlement::Step>,
+        Vec<contracts::UsageSettlement::Step>,
+    ) {
+        let p = self.tree.proof(contract, record).unwrap();
+        let conv = |v: Vec<contracts::merkle::Step>| {
+            v.into_iter()
+                .map(|s| contracts::UsageSettlement::Step {
+                    hash: s.hash,
+                    sum: s.sum,
+                    left: s.left,
+                })
+                .collect()
+        };
+        (conv(p.record_path), conv(p.contract_path))
+    }
 }

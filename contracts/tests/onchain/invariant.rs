@@ -1,9 +1,11 @@
-//! Token conservation over random sequences of every state-changing operation:
-//! Σ balances (escrow held by the marketplace included) = minted − burned, and the marketplace
-//! holds exactly escrow + provider earnings + fees.
+//! Token conservation over random sequences of every state-changing operation, honest and
+//! malicious (charges above the signed cap, totals above the leaves, replayed batches,
+//! challenges true and false, releases early and late): Σ balances (escrow held by the
+//! marketplace included) = minted − burned; the marketplace holds exactly escrow + held periods +
+//! locked usage + provider earnings + fees; and no contract is ever charged usage beyond what
+//! its consumer signed (its window's charges within its cap, none on a reserved plan).
 
 use alloy::primitives::{Address, Bytes, B256, U256};
-use contracts::merkle::MerkleTree;
 use contracts::{CreditToken, Marketplace, UsageSettlement};
 use ledger::accounts::dev_signer;
 use rand::{Rng, SeedableRng};
@@ -14,6 +16,8 @@ struct Ledger {
     minted: U256,
     burned: U256,
     contracts: Vec<B256>,
+    /// Settled batches with the amounts sent for each contract.
+    batches: Vec<TestBatch>,
 }
 
 async fn check(c: &Chain, l: &Ledger, step: usize, seed: u64) {
@@ -39,13 +43,14 @@ async fn check(c: &Chain, l: &Ledger, step: usize, seed: u64) {
     let earnings = market.totalEarnings().call().await.unwrap();
     let fees = market.feesAccrued().call().await.unwrap();
     let held = market.totalHeld().call().await.unwrap();
+    let locked = market.totalLocked().call().await.unwrap();
     assert_eq!(
         token
             .balanceOf(d.contracts.marketplace)
             .call()
             .await
             .unwrap(),
-        escrow + held + earnings + fees,
+        escrow + held + locked + earnings + fees,
         "{ctx}: marketplace solvency"
     );
     let (mut per_contract, mut held_per_contract) = (U256::ZERO, U256::ZERO);
@@ -53,6 +58,21 @@ async fn check(c: &Chain, l: &Ledger, step: usize, seed: u64) {
         let a = c.agreement(*id).await;
         per_contract += a.escrow;
         held_per_contract += a.held;
+        assert!(
+            a.windowCharged <= a.usageCap,
+            "{ctx}: {id} charged {} in a window capped at {}",
+            a.windowCharged,
+            a.usageCap
+        );
+    }
+    // No usage charge on a contract that signed no usage bound.
+    if let Some(b) = l.batches.last() {
+        for (cid, _) in &b.groups {
+            if c.agreement(*cid).await.capWindow == 0 {
+                let u = market.usageCharge(b.id, *cid).call().await.unwrap();
+                assert_eq!(u.charged, 0, "{ctx}: usage charged to reserved {cid}");
+            }
+        }
     }
     assert_eq!(per_contract, escrow, "{ctx}: escrow per contract");
     assert_eq!(held_per_contract, held, "{ctx}: held per contract");
@@ -86,9 +106,10 @@ async fn tokens_are_conserved_over_random_operation_sequences() {
         minted: token.totalSupply().call().await.unwrap(),
         burned: U256::ZERO,
         contracts: vec![],
+        batches: vec![],
     };
     let mut next_id = 0u64;
-    let mut kinds = [0usize; 10];
+    let mut kinds = [0usize; 12];
 
     for step in 0..120 {
         let mut live = Vec::new();
@@ -100,7 +121,7 @@ async fn tokens_are_conserved_over_random_operation_sequences() {
         let kind = if live.len() < 3 {
             0
         } else {
-            rng.gen_range(0..10)
+            rng.gen_range(0..12)
         };
         let pick = |rng: &mut rand::rngs::StdRng, l: &Ledger| {
             l.contracts[rng.gen_range(0..l.contracts.len())]
@@ -119,8 +140,26 @@ async fn tokens_are_conserved_over_random_operation_sequences() {
                 } else {
                     (U256::ZERO, 0)
                 };
+                // Pay-per-use: a cap of a fraction of the deposit per 10 minutes.
+                let bound = if period == 0 {
+                    Bound {
+                        prices: test_prices(),
+                        cap: deposit / U256::from(rng.gen_range(1u64..4)),
+                        window: 600,
+                    }
+                } else {
+                    Bound::none()
+                };
                 let (req, sig) = c
-                    .open_request(cid, &c.users[ki], &c.users[pi], deposit, price, period)
+                    .open_request_bounded(
+                        cid,
+                        &c.users[ki],
+                        &c.users[pi],
+                        deposit,
+                        price,
+                        period,
+                        bound,
+                    )
                     .await;
                 let r = c
                     .broker
@@ -164,7 +203,7 @@ async fn tokens_are_conserved_over_random_operation_sequences() {
                         continue;
                     }
                     let escrow = c.agreement(cid).await.escrow;
-                    // Sometimes more than the escrow: the whole batch must revert.
+                    // Sometimes more than the escrow or the cap: that contract is skipped.
                     let cap = escrow.saturating_add(U256::from(2));
                     let amount = U256::from(
                         rng.gen_range(1..=cap.to::<u128>().clamp(1, u64::MAX as u128) as u64),
@@ -172,17 +211,40 @@ async fn tokens_are_conserved_over_random_operation_sequences() {
                     ids.push(cid);
                     amounts.push(amount);
                 }
-                let root = MerkleTree::from_record_hashes(&ids).unwrap().root();
-                next_id += 1;
-                let call = UsageSettlement::settleCall {
-                    batchId: id(1_000_000 + next_id),
-                    merkleRoot: root,
-                    recordsCid: "bafkreibatch".into(),
-                    recordCount: ids.len() as u32,
-                    contractIds: ids,
-                    amounts,
+                if ids.is_empty() {
+                    continue;
+                }
+                // Leaves that sum to the amounts, or (a dishonest settler) to less.
+                let groups = ids
+                    .iter()
+                    .zip(&amounts)
+                    .map(|(cid, a)| {
+                        let leaf = if rng.gen_bool(0.8) {
+                            *a
+                        } else {
+                            *a / U256::from(2)
+                        };
+                        (*cid, vec![(alloy::primitives::keccak256(cid), leaf)])
+                    })
+                    .collect();
+                // Sometimes a replay of an earlier batch: it must revert.
+                let replay = !l.batches.is_empty() && rng.gen_bool(0.1);
+                let batch_id = if replay {
+                    l.batches[rng.gen_range(0..l.batches.len())].id
+                } else {
+                    next_id += 1;
+                    id(1_000_000 + next_id)
                 };
-                c.broker.call(s, call).await.is_ok()
+                let b = TestBatch::new(batch_id, groups);
+                let r = c.broker.call(s, b.call_with(amounts)).await;
+                assert!(
+                    !(replay && r.is_ok()),
+                    "seed {seed}: a replayed batch settled"
+                );
+                if r.is_ok() {
+                    l.batches.push(b);
+                }
+                r.is_ok()
             }
             3 => {
                 if rng.gen_bool(0.5) {
@@ -300,6 +362,61 @@ async fn tokens_are_conserved_over_random_operation_sequences() {
                     r.is_ok()
                 }
             }
+            10 if !l.batches.is_empty() => {
+                // Release a batch's charges, early or late.
+                if rng.gen_bool(0.5) {
+                    c.advance(60).await;
+                }
+                let b = &l.batches[rng.gen_range(0..l.batches.len())];
+                let market = Marketplace::new(m, c.admin.client.provider());
+                let mut contracts = Vec::new();
+                for (cid, _) in &b.groups {
+                    if market.usageCharge(b.id, *cid).call().await.unwrap().charged != 0 {
+                        contracts.push(*cid);
+                    }
+                }
+                c.users[5]
+                    .call(
+                        m,
+                        Marketplace::releaseCall {
+                            r#ref: b.id,
+                            contractIds: contracts,
+                        },
+                    )
+                    .await
+                    .is_ok()
+            }
+            11 if !l.batches.is_empty() => {
+                // A challenge of a total: true when the settler charged above the leaves.
+                let b = &l.batches[rng.gen_range(0..l.batches.len())];
+                // Mostly a contract charged above its leaves, sometimes any (a false claim).
+                let market = Marketplace::new(m, c.admin.client.provider());
+                let mut ci = rng.gen_range(0..b.groups.len());
+                if rng.gen_bool(0.8) {
+                    for (i, (cid, leaves)) in b.groups.iter().enumerate() {
+                        let u = market.usageCharge(b.id, *cid).call().await.unwrap();
+                        if U256::from(u.charged) > leaves[0].1 {
+                            ci = i;
+                        }
+                    }
+                }
+                let (cid, leaves) = &b.groups[ci];
+                let (rp, cp) = b.paths(ci, 0);
+                c.users[rng.gen_range(0..6)]
+                    .call(
+                        s,
+                        UsageSettlement::challengeTotalCall {
+                            batchId: b.id,
+                            contractId: *cid,
+                            recordHash: leaves[0].0,
+                            amount: leaves[0].1,
+                            recordPath: rp,
+                            contractPath: cp,
+                        },
+                    )
+                    .await
+                    .is_ok()
+            }
             _ => {
                 let (from, to) = (rng.gen_range(0..6), rng.gen_range(0..6));
                 c.users[from]
@@ -321,7 +438,7 @@ async fn tokens_are_conserved_over_random_operation_sequences() {
     }
     // The sequence really exercised escrow in and out.
     assert!(
-        kinds[0] > 0 && kinds[2] + kinds[3] > 0,
+        kinds[0] > 0 && kinds[2] + kinds[3] > 0 && kinds[10] + kinds[11] > 0,
         "seed {seed}: {kinds:?}"
     );
 }

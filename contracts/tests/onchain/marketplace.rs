@@ -593,7 +593,8 @@ async fn closed_contracts_and_expired_or_unfunded_authorisations_change_nothing(
     };
     assert_revert::<E>(c.broker.call(m, call).await, |e| matches!(e, E::Expired(_)));
 
-    // A usage charge of zero is refused.
+    // A usage charge of zero is refused (skipped: the batch settles, nothing moves).
+    let before = c.agreement(id(20)).await.escrow;
     let zero = contracts::UsageSettlement::settleCall {
         batchId: id(300),
         merkleRoot: id(301),
@@ -602,11 +603,21 @@ async fn closed_contracts_and_expired_or_unfunded_authorisations_change_nothing(
         contractIds: vec![id(20)],
         amounts: vec![U256::ZERO],
     };
-    let err = c.broker.call(s, zero).await.unwrap_err();
-    assert!(
-        matches!(err.decode_revert::<E>(), Some(E::ZeroAmount(_))),
-        "{err}"
-    );
+    let receipt = c.broker.client.send_call(s, &zero).await.unwrap();
+    let skipped = receipt
+        .inner
+        .logs()
+        .iter()
+        .find_map(|l| {
+            l.log_decode::<contracts::UsageSettlement::ChargeSkipped>()
+                .ok()
+        })
+        .expect("skipped");
+    assert!(matches!(
+        <E as alloy::sol_types::SolInterface>::abi_decode(&skipped.inner.data.reason),
+        Ok(E::ZeroAmount(_))
+    ));
+    assert_eq!(c.agreement(id(20)).await.escrow, before);
 
     c.broker
         .call(m, Marketplace::closeCall { contractId: id(20) })
@@ -661,11 +672,20 @@ async fn closed_contracts_and_expired_or_unfunded_authorisations_change_nothing(
         contractIds: vec![id(20)],
         amounts: vec![U256::from(1)],
     };
-    let err = c.broker.call(s, late_batch).await.unwrap_err();
-    assert!(
-        matches!(err.decode_revert::<E>(), Some(E::WrongStatus(_))),
-        "{err}"
-    );
+    let receipt = c.broker.client.send_call(s, &late_batch).await.unwrap();
+    let skipped = receipt
+        .inner
+        .logs()
+        .iter()
+        .find_map(|l| {
+            l.log_decode::<contracts::UsageSettlement::ChargeSkipped>()
+                .ok()
+        })
+        .expect("skipped");
+    assert!(matches!(
+        <E as alloy::sol_types::SolInterface>::abi_decode(&skipped.inner.data.reason),
+        Ok(E::WrongStatus(_))
+    ));
     assert_eq!(c.balance(m).await, after_close);
 
     // Fees cannot be over-withdrawn.

@@ -6,7 +6,6 @@
 use alloy::primitives::{Address, B256, U256};
 use alloy::sol_types::SolConstructor;
 use contracts::bindings::roles;
-use contracts::merkle::MerkleTree;
 use contracts::Marketplace::{self, MarketplaceErrors as E};
 use contracts::UsageSettlement::{self, UsageSettlementErrors as SE};
 
@@ -15,15 +14,7 @@ use crate::common::*;
 const CLOSED: u8 = 4;
 
 fn settle(batch: u64, ids: Vec<B256>, amounts: Vec<U256>) -> UsageSettlement::settleCall {
-    let root = MerkleTree::from_record_hashes(&ids).unwrap().root();
-    UsageSettlement::settleCall {
-        batchId: id(1_000_000 + batch),
-        merkleRoot: root,
-        recordsCid: "bafkreibatch".into(),
-        recordCount: ids.len() as u32,
-        contractIds: ids,
-        amounts,
-    }
+    TestBatch::simple(id(1_000_000 + batch), &ids, &amounts).call()
 }
 
 /// Deploys a second Marketplace from `c.admin`; `Err` when its constructor refuses.
@@ -42,6 +33,7 @@ async fn fresh_marketplace(
             registry_: c.d().contracts.participant_registry,
             feeBps_: 100,
             closeGrace_: close_grace,
+            challengeWindow_: 60,
         }
         .abi_encode(),
     );
@@ -210,8 +202,29 @@ async fn a_running_contract_keeps_the_fee_and_grace_it_opened_with() {
         .call(m, Marketplace::setCloseGraceCall { closeGrace_: max })
         .await
         .unwrap();
+    // The challenge window too is the one the contract opened with.
+    c.admin
+        .call(
+            m,
+            Marketplace::setChallengeWindowCall {
+                challengeWindow_: 7 * 24 * 3600,
+            },
+        )
+        .await
+        .unwrap();
     c.broker
         .call(s, settle(1, vec![id(1)], vec![credits(10)]))
+        .await
+        .unwrap();
+    c.advance(opened.challengeWindow).await;
+    c.users[5]
+        .call(
+            m,
+            Marketplace::releaseCall {
+                r#ref: id(1_000_001),
+                contractIds: vec![id(1)],
+            },
+        )
         .await
         .unwrap();
     assert_eq!(

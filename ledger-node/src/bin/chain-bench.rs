@@ -8,7 +8,7 @@ use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::SolStruct;
 use anyhow::{Context, Result};
 use clap::Parser;
-use contracts::merkle::MerkleTree;
+use contracts::merkle::BatchTree;
 use contracts::{
     eip712, CredentialRegistry, CreditToken, Marketplace, ParticipantRegistry, UsageSettlement,
     CREDIT,
@@ -142,21 +142,18 @@ async fn marketplace_gas(url: &str, d: &Deployment) -> Result<Gas> {
             deposit: U256::from(100 * CREDIT),
             periodPrice: price,
             period,
+            prices: Default::default(),
+            usageCap: if period == 0 {
+                U256::from(100 * CREDIT)
+            } else {
+                U256::ZERO
+            },
+            capWindow: if period == 0 { 3600 } else { 0 },
             deadline,
         };
         let sig = sign(&cs, &m, &domain);
         Marketplace::openCall {
-            req: Marketplace::OpenRequest {
-                contractId: m.contractId,
-                consumer: m.consumer,
-                provider: m.provider,
-                termsHash: m.termsHash,
-                termsCid: m.termsCid,
-                deposit: m.deposit,
-                periodPrice: m.periodPrice,
-                period: m.period,
-                deadline: m.deadline,
-            },
+            req: m.into(),
             consumerSig: sig,
         }
     };
@@ -225,15 +222,25 @@ async fn marketplace_gas(url: &str, d: &Deployment) -> Result<Gas> {
             )
             .await?,
     );
-    let records: Vec<B256> = (0..100u64)
-        .map(|i| keccak256(format!("record-{i}")))
-        .collect();
-    let root = MerkleTree::from_record_hashes(&records)?.root();
+    // Ten records of 100 base units per contract, under each contract's node.
+    let tree = |n: usize| {
+        let groups: Vec<(B256, Vec<(B256, U256)>)> = ids[..n]
+            .iter()
+            .map(|id| {
+                let leaves = (0..10u64)
+                    .map(|i| (keccak256(format!("{id}-record-{i}")), U256::from(100u64)))
+                    .collect();
+                (*id, leaves)
+            })
+            .collect();
+        BatchTree::new(&groups)
+    };
+    let (root1, root10) = (tree(1)?.root(), tree(10)?.root());
     let settle = |batch: u64, n: usize| UsageSettlement::settleCall {
         batchId: keccak256(format!("batch-{batch}")),
-        merkleRoot: root,
+        merkleRoot: if n == 1 { root1 } else { root10 },
         recordsCid: "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku".into(),
-        recordCount: 100,
+        recordCount: 10 * n as u32,
         contractIds: ids[..n].to_vec(),
         amounts: vec![U256::from(1000u64); n],
     };

@@ -53,6 +53,9 @@ enum Command {
         /// Broker fee on charges, in basis points (at most 1000).
         #[arg(long, default_value_t = 100)]
         fee_bps: u16,
+        /// Seconds a usage charge can be challenged before the provider earns it (at most 30 days).
+        #[arg(long, default_value_t = 24 * 3600)]
+        challenge_window: u64,
         /// Where to write deployment.json.
         #[arg(long, default_value = "deployment.json")]
         out: PathBuf,
@@ -147,6 +150,7 @@ async fn run() -> Result<()> {
             broker,
             admin_delay,
             fee_bps,
+            challenge_window,
             out,
         } => {
             if out.exists() {
@@ -162,6 +166,7 @@ async fn run() -> Result<()> {
             options.expected_chain_id = chain_id;
             options.admin_delay = admin_delay;
             options.fee_bps = fee_bps;
+            options.challenge_window = challenge_window;
             let bar = spinner();
             let deployment =
                 deploy(&client, &options, |step| bar.set_message(step.to_string())).await;

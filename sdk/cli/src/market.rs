@@ -59,6 +59,13 @@ pub struct BuyArgs {
     /// Escrow deposit in credits, e.g. 12.5 (required for pay-per-use plans).
     #[arg(long, value_parser = parse_credits)]
     deposit: Option<Credits>,
+    /// Pay-per-use plans: the most usage the chain lets be charged per charging window, in
+    /// credits (default: the deposit).
+    #[arg(long, value_parser = parse_credits)]
+    usage_cap: Option<Credits>,
+    /// Pay-per-use plans: the charging window in seconds (default 3600).
+    #[arg(long)]
+    cap_window: Option<u64>,
 }
 
 #[derive(Subcommand)]
@@ -282,6 +289,8 @@ pub async fn buy(ctx: &Ctx, args: BuyArgs) -> Result<()> {
         quantity: args.quantity,
         periods: args.periods,
         deposit: args.deposit,
+        usage_cap: args.usage_cap,
+        cap_window: args.cap_window,
     };
     let evm = ctx.evm(false)?;
     let session = ctx.session()?;
@@ -467,8 +476,7 @@ pub async fn usage(ctx: &Ctx, cmd: UsageCommand) -> Result<()> {
         }
         UsageCommand::Prove { record } => {
             let p = session.usage_proof(&record).await?;
-            let path: Vec<_> = p.proof.iter().map(|h| h.0).collect();
-            let local = contracts::merkle::verify(p.root.0, p.record_hash.0, &path);
+            let local = p.verifies();
             ctx.out.emit(&p, |p| {
                 format!(
                     "record {record}: proof {} here, {} on chain (batch {})",
