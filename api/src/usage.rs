@@ -262,6 +262,8 @@ pub enum LineKind {
     /// The unused share of a prepaid period given back on an early close by the provider or
     /// the broker (a negative charge, back to the escrow).
     Unused,
+    /// A usage charge proven an overcharge on chain, given back (a negative charge).
+    Overcharge,
     /// Escrow returned at close.
     Refund,
 }
@@ -274,6 +276,7 @@ impl LineKind {
             Self::Usage => "usage",
             Self::Topup => "topup",
             Self::Unused => "unused",
+            Self::Overcharge => "overcharge",
             Self::Refund => "refund",
         }
     }
@@ -289,7 +292,7 @@ impl LineKind {
         let a = amount.base_units() as i128;
         match self {
             Self::Period | Self::Usage => a,
-            Self::Unused => -a,
+            Self::Unused | Self::Overcharge => -a,
             Self::Deposit | Self::Topup | Self::Refund => 0,
         }
     }

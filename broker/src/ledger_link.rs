@@ -36,6 +36,10 @@ pub enum MoveKind {
     },
     /// The unused share of a prepaid period, back to escrow.
     PeriodRefunded,
+    /// A usage charge of a batch proven an overcharge, given back.
+    Overcharge {
+        batch: B256,
+    },
     /// The escrow returned to the consumer.
     Closed,
 }
@@ -159,6 +163,13 @@ impl LedgerLink {
     }
 
     fn read_err(&self, e: alloy::contract::Error) -> ChainError {
+        // A view that reverts answered: the chain refused the question, it is not unavailable.
+        if let Some(data) = e.as_revert_data() {
+            return ChainError::Client(ClientError::Reverted {
+                reason: e.to_string(),
+                data: Some(data),
+            });
+        }
         ChainError::Client(ClientError::Unreachable {
             url: self.client.url().to_string(),
             reason: e.to_string(),
@@ -351,6 +362,9 @@ impl LedgerLink {
                 (kind, e.inner.data.amount)
             } else if let Ok(e) = log.log_decode::<Marketplace::PeriodRefunded>() {
                 (MoveKind::PeriodRefunded, e.inner.data.amount)
+            } else if let Ok(e) = log.log_decode::<Marketplace::OverchargeRefunded>() {
+                let batch = e.inner.data.r#ref;
+                (MoveKind::Overcharge { batch }, e.inner.data.amount)
             } else if let Ok(e) = log.log_decode::<Marketplace::ContractClosed>() {
                 (MoveKind::Closed, e.inner.data.refund)
             } else {

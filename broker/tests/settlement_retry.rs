@@ -1,6 +1,7 @@
 //! A batch is paid once whatever happens between the database and the chain: a broker that
 //! settled a batch on chain but did not record it (it stopped) finds it `built` again, asks the
-//! chain, and does not pay twice; a batch the chain refuses (an escrow too small) changes nothing.
+//! chain, and does not pay twice; a contract whose escrow is short pays what it can and the rest
+//! waits; two brokers sharing one PostgreSQL never put a record in two batches.
 
 use std::sync::Arc;
 
@@ -66,21 +67,25 @@ async fn a_batch_settled_but_not_recorded_is_never_paid_twice() {
     )
     .await
     .unwrap();
-    // 30 records of 100 for the first contract; 1 of 100 for the second, whose escrow is 50.
+    // 30 records of 100 for the first contract; 2 of 40 and 1 of 100 for the second, whose
+    // escrow is 50: it pays its first record, the rest waits.
     let mut records = Vec::new();
     for i in 0..30 {
-        records.push((format!("a{i:02}"), ids[0]));
+        records.push((format!("a{i:02}"), ids[0], 100));
     }
-    records.push(("b00".to_string(), ids[1]));
-    for (n, (rid, cid)) in records.iter().enumerate() {
+    records.push(("b00".to_string(), ids[1], 40));
+    records.push(("b01".to_string(), ids[1], 40));
+    records.push(("b02".to_string(), ids[1], 100));
+    for (n, (rid, cid, amount)) in records.iter().enumerate() {
         sqlx::query(
             "INSERT INTO usage_records (id, contract_id, provider, consumer, from_ts, to_ts, body, record_hash, amount, received_at) \
-             VALUES ($1, $2, 'p', 'c', 0, 1, $3, $4, '100', $5)",
+             VALUES ($1, $2, 'p', 'c', 0, 1, $3, $4, $5, $6)",
         )
         .bind(rid.clone())
         .bind(cid.to_string())
         .bind(format!("{{\"id\":\"{rid}\"}}"))
         .bind(keccak256(rid.as_bytes()).to_string())
+        .bind(amount.to_string())
         .bind(n as i64)
         .execute(store.pool())
         .await
@@ -102,17 +107,17 @@ async fn a_batch_settled_but_not_recorded_is_never_paid_twice() {
         async move { m.agreement(id).call().await.unwrap().charged }
     };
 
-    // The contract whose escrow cannot pay is left out; the other is settled once.
-    assert_eq!(settle_once(&market, 1_000).await.unwrap(), 30);
+    // The contract whose escrow is short pays what it can; the other is settled whole, once.
+    assert_eq!(settle_once(&market, 1_000).await.unwrap(), 31);
     assert_eq!(charged(ids[0]).await, U256::from(3_000u64));
-    assert_eq!(charged(ids[1]).await, U256::ZERO);
+    assert_eq!(charged(ids[1]).await, U256::from(40u64));
 
     // As if the broker stopped after the chain settled the batch but before recording it.
     sqlx::query("UPDATE settlement_batches SET state = 'built', tx_hash = NULL")
         .execute(store.pool())
         .await
         .unwrap();
-    assert_eq!(settle_once(&market, 1_001).await.unwrap(), 30);
+    assert_eq!(settle_once(&market, 1_001).await.unwrap(), 31);
     assert_eq!(
         charged(ids[0]).await,
         U256::from(3_000u64),
@@ -130,7 +135,7 @@ async fn a_batch_settled_but_not_recorded_is_never_paid_twice() {
             .fetch_one(store.pool())
             .await
             .unwrap();
-    assert_eq!(waiting, 1);
+    assert_eq!(waiting, 2);
 
     // A batch whose stored charges cannot be read is an error naming them, never a batch that
     // looks settled with nothing to pay.

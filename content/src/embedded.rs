@@ -41,8 +41,11 @@ impl EmbeddedStore {
             if tokio::fs::try_exists(&path).await.unwrap_or(false) {
                 continue;
             }
-            // Write then rename: a block file is complete or absent.
-            let tmp = path.with_extension("tmp");
+            // Write then rename: a block file is complete or absent. The temporary name is this
+            // write's own, so concurrent puts of one block never take each other's file.
+            static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let tmp = path.with_extension(format!("{}-{n}.tmp", std::process::id()));
             tokio::fs::write(&tmp, &block.bytes)
                 .await
                 .map_err(Self::io(&tmp))?;

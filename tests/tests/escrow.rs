@@ -73,6 +73,10 @@ async fn escrow_is_watched_warned_suspended_topped_up_and_closed() {
         async move {
             let mut req = request(&o, 1);
             req.deposit = Some(units(deposit));
+            // Top-ups raise what the contract may spend: the signed bound per hour is above
+            // the deposit here (the default, the deposit, would hold the usage after a top-up
+            // back until the next hour).
+            req.usage_cap = Some(units(100_000_000));
             buy_by_policy(consumer, &req).await
         }
     };

@@ -50,9 +50,24 @@ impl Market {
         let now = now();
         let contract_id = api::ContractId(B256::from(rand::random::<[u8; 32]>()));
         let d = &self.ledger.deployment;
+        // A plan that prices GPU time adds the region's GPU cost to each record with GPU use.
         let gpu_record_fee = match offer.plan(req.plan_id.as_str()) {
-            Some(p) if p.pricing.pay_per_use.is_some() => {
-                let fee = self.ledger.region(&offer.location.region).await?.gpu_cost;
+            Some(p)
+                if p.pricing
+                    .pay_per_use
+                    .as_ref()
+                    .is_some_and(|u| !u.gpu_hour.is_zero()) =>
+            {
+                let fee = match self.ledger.region(&offer.location.region).await {
+                    Ok(r) => r.gpu_cost,
+                    Err(e) if e.is_revert() => {
+                        return Err(MarketError::Conflict(format!(
+                            "the offer's region {} has no GPU cost on chain; the provider must list it in a known region",
+                            offer.location.region
+                        )))
+                    }
+                    Err(e) => return Err(e.into()),
+                };
                 api::Credits::from_base_units(fee.saturating_to::<u128>())
             }
             _ => api::Credits::ZERO,

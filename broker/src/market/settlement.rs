@@ -213,8 +213,9 @@ async fn waiting_contracts(
     limit: usize,
 ) -> Result<Vec<ContractId>, MarketError> {
     let rows: Vec<(String,)> = sqlx::query_as(
-        "SELECT u.contract_id FROM usage_records u JOIN contracts c ON c.id = u.contract_id \
-         WHERE u.batch_id IS NULL AND u.disputed_at IS NULL AND u.received_at <= $1 AND c.state <> 'closed' \
+        "SELECT u.contract_id FROM usage_records u \
+         WHERE u.batch_id IS NULL AND u.disputed_at IS NULL AND u.received_at <= $1 \
+         AND NOT EXISTS (SELECT 1 FROM contracts c WHERE c.id = u.contract_id AND c.state = 'closed') \
          GROUP BY u.contract_id ORDER BY MIN(u.received_at), u.contract_id LIMIT $2",
     )
     .bind(cutoff as i64)

@@ -51,6 +51,15 @@ impl Market {
                     LineKind::Unused,
                     format!("unused share of the period, tx {}", m.tx),
                 ),
+                MoveKind::Overcharge { batch } => {
+                    let batch = format!("{batch}");
+                    *chain_batches.entry(batch.clone()).or_default() -=
+                        m.amount.base_units() as i128;
+                    (
+                        LineKind::Overcharge,
+                        format!("proven overcharge of batch {batch}, tx {}", m.tx),
+                    )
+                }
                 MoveKind::Closed => (LineKind::Refund, format!("tx {}", m.tx)),
             };
             all.push(StatementLine {
