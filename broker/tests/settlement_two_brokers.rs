@@ -24,6 +24,9 @@ const CONTRACTS: usize = 10;
 const PER_CONTRACT: usize = 1_000;
 const AMOUNT: u64 = 7;
 
+/// A leaf as a batch stores it: record id, record hash, amount.
+type Leaf = (String, String, String);
+
 #[tokio::test]
 async fn two_brokers_on_one_database_never_charge_a_record_twice() {
     let pg = PgServer::start().expect("PostgreSQL starts");
@@ -172,8 +175,7 @@ async fn two_brokers_on_one_database_never_charge_a_record_twice() {
             .unwrap();
     let mut seen: HashMap<String, String> = HashMap::new();
     for (batch, leaves) in &batches {
-        let leaves: Vec<(String, Vec<(String, String, String)>)> =
-            serde_json::from_str(leaves).unwrap();
+        let leaves: Vec<(String, Vec<Leaf>)> = serde_json::from_str(leaves).unwrap();
         for (_, records) in leaves {
             for (rid, _, _) in records {
                 assert!(
