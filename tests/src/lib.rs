@@ -135,6 +135,39 @@ impl BrokerProcess {
         }
     }
 
+    /// Moves the embedded chain's clock on by `seconds` and mines a block.
+    pub async fn advance_chain(&self, seconds: u64) {
+        let rpc = self.chain_url();
+        let http = reqwest::Client::new();
+        for (method, params) in [
+            ("evm_increaseTime", serde_json::json!([seconds])),
+            ("evm_mine", serde_json::json!([])),
+        ] {
+            http.post(&rpc)
+                .json(&serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}))
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+
+    /// What `account` can withdraw from the Marketplace now.
+    pub async fn earnings(
+        &self,
+        marketplace: alloy::primitives::Address,
+        account: alloy::primitives::Address,
+    ) -> alloy::primitives::U256 {
+        let provider = alloy::providers::ProviderBuilder::new()
+            .connect(&self.chain_url())
+            .await
+            .unwrap();
+        contracts::Marketplace::new(marketplace, provider)
+            .earnings(account)
+            .call()
+            .await
+            .unwrap()
+    }
+
     /// The chain's RPC URL the broker reported.
     pub fn chain_url(&self) -> String {
         self.output

@@ -305,20 +305,7 @@ async fn reserved_periods_are_charged_in_advance_until_the_escrow_runs_out() {
     let mut events = consumer.session.events(Some(0)).await.unwrap();
     // Three periods escrowed: charged at opening, then as each falls due (the chain's clock is
     // moved on a period at a time); the fourth cannot be paid and the chain suspends it.
-    let rpc = broker.chain_url();
-    let http = reqwest::Client::new();
-    let advance = || async {
-        for (method, params) in [
-            ("evm_increaseTime", serde_json::json!([61])),
-            ("evm_mine", serde_json::json!([])),
-        ] {
-            http.post(&rpc)
-                .json(&serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}))
-                .send()
-                .await
-                .unwrap();
-        }
-    };
+    let advance = || broker.advance_chain(61);
     assert_eq!(chain_of(&consumer, c.id).await.charged, units(1_000_000));
     for charged in [2_000_000, 3_000_000] {
         advance().await;

@@ -423,8 +423,28 @@ async fn sessions_become_usage_records_settled_in_a_batch_on_chain() {
         csv.starts_with("at,kind,reference,amount\n") && csv.contains(",usage,"),
         "{csv}"
     );
-    // The provider withdraws its earnings (the charge less the broker's fee) with its own account.
+    // Nothing is the provider's while the charge can be challenged; after the window (60 s on
+    // the development chain) the broker releases it.
     let net = statement.provider_net;
+    let marketplace = sdk::Client::new(&url)
+        .unwrap()
+        .ledger()
+        .await
+        .unwrap()
+        .contracts
+        .marketplace;
+    let account = provider.evm.address();
+    assert_eq!(
+        broker.earnings(marketplace, account).await,
+        alloy::primitives::U256::ZERO
+    );
+    broker.advance_chain(61).await;
+    eventually("the charges to be released", Patience::secs(30), || async {
+        broker.earnings(marketplace, account).await
+            == alloy::primitives::U256::from(net.base_units())
+    })
+    .await;
+    // The provider withdraws its earnings (the charge less the broker's fee) with its own account.
     provider.session.faucet().await.unwrap();
     let before = provider.credits().await;
     std::fs::write(
