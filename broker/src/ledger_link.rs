@@ -305,7 +305,7 @@ impl LedgerLink {
             consumer: a.consumer,
             provider: a.provider,
             escrow: credits("agreement.escrow", a.escrow)?,
-            charged: credits("agreement.charged", a.charged)?,
+            charged: Credits::from_base_units(a.charged),
             terms_hash: Hash32(a.termsHash),
             terms_cid: a.termsCid,
             period: a.period,
@@ -313,10 +313,10 @@ impl LedgerLink {
             next_charge_at: a.nextChargeAt,
             fee_bps: a.feeBps,
             held: credits("agreement.held", a.held)?,
-            usage_cap: credits("agreement.usageCap", a.usageCap)?,
+            usage_cap: Credits::from_base_units(a.usageCap),
             cap_window: a.capWindow,
             window_start: a.windowStart,
-            window_charged: credits("agreement.windowCharged", a.windowCharged)?,
+            window_charged: Credits::from_base_units(a.windowCharged),
             challenge_window: a.challengeWindow,
         })
     }
@@ -429,6 +429,17 @@ impl LedgerLink {
             })?;
         Ok((receipt.transaction_hash, credits("refund", refund)?))
     }
+}
+
+/// The contracts a settlement transaction skipped (`ChargeSkipped`).
+pub fn skipped_charges(receipt: &alloy::rpc::types::TransactionReceipt) -> Vec<B256> {
+    receipt
+        .inner
+        .logs()
+        .iter()
+        .filter_map(|l| l.log_decode::<UsageSettlement::ChargeSkipped>().ok())
+        .map(|e| e.inner.data.contractId)
+        .collect()
 }
 
 impl LedgerLink {

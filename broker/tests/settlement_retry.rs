@@ -104,7 +104,7 @@ async fn a_batch_settled_but_not_recorded_is_never_paid_twice() {
     let market = Market::new(store.clone(), ledger.clone(), content, policy);
     let charged = |id| {
         let m = Marketplace::new(c.marketplace, broker.provider());
-        async move { m.agreement(id).call().await.unwrap().charged }
+        async move { U256::from(m.agreement(id).call().await.unwrap().charged) }
     };
 
     // The contract whose escrow is short pays what it can; the other is settled whole, once.

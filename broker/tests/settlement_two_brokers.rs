@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use alloy::primitives::{keccak256, U256};
+use alloy::primitives::keccak256;
 use alloy::signers::local::PrivateKeySigner;
 use broker::ledger_link::LedgerLink;
 use broker::market::settlement::{settle_once, BatchLimits};
@@ -198,7 +198,7 @@ async fn two_brokers_on_one_database_never_charge_a_record_twice() {
     for cid in &ids {
         assert_eq!(
             m.agreement(*cid).call().await.unwrap().charged,
-            U256::from(AMOUNT * PER_CONTRACT as u64),
+            u128::from(AMOUNT) * PER_CONTRACT as u128,
             "{cid}"
         );
     }

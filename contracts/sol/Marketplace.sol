@@ -10,6 +10,7 @@ import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {Nonces} from "@openzeppelin/contracts/utils/Nonces.sol";
 import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
+import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {ParticipantRegistry} from "./ParticipantRegistry.sol";
 
 interface ISettlement {
@@ -74,13 +75,16 @@ contract Marketplace is AccessControlDefaultAdminRules, EIP712, Nonces, Reentran
         /// The running reserved period's payment, earned by the provider when the period ends.
         uint256 held;
         uint256 periodPrice;
-        uint256 charged;
-        /// The consumer's bound on usage charges: at most `usageCap` per `capWindow` seconds.
-        uint256 usageCap;
-        uint64 capWindow;
-        /// Start of the running charging window and what it charged so far.
+        /// Everything charged (periods and usage, less what was given back). It shares a slot
+        /// with the window's start, never zero after opening, so a charge rewrites it cheaply.
+        uint128 charged;
+        /// Start of the running charging window, and the window's length.
         uint64 windowStart;
-        uint256 windowCharged;
+        uint64 capWindow;
+        /// The consumer's bound on usage charges: at most `usageCap` per `capWindow` seconds, and
+        /// what the running window charged so far.
+        uint128 usageCap;
+        uint128 windowCharged;
         /// EIP-712 hash of the signed unit prices (`UsagePrices`).
         bytes32 pricesHash;
         bytes32 termsHash;
@@ -277,7 +281,7 @@ contract Marketplace is AccessControlDefaultAdminRules, EIP712, Nonces, Reentran
         a.closeGrace = closeGrace;
         a.challengeWindow = challengeWindow;
         a.openedAt = uint64(block.timestamp);
-        a.usageCap = req.usageCap;
+        a.usageCap = uint128(req.usageCap); // at most uint96's maximum, checked above
         a.capWindow = req.capWindow;
         a.windowStart = uint64(block.timestamp);
         a.pricesHash = hashPrices(req.prices);
@@ -359,10 +363,10 @@ contract Marketplace is AccessControlDefaultAdminRules, EIP712, Nonces, Reentran
             a.windowStart += ((uint64(block.timestamp) - a.windowStart) / a.capWindow) * a.capWindow;
             a.windowCharged = 0;
         }
-        if (a.windowCharged + amount > a.usageCap) {
+        if (uint256(a.windowCharged) + amount > a.usageCap) {
             revert AboveUsageCap(contractId, a.usageCap, a.windowCharged, amount);
         }
-        a.windowCharged += amount;
+        a.windowCharged += uint128(amount); // within the cap, so within uint96
         _take(contractId, a, amount, ref);
         // uint96 holds 7.9e28 base units; the cap above keeps real amounts far below.
         u.charged = uint96(amount);
@@ -406,7 +410,7 @@ contract Marketplace is AccessControlDefaultAdminRules, EIP712, Nonces, Reentran
         u.open -= uint96(refunded);
         totalLocked -= refunded;
         Agreement storage a = _agreements[contractId];
-        a.charged -= refunded;
+        a.charged -= uint128(refunded); // at most the locked charge, a uint96
         emit OverchargeRefunded(contractId, ref, refunded);
         if (a.status == Status.Closed) {
             token.safeTransfer(a.consumer, refunded);
@@ -421,7 +425,7 @@ contract Marketplace is AccessControlDefaultAdminRules, EIP712, Nonces, Reentran
         if (amount == 0) revert ZeroAmount();
         if (a.escrow < amount) revert InsufficientEscrow(contractId, a.escrow, amount);
         a.escrow -= amount;
-        a.charged += amount;
+        a.charged += SafeCast.toUint128(amount);
         totalEscrow -= amount;
         emit Charged(contractId, ref, amount, (amount * a.feeBps) / 10_000, a.escrow);
     }
@@ -519,7 +523,7 @@ contract Marketplace is AccessControlDefaultAdminRules, EIP712, Nonces, Reentran
             if (unused != 0) {
                 a.held = 0;
                 totalHeld -= unused;
-                a.charged -= unused;
+                a.charged -= uint128(unused); // part of a charged period
                 a.escrow += unused;
                 totalEscrow += unused;
                 emit PeriodRefunded(contractId, unused);

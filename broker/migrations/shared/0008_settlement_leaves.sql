@@ -4,3 +4,5 @@
 ALTER TABLE settlement_batches ADD COLUMN leaves TEXT;
 ALTER TABLE settlement_batches ADD COLUMN releasable_at BIGINT;
 ALTER TABLE settlement_batches ADD COLUMN released_at BIGINT;
+-- A contract's waiting records, oldest first, without scanning everyone's.
+CREATE INDEX usage_contract_pending ON usage_records (contract_id, batch_id, received_at);

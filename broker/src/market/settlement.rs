@@ -324,13 +324,15 @@ async fn build_and_send(
         return Ok(0);
     }
     let chain_time = ledger.chain_time().await?;
+    // What the chain would charge each contract now, read concurrently.
+    let agreements =
+        futures::future::try_join_all(contracts.iter().map(|c| ledger.agreement(*c))).await?;
     let mut pending = Vec::new();
-    for contract in contracts {
+    for (contract, a) in contracts.iter().zip(agreements) {
         let room = (limits.max_records as usize).saturating_sub(pending.len());
         if room == 0 {
             break;
         }
-        let a = ledger.agreement(*contract).await?;
         if matches!(a.status, ChainStatus::None | ChainStatus::Closed) {
             // Closed on chain (the driver catches up) or never opened: nothing can be charged.
             tracing::debug!(%contract, status = ?a.status, "usage of a contract the chain cannot charge waits");
@@ -448,6 +450,9 @@ async fn resume_built(market: &Market, now: u64) -> Result<Option<usize>, Market
     // A corrupt charges column must never look like a batch with nothing to pay.
     let planned: Vec<(ContractId, Credits)> = d.json("charges", &row.charges)?;
     let mut tx_hash = None;
+    // The contracts the chain skipped: from the receipt when this broker sent the batch, else
+    // read back from the chain.
+    let mut skipped_in_receipt = None;
     if !planned.is_empty() && !ledger.batch_settled(batch.0).await? {
         let on_chain: Vec<(B256, U256)> = planned
             .iter()
@@ -457,35 +462,56 @@ async fn resume_built(market: &Market, now: u64) -> Result<Option<usize>, Market
             .settle(batch.0, root, &row.records_cid, count, &on_chain)
             .await
         {
-            Ok(receipt) => tx_hash = Some(TxHash(receipt.transaction_hash)),
+            Ok(receipt) => {
+                tx_hash = Some(TxHash(receipt.transaction_hash));
+                skipped_in_receipt = Some(crate::ledger_link::skipped_charges(&receipt));
+            }
             // Settled meanwhile by another broker sending the same built batch.
             Err(e) if e.is_revert() && ledger.batch_settled(batch.0).await? => {}
             Err(e) => return Err(e.into()),
         }
     }
-    // What the chain charged each contract; a contract it skipped gives its records back.
+    let skipped_set: std::collections::HashSet<B256> = match skipped_in_receipt {
+        Some(s) => s.into_iter().collect(),
+        None => {
+            let charges = futures::future::try_join_all(
+                planned
+                    .iter()
+                    .map(|(c, _)| ledger.usage_charge(batch.0, *c)),
+            )
+            .await?;
+            planned
+                .iter()
+                .zip(charges)
+                .filter(|(_, (charged, _, _))| charged.is_zero())
+                .map(|((c, _), _)| c.0)
+                .collect()
+        }
+    };
     let mut charged = Vec::new();
     let mut skipped = Vec::new();
-    let mut releasable_at = 0u64;
     for (contract, amount) in &planned {
-        let (on_chain, _, at) = ledger.usage_charge(batch.0, *contract).await?;
-        if on_chain.is_zero() {
+        if skipped_set.contains(&contract.0) {
             tracing::warn!(%contract, %batch, "the chain skipped the contract's charge; its records wait for a later batch");
             skipped.push(*contract);
         } else {
-            if on_chain != *amount {
-                return Err(Corrupt::new(
-                    "settlement_batches",
-                    "charges",
-                    batch,
-                    format!("{contract} charged {on_chain} on chain, {amount} planned"),
-                )
-                .into());
-            }
-            releasable_at = releasable_at.max(at);
             charged.push((*contract, *amount));
         }
     }
+    // Every charge of a batch is released at once, after the longest window among them.
+    let releasable_at = match charged.first() {
+        Some((c, _)) if charged.len() == 1 => ledger.usage_charge(batch.0, *c).await?.2,
+        Some(_) => {
+            let windows = futures::future::try_join_all(
+                charged
+                    .iter()
+                    .map(|(c, _)| ledger.usage_charge(batch.0, *c)),
+            )
+            .await?;
+            windows.iter().map(|(_, _, at)| *at).max().unwrap_or(0)
+        }
+        None => 0,
+    };
     let mut tx = store.begin().await?;
     let done = sqlx::query(
         "UPDATE settlement_batches SET state = 'settled', tx_hash = $1, settled_at = $2, charges = $3, \

@@ -179,7 +179,7 @@ async fn reserved_plans_pay_each_period_in_advance_and_suspend_when_dry() {
     let market = Marketplace::new(m, c.admin.client.provider());
     let a = c.agreement(id(11)).await;
     assert_eq!(a.escrow, credits(20));
-    assert_eq!(a.charged, credits(10));
+    assert_eq!(U256::from(a.charged), credits(10));
     // The running period is held, not yet earned.
     assert_eq!(a.held, credits(10));
     assert_eq!(market.totalHeld().call().await.unwrap(), credits(10));
@@ -207,7 +207,7 @@ async fn reserved_plans_pay_each_period_in_advance_and_suspend_when_dry() {
     c.users[4].call(m, charge()).await.unwrap();
     let a = c.agreement(id(11)).await;
     assert_eq!(a.status, SUSPENDED);
-    assert_eq!(a.charged, credits(30));
+    assert_eq!(U256::from(a.charged), credits(30));
     assert_eq!(a.held, U256::ZERO);
     assert_eq!(
         market.earnings(provider).call().await.unwrap(),

@@ -380,7 +380,7 @@ async fn a_total_above_the_leaves_is_proven_and_given_back() {
     // Anyone may prove it for the consumer.
     c.users[5].call(s, challenge.clone()).await.unwrap();
     let a = c.agreement(id(1)).await;
-    assert_eq!((a.escrow, a.charged), (credits(93), credits(7)));
+    assert_eq!((a.escrow, U256::from(a.charged)), (credits(93), credits(7)));
     assert_revert::<E>(c.users[5].call(s, challenge).await, |e| {
         matches!(e, E::AlreadyChallenged(_))
     });
