@@ -168,6 +168,61 @@ impl BrokerProcess {
             .unwrap()
     }
 
+    /// `UsageSettlement.challengeRecord` for a record's leaf, as anyone would send it, simulated
+    /// (`eth_call`): `Ok` with what it would refund, or the revert's text.
+    pub async fn challenge_record(
+        &self,
+        proof: &api::usage::UsageProof,
+        record: &api::usage::UsageRecord,
+        prices: &api::document::UsagePrices,
+    ) -> Result<alloy::primitives::U256, String> {
+        use contracts::UsageSettlement;
+        let provider = alloy::providers::ProviderBuilder::new()
+            .connect(&self.chain_url())
+            .await
+            .unwrap();
+        let ledger = sdk::Client::new(&self.url).unwrap().ledger().await.unwrap();
+        let steps = |v: &[api::usage::ProofStep]| {
+            v.iter()
+                .map(|s| {
+                    let s = s.chain();
+                    UsageSettlement::Step {
+                        hash: s.hash,
+                        sum: s.sum,
+                        left: s.left,
+                    }
+                })
+                .collect()
+        };
+        let p = prices.chain();
+        UsageSettlement::new(ledger.contracts.usage_settlement, provider)
+            .challengeRecord(
+                proof.contract.0,
+                proof.contract.0,
+                record.leaf(),
+                UsageSettlement::LeafProof {
+                    batchId: proof.batch.0,
+                    amount: alloy::primitives::U256::from(proof.amount.base_units()),
+                    recordPath: steps(&proof.record_path),
+                    contractPath: steps(&proof.contract_path),
+                },
+                UsageSettlement::Prices {
+                    cpuCoreHour: p.cpu_core_hour,
+                    memoryGibHour: p.memory_gib_hour,
+                    gpuHour: p.gpu_hour,
+                    networkGb: p.network_gb,
+                    dataAccess: p.data_access,
+                    gpuRecordFee: p.gpu_record_fee,
+                },
+            )
+            .call()
+            .await
+            .map_err(|e| {
+                e.as_decoded_interface_error::<UsageSettlement::UsageSettlementErrors>()
+                    .map_or_else(|| e.to_string(), |d| format!("{d:?}"))
+            })
+    }
+
     /// The chain's RPC URL the broker reported.
     pub fn chain_url(&self) -> String {
         self.output

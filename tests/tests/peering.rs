@@ -382,6 +382,12 @@ async fn sessions_become_usage_records_settled_in_a_batch_on_chain() {
     // The chain charged exactly that.
     let shown = consumer.session.contract(c.id).await.unwrap();
     assert_eq!(shown.chain.unwrap().charged, units(4_000_000));
+    // The unit prices the consumer signed, from the contract document.
+    let doc = api::document::ContractDocument::parse(
+        shown.document.as_ref().expect("the document").as_bytes(),
+    )
+    .unwrap();
+    let signed_prices = doc.usage.expect("a usage bound").prices;
     // Every record is proven part of its batch, here and by the chain.
     let ckey = key_file(dir.path(), "consumer.hex", consumer.session.key());
     for r in &usage.records {
@@ -409,6 +415,13 @@ async fn sessions_become_usage_records_settled_in_a_batch_on_chain() {
         )
         .json();
         assert!(proof.verified_on_chain);
+        // What the proof gives is all a challenge needs; on an honest batch the chain finds
+        // nothing to give back.
+        let refusal = broker
+            .challenge_record(&proof, &r.record, &signed_prices)
+            .await
+            .expect_err("an honest leaf is no overcharge");
+        assert!(refusal.contains("NoOvercharge"), "{refusal}");
     }
     // The statement lists the settled usage and agrees with the chain to the last unit.
     let statement = consumer.session.statement(c.id).await.unwrap();
