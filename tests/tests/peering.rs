@@ -522,5 +522,27 @@ async fn sessions_become_usage_records_settled_in_a_batch_on_chain() {
     over.push(log[0].clone());
     let refused = provider.session.report_usage(&over).await.unwrap_err();
     assert!(refused.to_string().contains("at most"), "{refused}");
+
+    // Closing settles what was reported first (up to the escrow); the statement still agrees
+    // with the chain; a record reported after the close is refused.
+    consumer.session.close(c.id).await.unwrap();
+    let closed = e2e::market::until_closed(&consumer, c.id).await;
+    assert_eq!(closed.state, ContractState::Closed);
+    let usage = consumer.session.usage(c.id).await.unwrap();
+    let statement = consumer.session.statement(c.id).await.unwrap();
+    assert!(statement.matches_chain, "{statement:?}");
+    assert_eq!(statement.chain_charged, usage.settled, "{statement:?}");
+    assert!(
+        usage.settled > units(4_000_000),
+        "the reported records were paid at the close"
+    );
+    let mut late = log[0].clone();
+    late.id = "after-close-1".parse().unwrap();
+    late.sign(provider.session.key());
+    let out = provider.session.report_usage(&[late]).await.unwrap();
+    assert!(
+        out[0].reason.as_deref().unwrap().contains("closed"),
+        "{out:?}"
+    );
     broker.stop();
 }
