@@ -314,10 +314,12 @@ async fn settle_loop(market: Market, interval: Duration, shutdown: Shutdown) {
     }
 }
 
-/// Watches every active contract's escrow, on its own so a busy settlement never delays it.
+/// Watches every active contract's escrow, on its own so a busy settlement never delays it,
+/// following the Marketplace's events rather than reading every contract each pass.
 async fn escrow_loop(market: Market, interval: Duration, shutdown: Shutdown) {
+    let mut view = escrow::ChainView::default();
     loop {
-        if let Err(e) = escrow::watch_once(&market, now()).await {
+        if let Err(e) = escrow::watch_once(&market, &mut view, now()).await {
             tracing::warn!(error = %e, "escrow watch failed; retrying");
         }
         if shutdown.sleep(interval).await {

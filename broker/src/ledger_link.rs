@@ -431,6 +431,26 @@ impl LedgerLink {
     }
 }
 
+/// The contracts whose Marketplace events fall in blocks `from..=to` (every contract event
+/// carries the contract id as its first topic).
+impl LedgerLink {
+    pub async fn contracts_touched(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> Result<std::collections::HashSet<ContractId>, ChainError> {
+        let logs = self
+            .client
+            .logs(&[self.deployment.contracts.marketplace], from, to)
+            .await?;
+        Ok(logs
+            .iter()
+            .filter_map(|l| l.topics().get(1).copied())
+            .map(ContractId)
+            .collect())
+    }
+}
+
 /// The contracts a settlement transaction skipped (`ChargeSkipped`).
 pub fn skipped_charges(receipt: &alloy::rpc::types::TransactionReceipt) -> Vec<B256> {
     receipt

@@ -127,6 +127,15 @@ struct Look {
 
 async fn look(market: &Market, c: &ContractRecord, now: u64) -> Result<Look, MarketError> {
     let a = market.ledger.agreement(c.id).await?;
+    look_at(market, c, a, now).await
+}
+
+async fn look_at(
+    market: &Market,
+    c: &ContractRecord,
+    a: ChainAgreement,
+    now: u64,
+) -> Result<Look, MarketError> {
     let (used, pending) = usage_totals(&market.store, c.id).await?;
     let escrow = a.escrow.base_units();
     let active = now.saturating_sub(c.created_at).max(1);
@@ -198,27 +207,84 @@ async fn mark(
     market.commit(tx, events, now).await
 }
 
+/// The agreements the watch keeps, brought up to date from the Marketplace's events: a pass
+/// reads from the chain only the contracts whose events appeared since the previous pass (and
+/// those it has not seen yet), not every active contract.
+#[derive(Debug, Default)]
+pub struct ChainView {
+    next_block: Option<u64>,
+    agreements: std::collections::HashMap<ContractId, ChainAgreement>,
+    /// Chain reads of agreements so far (for tests and logs).
+    pub reads: u64,
+}
+
+impl ChainView {
+    /// Forgets what changed on chain since the last refresh.
+    pub async fn refresh(&mut self, market: &Market) -> Result<(), MarketError> {
+        let latest = market.ledger.client.block_number().await?;
+        match self.next_block {
+            Some(from) if from <= latest => {
+                for id in market.ledger.contracts_touched(from, latest).await? {
+                    self.agreements.remove(&id);
+                }
+            }
+            // The same head: nothing new.
+            Some(from) if from == latest + 1 => {}
+            // First pass, or the chain went back (a reorganisation or a reset): read afresh.
+            _ => self.agreements.clear(),
+        }
+        self.next_block = Some(latest + 1);
+        Ok(())
+    }
+
+    /// The contract's agreement: kept, or read from the chain when events changed it.
+    pub async fn get(
+        &mut self,
+        market: &Market,
+        id: ContractId,
+    ) -> Result<ChainAgreement, MarketError> {
+        if let Some(a) = self.agreements.get(&id) {
+            return Ok(a.clone());
+        }
+        let a = market.ledger.agreement(id).await?;
+        self.reads += 1;
+        self.agreements.insert(id, a.clone());
+        Ok(a)
+    }
+}
+
 /// One pass over the active contracts: charge due periods, warn, suspend, close.
-pub async fn watch_once(market: &Market, now: u64) -> Result<(), MarketError> {
+pub async fn watch_once(
+    market: &Market,
+    view: &mut ChainView,
+    now: u64,
+) -> Result<(), MarketError> {
+    view.refresh(market).await?;
+    let chain_time = market.ledger.chain_time().await?;
     for c in records::in_states(&market.store, &[ContractState::Active]).await? {
-        if let Err(e) = watch_contract(market, &c, now).await {
+        if let Err(e) = watch_contract(market, view, &c, chain_time, now).await {
             tracing::warn!(contract = %c.id, error = %e, "escrow watch failed");
         }
     }
+    // The watch's own transactions show up as events at the next refresh.
     Ok(())
 }
 
-async fn watch_contract(market: &Market, c: &ContractRecord, now: u64) -> Result<(), MarketError> {
+async fn watch_contract(
+    market: &Market,
+    view: &mut ChainView,
+    c: &ContractRecord,
+    chain_time: u64,
+    now: u64,
+) -> Result<(), MarketError> {
     let ledger = &market.ledger;
-    let mut l = look(market, c, now).await?;
+    let mut l = look_at(market, c, view.get(market, c.id).await?, now).await?;
     let a = &l.agreement;
     // Reserved periods are charged in advance when due; the chain suspends what cannot pay.
-    if a.status == ChainStatus::Active
-        && a.period > 0
-        && ledger.chain_time().await? >= a.next_charge_at
-    {
+    if a.status == ChainStatus::Active && a.period > 0 && chain_time >= a.next_charge_at {
         ledger.charge_period(c.id).await?;
-        l = look(market, c, now).await?;
+        view.agreements.remove(&c.id);
+        l = look_at(market, c, view.get(market, c.id).await?, now).await?;
     }
     let Look {
         runway: r,

@@ -1,0 +1,125 @@
+//! The escrow watch follows the Marketplace's events: a pass reads from the chain only the
+//! contracts whose events appeared since the previous one.
+
+use std::sync::Arc;
+
+use alloy::primitives::U256;
+use api::ContractId;
+use broker::ledger_link::LedgerLink;
+use broker::market::escrow::ChainView;
+use broker::market::{Market, MarketPolicy};
+use broker::store::{PoolSize, Store};
+use content::{ContentStore, EmbeddedStore};
+use contracts::{CreditToken, Marketplace};
+use ledger::accounts::{dev_signer, BROKER_INDEX};
+use ledger::anvil::AnvilOptions;
+use ledger::{devnet, ChainClient};
+use testkit::dev;
+
+/// A watch pass: refresh, then each contract's escrow.
+async fn pass(market: &Market, view: &mut ChainView, ids: &[ContractId]) -> Vec<u128> {
+    view.refresh(market).await.unwrap();
+    let mut escrows = Vec::new();
+    for id in ids {
+        escrows.push(view.get(market, *id).await.unwrap().escrow.base_units());
+    }
+    escrows
+}
+
+#[tokio::test]
+async fn a_pass_reads_only_the_contracts_that_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = AnvilOptions {
+        port: 0,
+        ..AnvilOptions::new(dir.path().join("ledger"))
+    };
+    let net = devnet::up(&options, |_| {}).await.unwrap();
+    let d = net.deployment.clone();
+    let broker = ChainClient::connect(net.chain.url(), dev_signer(BROKER_INDEX).unwrap())
+        .await
+        .unwrap();
+    let (consumer, provider) = (dev_signer(4).unwrap(), dev_signer(5).unwrap());
+    dev::register(&broker, &d, &consumer, "did:key:c", 2)
+        .await
+        .unwrap();
+    dev::register(&broker, &d, &provider, "did:key:p", 1)
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let id = dev::open_contract(
+            &broker,
+            &d,
+            &consumer,
+            provider.address(),
+            &format!("v{i}"),
+            1_000,
+        )
+        .await
+        .unwrap();
+        ids.push(ContractId(id));
+    }
+    let store = Store::open(
+        &format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("b.sqlite").display()
+        ),
+        PoolSize {
+            max_connections: None,
+        },
+    )
+    .await
+    .unwrap();
+    let content: Arc<dyn ContentStore> =
+        Arc::new(EmbeddedStore::open(dir.path().join("content")).unwrap());
+    let market = Market::new(
+        store,
+        LedgerLink {
+            client: broker.clone(),
+            deployment: d.clone(),
+        },
+        content,
+        MarketPolicy::default(),
+    );
+    let mut view = ChainView::default();
+    assert_eq!(
+        pass(&market, &mut view, &ids).await,
+        vec![1_000, 1_000, 1_000]
+    );
+    assert_eq!(view.reads, 3);
+    // Nothing happened: nothing is read again.
+    pass(&market, &mut view, &ids).await;
+    assert_eq!(view.reads, 3);
+    // A top-up of the second contract: only it is read again, and the view shows it.
+    let consumer = ChainClient::connect(net.chain.url(), consumer)
+        .await
+        .unwrap();
+    consumer
+        .send_call(
+            d.contracts.credit_token,
+            &CreditToken::approveCall {
+                spender: d.contracts.marketplace,
+                value: U256::from(500u64),
+            },
+        )
+        .await
+        .unwrap();
+    consumer
+        .send_call(
+            d.contracts.marketplace,
+            &Marketplace::topUpCall {
+                contractId: ids[1].0,
+                amount: U256::from(500u64),
+                deadline: U256::ZERO,
+                consumerSig: Default::default(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        pass(&market, &mut view, &ids).await,
+        vec![1_000, 1_500, 1_000]
+    );
+    assert_eq!(view.reads, 4);
+    net.chain.stop().await;
+}
