@@ -334,5 +334,37 @@ async fn reserved_periods_are_charged_in_advance_until_the_escrow_runs_out() {
     assert!(periods.iter().all(|l| l.amount == units(1_000_000)));
     assert_eq!(statement.charged, units(3_000_000));
     assert!(statement.matches_chain, "{statement:?}");
+
+    // A top-up resumes it; a close gives back what is left; the statement still agrees with the
+    // chain, with the top-up and the refund among its lines.
+    let out = consumer
+        .session
+        .top_up(c.id, &consumer.evm, units(2_500_000))
+        .await
+        .unwrap();
+    assert!(out.resumed, "{out:?}");
+    consumer.session.close(c.id).await.unwrap();
+    let closed = e2e::market::until_closed(&consumer, c.id).await;
+    let statement = consumer.session.statement(c.id).await.unwrap();
+    assert!(statement.matches_chain, "{statement:?}");
+    let kinds: Vec<_> = statement.lines.iter().map(|l| l.kind).collect();
+    assert!(
+        kinds.contains(&api::usage::LineKind::Topup)
+            && kinds.contains(&api::usage::LineKind::Refund),
+        "{statement:?}"
+    );
+    let refund = statement
+        .lines
+        .iter()
+        .find(|l| l.kind == api::usage::LineKind::Refund)
+        .unwrap()
+        .amount;
+    assert_eq!(closed.refund, Some(refund));
+    // Deposit and top-up in, charges and refund out: nothing left in escrow.
+    assert_eq!(
+        units(5_500_000),
+        statement.chain_charged.checked_add(refund).unwrap(),
+        "{statement:?}"
+    );
     broker.stop();
 }
