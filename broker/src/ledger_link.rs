@@ -23,6 +23,16 @@ pub struct ChainMove {
     pub amount: Credits,
 }
 
+/// A move with where its log sits on chain.
+#[derive(Debug, Clone)]
+pub struct PlacedMove {
+    pub contract: ContractId,
+    pub block: u64,
+    pub block_hash: B256,
+    pub log_index: u64,
+    pub mv: ChainMove,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MoveKind {
     /// The deposit, into escrow.
@@ -42,6 +52,42 @@ pub enum MoveKind {
     },
     /// The escrow returned to the consumer.
     Closed,
+}
+
+impl MoveKind {
+    /// The name a charges table stores.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Opened => "opened",
+            Self::ToppedUp => "topup",
+            Self::Period => "period",
+            Self::Usage { .. } => "usage",
+            Self::PeriodRefunded => "unused",
+            Self::Overcharge { .. } => "overcharge",
+            Self::Closed => "closed",
+        }
+    }
+
+    /// The settlement batch it belongs to, if any.
+    pub fn batch(&self) -> Option<B256> {
+        match self {
+            Self::Usage { batch } | Self::Overcharge { batch } => Some(*batch),
+            _ => None,
+        }
+    }
+
+    pub fn parse(name: &str, batch: Option<B256>) -> Option<Self> {
+        Some(match (name, batch) {
+            ("opened", None) => Self::Opened,
+            ("topup", None) => Self::ToppedUp,
+            ("period", None) => Self::Period,
+            ("usage", Some(batch)) => Self::Usage { batch },
+            ("unused", None) => Self::PeriodRefunded,
+            ("overcharge", Some(batch)) => Self::Overcharge { batch },
+            ("closed", None) => Self::Closed,
+            _ => return None,
+        })
+    }
 }
 
 #[derive(Clone)]
@@ -321,8 +367,9 @@ impl LedgerLink {
         })
     }
 
-    /// Every movement of the contract's credits, as the Marketplace logged them, oldest first.
-    pub async fn moves(&self, contract_id: ContractId) -> Result<Vec<ChainMove>, ChainError> {
+    /// Every movement of credits the Marketplace logged in blocks `from..=to`, oldest first,
+    /// with where each log sits.
+    pub async fn moves_between(&self, from: u64, to: u64) -> Result<Vec<PlacedMove>, ChainError> {
         use alloy::providers::Provider;
         let unreachable = |e: String| {
             ChainError::Client(ClientError::Unreachable {
@@ -330,20 +377,18 @@ impl LedgerLink {
                 reason: e,
             })
         };
-        let filter = alloy::rpc::types::Filter::new()
-            .address(self.deployment.contracts.marketplace)
-            .topic1(contract_id.0)
-            .from_block(self.deployment.deployment_block);
         let logs = self
             .client
-            .provider()
-            .get_logs(&filter)
-            .await
-            .map_err(|e| unreachable(e.to_string()))?;
+            .logs(&[self.deployment.contracts.marketplace], from, to)
+            .await?;
         let period: B256 = {
             let mut b = [0u8; 32];
             b[..6].copy_from_slice(b"period");
             B256::from(b)
+        };
+        let missing = |what: &'static str| ChainError::Unexpected {
+            what,
+            value: "none".into(),
         };
         let mut times = std::collections::HashMap::new();
         let mut out = Vec::new();
@@ -368,12 +413,16 @@ impl LedgerLink {
             } else if let Ok(e) = log.log_decode::<Marketplace::ContractClosed>() {
                 (MoveKind::Closed, e.inner.data.refund)
             } else {
-                continue; // suspensions, close requests, earned periods: no credits move
+                continue; // suspensions, close requests, earned periods: no escrow moves
             };
-            let block = log.block_number.ok_or(ChainError::Unexpected {
-                what: "log.blockNumber",
-                value: "none".into(),
-            })?;
+            let contract = ContractId(
+                *log.topics()
+                    .get(1)
+                    .ok_or_else(|| missing("log.topics[1]"))?,
+            );
+            let block = log.block_number.ok_or_else(|| missing("log.blockNumber"))?;
+            let block_hash = log.block_hash.ok_or_else(|| missing("log.blockHash"))?;
+            let log_index = log.log_index.ok_or_else(|| missing("log.logIndex"))?;
             let at = match (log.block_timestamp, times.get(&block)) {
                 (Some(t), _) => t,
                 (None, Some(t)) => *t,
@@ -393,14 +442,37 @@ impl LedgerLink {
                     header.timestamp
                 }
             };
-            out.push(ChainMove {
-                at,
-                tx: log.transaction_hash.unwrap_or_default(),
-                kind,
-                amount: credits("Marketplace event amount", amount)?,
+            out.push(PlacedMove {
+                contract,
+                block,
+                block_hash,
+                log_index,
+                mv: ChainMove {
+                    at,
+                    tx: log.transaction_hash.unwrap_or_default(),
+                    kind,
+                    amount: credits("Marketplace event amount", amount)?,
+                },
             });
         }
         Ok(out)
+    }
+
+    /// A block's hash (none past the head).
+    pub async fn block_hash(&self, number: u64) -> Result<Option<B256>, ChainError> {
+        use alloy::providers::Provider;
+        let block = self
+            .client
+            .provider()
+            .get_block_by_number(number.into())
+            .await
+            .map_err(|e| {
+                ChainError::Client(ClientError::Unreachable {
+                    url: self.client.url().to_string(),
+                    reason: e.to_string(),
+                })
+            })?;
+        Ok(block.map(|b| b.header.hash))
     }
 
     /// Closes the contract (the broker may at any time) and returns the refund paid back.

@@ -2,13 +2,14 @@
 //! (`reservations`), accept, close, top up and show contracts (`contracts`), link accounts
 //! (`accounts`), register provider configurations (`providers`), publish and search offers
 //! (`offers`), peering credentials (`credentials`), usage, disputes and proofs (`usage`),
-//! statements (`statements`). Their SQL lives with them (`records` for reservations and
+//! statements (`statements`, from the charges table `chain_moves` fed by the chain's events). Their SQL lives with them (`records` for reservations and
 //! contracts); the pure parts (the contract document in `api::document`, pricing, batch planning,
 //! runway) need no I/O. In the
 //! background the purchase driver (`purchase`), the settlement batcher (`settlement`) and the
 //! escrow watch (`escrow`) move contracts on.
 
 pub mod accounts;
+pub mod chain_moves;
 pub mod contracts;
 pub mod credentials;
 pub mod escrow;

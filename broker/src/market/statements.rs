@@ -30,7 +30,9 @@ impl Market {
         to: u64,
     ) -> Result<Statement, MarketError> {
         let moves = if c.state.opened() {
-            self.ledger.moves(c.id).await?
+            // Caught up first: the table is never older than the chain it is compared with.
+            super::chain_moves::follow(self).await?;
+            super::chain_moves::of_contract(&self.store, c.id).await?
         } else {
             Vec::new()
         };

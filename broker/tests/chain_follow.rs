@@ -1,11 +1,13 @@
-//! The escrow watch follows the Marketplace's events: a pass reads from the chain only the
-//! contracts whose events appeared since the previous one.
+//! Following the Marketplace's events: the escrow watch reads from the chain only the contracts
+//! whose events appeared since its previous pass; the charges table is written once per event,
+//! whoever follows, and read again when the chain goes back.
 
 use std::sync::Arc;
 
 use alloy::primitives::U256;
 use api::ContractId;
 use broker::ledger_link::LedgerLink;
+use broker::market::chain_moves;
 use broker::market::escrow::ChainView;
 use broker::market::{Market, MarketPolicy};
 use broker::store::{PoolSize, Store};
@@ -15,6 +17,19 @@ use ledger::accounts::{dev_signer, BROKER_INDEX};
 use ledger::anvil::AnvilOptions;
 use ledger::{devnet, ChainClient};
 use testkit::dev;
+
+async fn rpc(url: &str, method: &str, params: serde_json::Value) -> serde_json::Value {
+    let answer: serde_json::Value = reqwest::Client::new()
+        .post(url)
+        .json(&serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    answer["result"].clone()
+}
 
 /// A watch pass: refresh, then each contract's escrow.
 async fn pass(market: &Market, view: &mut ChainView, ids: &[ContractId]) -> Vec<u128> {
@@ -27,7 +42,7 @@ async fn pass(market: &Market, view: &mut ChainView, ids: &[ContractId]) -> Vec<
 }
 
 #[tokio::test]
-async fn a_pass_reads_only_the_contracts_that_changed() {
+async fn followers_read_only_what_changed_write_each_event_once_and_follow_the_chain_back() {
     let dir = tempfile::tempdir().unwrap();
     let options = AnvilOptions {
         port: 0,
