@@ -106,35 +106,66 @@ async fn followers_read_only_what_changed_write_each_event_once_and_follow_the_c
     pass(&market, &mut view, &ids).await;
     assert_eq!(view.reads, 3);
     // A top-up of the second contract: only it is read again, and the view shows it.
-    let consumer = ChainClient::connect(net.chain.url(), consumer)
-        .await
-        .unwrap();
-    consumer
-        .send_call(
-            d.contracts.credit_token,
-            &CreditToken::approveCall {
-                spender: d.contracts.marketplace,
-                value: U256::from(500u64),
-            },
-        )
-        .await
-        .unwrap();
-    consumer
-        .send_call(
-            d.contracts.marketplace,
-            &Marketplace::topUpCall {
-                contractId: ids[1].0,
-                amount: U256::from(500u64),
-                deadline: U256::ZERO,
-                consumerSig: Default::default(),
-            },
-        )
-        .await
-        .unwrap();
+    // A client per top-up: one that sent before the chain went back would keep its nonces.
+    let top_up = |id: ContractId, amount: u64| {
+        let (consumer, d, url) = (consumer.clone(), &d, net.chain.url().to_string());
+        async move {
+            let consumer = ChainClient::connect(&url, consumer).await.unwrap();
+            consumer
+                .send_call(
+                    d.contracts.credit_token,
+                    &CreditToken::approveCall {
+                        spender: d.contracts.marketplace,
+                        value: U256::from(amount),
+                    },
+                )
+                .await
+                .unwrap();
+            consumer
+                .send_call(
+                    d.contracts.marketplace,
+                    &Marketplace::topUpCall {
+                        contractId: id.0,
+                        amount: U256::from(amount),
+                        deadline: U256::ZERO,
+                        consumerSig: Default::default(),
+                    },
+                )
+                .await
+                .unwrap();
+        }
+    };
+    let snapshot = rpc(net.chain.url(), "evm_snapshot", serde_json::json!([])).await;
+    top_up(ids[1], 500).await;
     assert_eq!(
         pass(&market, &mut view, &ids).await,
         vec![1_000, 1_500, 1_000]
     );
     assert_eq!(view.reads, 4);
+
+    // The charges table: followed twice, written once.
+    assert!(chain_moves::follow(&market).await.unwrap() >= 4);
+    assert_eq!(chain_moves::follow(&market).await.unwrap(), 0);
+    let kinds = |id: ContractId| {
+        let store = market.store.clone();
+        async move {
+            chain_moves::of_contract(&store, id)
+                .await
+                .unwrap()
+                .iter()
+                .map(|m| (m.kind.as_str(), m.amount.base_units()))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(kinds(ids[1]).await, vec![("opened", 1_000), ("topup", 500)]);
+    // The chain goes back (the top-up's blocks replaced by others): the table follows it.
+    assert_eq!(
+        rpc(net.chain.url(), "evm_revert", serde_json::json!([snapshot])).await,
+        serde_json::Value::Bool(true)
+    );
+    top_up(ids[2], 200).await;
+    chain_moves::follow(&market).await.unwrap();
+    assert_eq!(kinds(ids[1]).await, vec![("opened", 1_000)]);
+    assert_eq!(kinds(ids[2]).await, vec![("opened", 1_000), ("topup", 200)]);
     net.chain.stop().await;
 }
