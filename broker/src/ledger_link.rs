@@ -523,16 +523,7 @@ impl LedgerLink {
     }
 }
 
-/// The contracts a settlement transaction skipped (`ChargeSkipped`).
-pub fn skipped_charges(receipt: &alloy::rpc::types::TransactionReceipt) -> Vec<B256> {
-    receipt
-        .inner
-        .logs()
-        .iter()
-        .filter_map(|l| l.log_decode::<UsageSettlement::ChargeSkipped>().ok())
-        .map(|e| e.inner.data.contractId)
-        .collect()
-}
+pub use contracts::usage::skipped_charges;
 
 impl LedgerLink {
     fn settlement(&self) -> UsageSettlement::UsageSettlementInstance<&DynProvider> {
@@ -594,11 +585,6 @@ impl LedgerLink {
         record_path: &[contracts::merkle::Step],
         contract_path: &[contracts::merkle::Step],
     ) -> Result<(bool, U256), ChainError> {
-        let step = |s: &contracts::merkle::Step| UsageSettlement::Step {
-            hash: s.hash,
-            sum: s.sum,
-            left: s.left,
-        };
         let r = self
             .settlement()
             .verifyRecord(
@@ -606,8 +592,8 @@ impl LedgerLink {
                 contract,
                 record_hash,
                 amount,
-                record_path.iter().map(step).collect(),
-                contract_path.iter().map(step).collect(),
+                record_path.iter().map(Into::into).collect(),
+                contract_path.iter().map(Into::into).collect(),
             )
             .call()
             .await

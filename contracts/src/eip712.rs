@@ -135,6 +135,20 @@ impl From<OpenContract> for crate::bindings::Marketplace::OpenRequest {
     }
 }
 
+/// The same prices as a challenge takes them.
+impl From<&UsagePrices> for crate::bindings::UsageSettlement::Prices {
+    fn from(p: &UsagePrices) -> Self {
+        Self {
+            cpuCoreHour: p.cpuCoreHour,
+            memoryGibHour: p.memoryGibHour,
+            gpuHour: p.gpuHour,
+            networkGb: p.networkGb,
+            dataAccess: p.dataAccess,
+            gpuRecordFee: p.gpuRecordFee,
+        }
+    }
+}
+
 impl From<&UsagePrices> for crate::bindings::Marketplace::UsagePrices {
     fn from(p: &UsagePrices) -> Self {
         Self {

@@ -26,6 +26,17 @@ pub struct Step {
     pub left: bool,
 }
 
+/// A step as the settlement contract takes it.
+impl From<&Step> for crate::bindings::UsageSettlement::Step {
+    fn from(s: &Step) -> Self {
+        Self {
+            hash: s.hash,
+            sum: s.sum,
+            left: s.left,
+        }
+    }
+}
+
 pub fn leaf(record_hash: B256, amount: U256) -> Node {
     let mut buf = [0u8; 65];
     buf[1..33].copy_from_slice(record_hash.as_slice());

@@ -45,6 +45,20 @@ pub fn price_ceiling(r: &UsageRecord, p: &UsagePrices) -> U256 {
         .saturating_add(data)
 }
 
+/// The contracts a settlement transaction skipped (its `ChargeSkipped` events), in order.
+pub fn skipped_charges(receipt: &alloy::rpc::types::TransactionReceipt) -> Vec<B256> {
+    receipt
+        .inner
+        .logs()
+        .iter()
+        .filter_map(|l| {
+            l.log_decode::<crate::bindings::UsageSettlement::ChargeSkipped>()
+                .ok()
+        })
+        .map(|e| e.inner.data.contractId)
+        .collect()
+}
+
 /// EIP-712 struct hash of unit prices (`Marketplace.hashPrices`).
 pub fn prices_hash(p: &UsagePrices) -> B256 {
     p.eip712_hash_struct()

@@ -182,19 +182,8 @@ impl BrokerProcess {
             .await
             .unwrap();
         let ledger = sdk::Client::new(&self.url).unwrap().ledger().await.unwrap();
-        let steps = |v: &[api::usage::ProofStep]| {
-            v.iter()
-                .map(|s| {
-                    let s = s.chain();
-                    UsageSettlement::Step {
-                        hash: s.hash,
-                        sum: s.sum,
-                        left: s.left,
-                    }
-                })
-                .collect()
-        };
-        let p = prices.chain();
+        let steps = |v: &[api::usage::ProofStep]| v.iter().map(|s| (&s.chain()).into()).collect();
+        let p = contracts::eip712::UsagePrices::from(&prices.chain());
         UsageSettlement::new(ledger.contracts.usage_settlement, provider)
             .challengeRecord(
                 proof.contract.0,
@@ -206,14 +195,7 @@ impl BrokerProcess {
                     recordPath: steps(&proof.record_path),
                     contractPath: steps(&proof.contract_path),
                 },
-                UsageSettlement::Prices {
-                    cpuCoreHour: p.cpu_core_hour,
-                    memoryGibHour: p.memory_gib_hour,
-                    gpuHour: p.gpu_hour,
-                    networkGb: p.network_gb,
-                    dataAccess: p.data_access,
-                    gpuRecordFee: p.gpu_record_fee,
-                },
+                (&p).into(),
             )
             .call()
             .await

@@ -265,13 +265,7 @@ async fn run() -> Result<()> {
         .await?;
     let proof = tree.proof(0, 0)?;
     let steps = |v: &[contracts::merkle::Step]| -> Vec<UsageSettlement::Step> {
-        v.iter()
-            .map(|s| UsageSettlement::Step {
-                hash: s.hash,
-                sum: s.sum,
-                left: s.left,
-            })
-            .collect()
+        v.iter().map(Into::into).collect()
     };
     let total_gas = consumer_client
         .send_call(
@@ -300,14 +294,7 @@ async fn run() -> Result<()> {
                     recordPath: steps(&proof.record_path),
                     contractPath: steps(&proof.contract_path),
                 },
-                prices: UsageSettlement::Prices {
-                    cpuCoreHour: U256::ZERO,
-                    memoryGibHour: U256::ZERO,
-                    gpuHour: U256::ZERO,
-                    networkGb: U256::ZERO,
-                    dataAccess: U256::ZERO,
-                    gpuRecordFee: U256::ZERO,
-                },
+                prices: (&contracts::eip712::UsagePrices::default()).into(),
             },
         )
         .await?

@@ -484,15 +484,7 @@ impl TestBatch {
         Vec<contracts::UsageSettlement::Step>,
     ) {
         let p = self.tree.proof(contract, record).unwrap();
-        let conv = |v: Vec<contracts::merkle::Step>| {
-            v.into_iter()
-                .map(|s| contracts::UsageSettlement::Step {
-                    hash: s.hash,
-                    sum: s.sum,
-                    left: s.left,
-                })
-                .collect()
-        };
+        let conv = |v: Vec<contracts::merkle::Step>| v.iter().map(Into::into).collect();
         (conv(p.record_path), conv(p.contract_path))
     }
 }

@@ -604,19 +604,7 @@ async fn closed_contracts_and_expired_or_unfunded_authorisations_change_nothing(
         amounts: vec![U256::ZERO],
     };
     let receipt = c.broker.client.send_call(s, &zero).await.unwrap();
-    let skipped = receipt
-        .inner
-        .logs()
-        .iter()
-        .find_map(|l| {
-            l.log_decode::<contracts::UsageSettlement::ChargeSkipped>()
-                .ok()
-        })
-        .expect("skipped");
-    assert!(matches!(
-        <E as alloy::sol_types::SolInterface>::abi_decode(&skipped.inner.data.reason),
-        Ok(E::ZeroAmount(_))
-    ));
+    assert!(matches!(skip_reason(&receipt), E::ZeroAmount(_)));
     assert_eq!(c.agreement(id(20)).await.escrow, before);
 
     c.broker
@@ -673,19 +661,7 @@ async fn closed_contracts_and_expired_or_unfunded_authorisations_change_nothing(
         amounts: vec![U256::from(1)],
     };
     let receipt = c.broker.client.send_call(s, &late_batch).await.unwrap();
-    let skipped = receipt
-        .inner
-        .logs()
-        .iter()
-        .find_map(|l| {
-            l.log_decode::<contracts::UsageSettlement::ChargeSkipped>()
-                .ok()
-        })
-        .expect("skipped");
-    assert!(matches!(
-        <E as alloy::sol_types::SolInterface>::abi_decode(&skipped.inner.data.reason),
-        Ok(E::WrongStatus(_))
-    ));
+    assert!(matches!(skip_reason(&receipt), E::WrongStatus(_)));
     assert_eq!(c.balance(m).await, after_close);
 
     // Fees cannot be over-withdrawn.
@@ -726,4 +702,18 @@ async fn closed_contracts_and_expired_or_unfunded_authorisations_change_nothing(
     assert!(r.is_err());
     assert_eq!(c.agreement(id(21)).await.status, 0);
     assert_eq!(c.balance(fresh.address()).await, before);
+}
+
+/// Why the first charge a settlement skipped was refused.
+fn skip_reason(receipt: &alloy::rpc::types::TransactionReceipt) -> E {
+    let skipped = receipt
+        .inner
+        .logs()
+        .iter()
+        .find_map(|l| {
+            l.log_decode::<contracts::UsageSettlement::ChargeSkipped>()
+                .ok()
+        })
+        .expect("a charge skipped");
+    <E as alloy::sol_types::SolInterface>::abi_decode(&skipped.inner.data.reason).unwrap()
 }

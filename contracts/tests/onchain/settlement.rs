@@ -31,15 +31,7 @@ fn record(name: &str) -> UsageRecord {
 }
 
 fn prices() -> Prices {
-    let p = test_prices();
-    Prices {
-        cpuCoreHour: p.cpuCoreHour,
-        memoryGibHour: p.memoryGibHour,
-        gpuHour: p.gpuHour,
-        networkGb: p.networkGb,
-        dataAccess: p.dataAccess,
-        gpuRecordFee: p.gpuRecordFee,
-    }
+    (&test_prices()).into()
 }
 
 fn leaf(b: &TestBatch, contract: usize, record: usize) -> LeafProof {
@@ -216,15 +208,7 @@ async fn no_charge_goes_beyond_what_the_consumer_signed() {
         let (ids, amounts): (Vec<B256>, Vec<U256>) = amounts.iter().copied().unzip();
         TestBatch::simple(id(100 + n), &ids, &amounts).call()
     };
-    let skipped = |receipt: &alloy::rpc::types::TransactionReceipt| -> Vec<B256> {
-        receipt
-            .inner
-            .logs()
-            .iter()
-            .filter_map(|l| l.log_decode::<UsageSettlement::ChargeSkipped>().ok())
-            .map(|e| e.inner.data.contractId)
-            .collect()
-    };
+    let skipped = contracts::usage::skipped_charges;
     let r = c
         .broker
         .client
@@ -309,13 +293,7 @@ async fn a_contract_that_cannot_pay_never_blocks_the_batch() {
         &[credits(10), credits(20), credits(1), credits(3)],
     );
     let r = c.broker.client.send_call(s, &b.call()).await.unwrap();
-    let skipped: Vec<B256> = r
-        .inner
-        .logs()
-        .iter()
-        .filter_map(|l| l.log_decode::<UsageSettlement::ChargeSkipped>().ok())
-        .map(|e| e.inner.data.contractId)
-        .collect();
+    let skipped = contracts::usage::skipped_charges(&r);
     assert_eq!(skipped, vec![id(2), id(3)], "short escrow and closed");
     assert_eq!(c.agreement(id(1)).await.escrow, credits(90));
     assert_eq!(c.agreement(id(2)).await.escrow, credits(5));
