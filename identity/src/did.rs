@@ -17,6 +17,8 @@ pub enum IdentityError {
     MalformedSignature,
     #[error("the signature does not verify against {0}")]
     BadSignature(String),
+    #[error("{0:?} names a weak (small-order) key, which anyone could sign for")]
+    WeakKey(String),
 }
 
 /// A participant's identity: the `did:key` of an Ed25519 public key. Only valid did:keys can be
@@ -112,7 +114,12 @@ pub fn key_of(did: &str) -> Result<VerifyingKey, IdentityError> {
         return Err(err());
     }
     let key: [u8; 32] = bytes[2..].try_into().map_err(|_| err())?;
-    VerifyingKey::from_bytes(&key).map_err(|_| err())
+    let key = VerifyingKey::from_bytes(&key).map_err(|_| err())?;
+    // A small-order key verifies signatures anyone can make: never an identity.
+    if key.is_weak() {
+        return Err(IdentityError::WeakKey(did.chars().take(120).collect()));
+    }
+    Ok(key)
 }
 
 #[cfg(test)]
@@ -133,6 +140,18 @@ mod tests {
         let text = "did:key:z6MkiTBz1ymuepAQ4HEHYSF1H8quG5GLVVQR3djdX3mDooWp";
         let did: Did = text.parse().unwrap();
         assert_eq!(did_of(&did.key()), did);
+    }
+
+    #[test]
+    fn weak_keys_make_no_did() {
+        // The identity point: small order, so "signatures" by it need no secret.
+        let mut weak = [0u8; 32];
+        weak[0] = 1;
+        let mut bytes = ED25519_MULTICODEC.to_vec();
+        bytes.extend_from_slice(&weak);
+        let did = format!("{PREFIX}{}", bs58::encode(bytes).into_string());
+        assert!(matches!(key_of(&did), Err(IdentityError::WeakKey(_))));
+        assert!(did.parse::<Did>().is_err());
     }
 
     #[test]

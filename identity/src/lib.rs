@@ -12,7 +12,7 @@ pub use hex::{hex_decode, hex_encode};
 pub use messages::{audience, login_message, registration_message, LOGIN_PREFIX, REGISTER_PREFIX};
 pub use x25519::{x25519_public, x25519_secret};
 
-use ed25519_dalek::{Signature, Signer, SigningKey, Verifier};
+use ed25519_dalek::{Signature, Signer, SigningKey};
 
 /// A hex Ed25519 signature of `message` by `key`.
 pub fn sign_hex(key: &SigningKey, message: &[u8]) -> String {
@@ -26,7 +26,8 @@ pub fn verify_hex(did: &str, message: &[u8], signature_hex: &str) -> Result<(), 
     let bytes: [u8; 64] = bytes
         .try_into()
         .map_err(|_| IdentityError::MalformedSignature)?;
-    key.verify(message, &Signature::from_bytes(&bytes))
+    // Strict: no small-order components, no non-canonical encodings (one message, one signature).
+    key.verify_strict(message, &Signature::from_bytes(&bytes))
         .map_err(|_| IdentityError::BadSignature(did.to_string()))
 }
 

@@ -523,6 +523,29 @@ async fn sessions_become_usage_records_settled_in_a_batch_on_chain() {
     let refused = provider.session.report_usage(&over).await.unwrap_err();
     assert!(refused.to_string().contains("at most"), "{refused}");
 
+    // Records that each fit their own interval but together claim more than the plan allows
+    // since the contract opened (one core: connection time side by side) are refused.
+    let now = broker::store::now();
+    let mut refusals = Vec::new();
+    for i in 0..4 {
+        let mut wide = log[0].clone();
+        wide.id = format!("overlap-{i}").parse().unwrap();
+        wide.from = c.created_at.saturating_sub(100);
+        wide.to = now + 100;
+        wide.connection_millis = (wide.to - wide.from) * 1000;
+        wide.bytes_in = 0;
+        wide.bytes_out = 0;
+        wide.sign(provider.session.key());
+        let out = provider.session.report_usage(&[wide]).await.unwrap();
+        refusals.extend(out[0].reason.clone());
+    }
+    assert!(
+        refusals
+            .iter()
+            .any(|r| r.contains("connection time") && r.contains("since the contract opened")),
+        "{refusals:?}"
+    );
+
     // Closing settles what was reported first (up to the escrow); the statement still agrees
     // with the chain; a record reported after the close is refused.
     consumer.session.close(c.id).await.unwrap();

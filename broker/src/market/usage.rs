@@ -40,6 +40,39 @@ pub enum UsageRefusal {
     TooMuch(&'static str),
     #[error("a different record with this id was already accepted")]
     Conflict,
+    #[error("with the contract's earlier records it claims more {0} than the plan allows since the contract opened")]
+    TooMuchInAll(&'static str),
+}
+
+/// The most a contract's records may claim together over `seconds` of its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LifeLimits {
+    pub connection_ms: i64,
+    pub cpu_ms: i64,
+    pub gpu_ms: i64,
+    /// Each way (unbounded when the plan sets no bandwidth).
+    pub bytes: i64,
+}
+
+/// What the plan allows `quantity` units over `seconds` (pure): as `check_limits` for one
+/// interval, with every unit's sessions running side by side.
+pub fn life_limits(plan: &Plan, quantity: u32, seconds: u64) -> LifeLimits {
+    // Bounded well below i64::MAX, so the database can add a record to a total without overflow.
+    const MAX: i128 = (i64::MAX / 4) as i128;
+    let q = i128::from(quantity);
+    let ms = i128::from(seconds) * 1000;
+    let u = &plan.unit;
+    let cap = |v: i128| v.clamp(0, MAX) as i64;
+    LifeLimits {
+        connection_ms: cap(ms * q),
+        cpu_ms: cap(ms * i128::from(u.cpu_millicores) * q / 1000),
+        gpu_ms: cap(ms * i128::from(u.gpu_permille) * q / 1000),
+        bytes: if u.bandwidth_mbps > 0 {
+            cap(ms * i128::from(u.bandwidth_mbps) * q * 125)
+        } else {
+            MAX as i64
+        },
+    }
 }
 
 /// What the plan allows over `seconds` for `quantity` units, checked against the record.
@@ -265,6 +298,41 @@ impl<'a> Ingest<'a> {
         }
         let ctx = self.pricing_context(doc, r).await?;
         let amount = Credits::from_base_units(charge(r, doc, &ctx));
+        // Together with the contract's earlier records, within what the plan allows since it
+        // opened (the skew at both ends): overlapping records cannot add up to more.
+        let life = r.to.max(now).saturating_sub(c.created_at) + 2 * SKEW_SECS;
+        let limits = life_limits(&doc.plan, doc.quantity, life);
+        let n = |v: u64| v.min(i64::MAX as u64 / 4) as i64;
+        let mut tx = self.market.store.begin().await?;
+        sqlx::query(
+            "INSERT INTO usage_totals (contract_id) VALUES ($1) ON CONFLICT (contract_id) DO NOTHING",
+        )
+        .bind(r.contract.to_string())
+        .execute(&mut *tx)
+        .await?;
+        let added = sqlx::query(
+            "UPDATE usage_totals SET connection_ms = connection_ms + $2, cpu_ms = cpu_ms + $3, \
+             gpu_ms = gpu_ms + $4, bytes_in = bytes_in + $5, bytes_out = bytes_out + $6 \
+             WHERE contract_id = $1 AND connection_ms + $2 <= $7 AND cpu_ms + $3 <= $8 \
+             AND gpu_ms + $4 <= $9 AND bytes_in + $5 <= $10 AND bytes_out + $6 <= $10",
+        )
+        .bind(r.contract.to_string())
+        .bind(n(r.connection_millis))
+        .bind(n(r.cpu_millis))
+        .bind(n(r.gpu_millis))
+        .bind(n(r.bytes_in))
+        .bind(n(r.bytes_out))
+        .bind(limits.connection_ms)
+        .bind(limits.cpu_ms)
+        .bind(limits.gpu_ms)
+        .bind(limits.bytes)
+        .execute(&mut *tx)
+        .await?;
+        if added.rows_affected() != 1 {
+            tx.rollback().await?;
+            let what = self.beyond(r, &limits).await?;
+            return Ok(refuse(UsageRefusal::TooMuchInAll(what)));
+        }
         let inserted = sqlx::query(
             "INSERT INTO usage_records (id, contract_id, provider, consumer, from_ts, to_ts, body, record_hash, traffic, amount, received_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (id) DO NOTHING",
@@ -280,19 +348,47 @@ impl<'a> Ingest<'a> {
         .bind(r.bytes_in.saturating_add(r.bytes_out).min(i64::MAX as u64) as i64)
         .bind(amount.to_string())
         .bind(now as i64)
-        .execute(self.market.store.pool())
+        .execute(&mut *tx)
         .await?;
         if inserted.rows_affected() != 1 {
-            // A concurrent report of the same id won the race: answer as for a repeat.
+            // A concurrent report of the same id won the race: its usage is counted once, and
+            // the answer is as for a repeat.
+            tx.rollback().await?;
             if let Some(known) = self.known(r, &body).await? {
                 return Ok(known);
             }
+        } else {
+            tx.commit().await?;
         }
         Ok(RecordOutcome {
             id: r.id.clone(),
             status: UsageOutcome::Accepted,
             amount: Some(amount),
             reason: None,
+        })
+    }
+
+    /// Which total a refused record would take beyond the plan.
+    async fn beyond(&self, r: &UsageRecord, l: &LifeLimits) -> Result<&'static str, MarketError> {
+        let (conn, cpu, gpu, bin, bout): (i64, i64, i64, i64, i64) = sqlx::query_as(
+            "SELECT connection_ms, cpu_ms, gpu_ms, bytes_in, bytes_out FROM usage_totals WHERE contract_id = $1",
+        )
+        .bind(r.contract.to_string())
+        .fetch_one(self.market.store.pool())
+        .await?;
+        let over = |total: i64, add: u64, limit: i64| {
+            i128::from(total) + i128::from(add) > i128::from(limit)
+        };
+        Ok(if over(conn, r.connection_millis, l.connection_ms) {
+            "connection time"
+        } else if over(cpu, r.cpu_millis, l.cpu_ms) {
+            "CPU time"
+        } else if over(gpu, r.gpu_millis, l.gpu_ms) {
+            "GPU time"
+        } else if over(bin, r.bytes_in, l.bytes) || over(bout, r.bytes_out, l.bytes) {
+            "traffic"
+        } else {
+            "usage"
         })
     }
 
@@ -572,6 +668,24 @@ mod tests {
             data_accesses: 0,
             signature: None,
         }
+    }
+
+    #[test]
+    fn life_limits_grow_with_the_contract_and_the_units_bought() {
+        let p = plan(true);
+        let l = life_limits(&p, 1, 10);
+        // 2 cores, 8 Mbit/s: 10 s allow 20 s of CPU and 10 MB each way.
+        assert_eq!(
+            l,
+            LifeLimits {
+                connection_ms: 10_000,
+                cpu_ms: 20_000,
+                gpu_ms: 0,
+                bytes: 10_000_000
+            }
+        );
+        assert_eq!(life_limits(&p, 3, 10).cpu_ms, 60_000);
+        assert_eq!(life_limits(&p, 1, u64::MAX).cpu_ms, i64::MAX / 4);
     }
 
     #[test]
