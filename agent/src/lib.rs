@@ -74,14 +74,12 @@ fn table_path(dir: &Path) -> PathBuf {
     dir.join("admission.json")
 }
 
-/// Writes the table atomically (temporary file, then rename).
+/// Writes the table whole, owner-only and synced (temporary file, then rename).
 fn save(dir: &Path, table: &AdmissionTable) -> std::io::Result<()> {
-    let tmp = dir.join("admission.json.tmp");
-    std::fs::write(
-        &tmp,
-        serde_json::to_vec(table).map_err(std::io::Error::other)?,
-    )?;
-    std::fs::rename(tmp, table_path(dir))
+    sdk::files::write_private(
+        &table_path(dir),
+        &serde_json::to_vec(table).map_err(std::io::Error::other)?,
+    )
 }
 
 /// Applies one broker event to the table; true when it changed what is admitted.
@@ -168,6 +166,8 @@ impl Agent {
                         let mut t = lock(&table);
                         apply(&mut t, &e);
                         t.cursor = e.seq;
+                        // Expired credentials are refused anyway: the table keeps only the rest.
+                        t.prune(now());
                         if let Err(err) = save(&dir, &t) {
                             tracing::error!(error = %err, "cannot save the admission table");
                         }

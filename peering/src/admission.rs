@@ -96,6 +96,13 @@ impl AdmissionTable {
         Ok(a)
     }
 
+    /// Drops the entries expired at `now` (they would be refused anyway); returns how many.
+    pub fn prune(&mut self, now: u64) -> usize {
+        let before = self.entries.len();
+        self.entries.retain(|_, a| a.expires_at > now);
+        before - self.entries.len()
+    }
+
     pub fn get(&self, hash: &str) -> Option<&Admission> {
         self.entries.get(hash)
     }
@@ -136,5 +143,9 @@ mod tests {
         assert_eq!(t.check("h", "c", "did:a", 12), Err(Refusal::Revoked));
         let json = serde_json::to_string(&t).unwrap();
         assert_eq!(serde_json::from_str::<AdmissionTable>(&json).unwrap(), t);
+        // Pruning drops what expired, and only that.
+        assert_eq!(t.prune(14), 0);
+        assert_eq!(t.prune(15), 1);
+        assert!(t.is_empty());
     }
 }

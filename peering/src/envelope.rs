@@ -6,8 +6,8 @@ use sha2::{Digest, Sha256};
 
 pub const ENVELOPE_VERSION: u32 = 1;
 
-/// How the consumer connects, with what that kind needs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// How the consumer connects, with what that kind needs. Its `Debug` leaves the secrets out.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub enum CredentialKind {
     /// The Mercato channel to the provider's agent (`mercato connect`).
@@ -32,7 +32,46 @@ pub enum CredentialKind {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+const REDACTED: &str = "[redacted]";
+
+impl std::fmt::Debug for CredentialKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Generic => f.write_str("Generic"),
+            Self::Liqo {
+                cluster_id,
+                cluster_name,
+                endpoint,
+                ..
+            } => f
+                .debug_struct("Liqo")
+                .field("cluster_id", cluster_id)
+                .field("cluster_name", cluster_name)
+                .field("token", &REDACTED)
+                .field("endpoint", endpoint)
+                .finish(),
+            Self::Wireguard {
+                public_key,
+                address,
+                peer_public_key,
+                peer_endpoint,
+                allowed_ips,
+                ..
+            } => f
+                .debug_struct("Wireguard")
+                .field("private_key", &REDACTED)
+                .field("public_key", public_key)
+                .field("address", address)
+                .field("peer_public_key", peer_public_key)
+                .field("peer_endpoint", peer_endpoint)
+                .field("allowed_ips", allowed_ips)
+                .finish(),
+        }
+    }
+}
+
+/// A credential; its `Debug` shows the secret's hash, never the secret.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Credential {
     pub version: u32,
@@ -57,6 +96,23 @@ pub fn secret_hash(secret: &str) -> String {
     identity::hex_encode(&Sha256::digest(secret.as_bytes()))
 }
 
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credential")
+            .field("version", &self.version)
+            .field("kind", &self.kind)
+            .field("contract_id", &self.contract_id)
+            .field("provider_node_id", &self.provider_node_id)
+            .field("endpoints", &self.endpoints)
+            .field("consumer_key", &self.consumer_key)
+            .field("secret_hash", &self.hash())
+            .field("not_before", &self.not_before)
+            .field("expires_at", &self.expires_at)
+            .field("renew_before", &self.renew_before)
+            .finish()
+    }
+}
+
 impl Credential {
     pub fn hash(&self) -> String {
         secret_hash(&self.secret)
@@ -72,5 +128,47 @@ impl Credential {
 
     pub fn needs_renewal(&self, now: u64) -> bool {
         now >= self.renew_before
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_never_shows_a_secret() {
+        let c = |kind| Credential {
+            version: ENVELOPE_VERSION,
+            kind,
+            contract_id: "c".into(),
+            provider_node_id: "did:key:p".into(),
+            endpoints: vec![],
+            consumer_key: "did:key:c".into(),
+            secret: "s3cr3t-credential".into(),
+            not_before: 0,
+            expires_at: 1,
+            renew_before: 1,
+        };
+        for kind in [
+            CredentialKind::Generic,
+            CredentialKind::Liqo {
+                cluster_id: "id".into(),
+                cluster_name: "n".into(),
+                token: "s3cr3t-liqo".into(),
+                endpoint: "https://e".into(),
+            },
+            CredentialKind::Wireguard {
+                private_key: "s3cr3t-wg".into(),
+                public_key: "pub".into(),
+                address: "10.0.0.2/32".into(),
+                peer_public_key: "peer".into(),
+                peer_endpoint: "h:51820".into(),
+                allowed_ips: "10.0.0.1/32".into(),
+            },
+        ] {
+            let shown = format!("{:?}", c(kind));
+            assert!(!shown.contains("s3cr3t"), "{shown}");
+            assert!(shown.contains(&secret_hash("s3cr3t-credential")), "{shown}");
+        }
     }
 }

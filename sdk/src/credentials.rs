@@ -14,12 +14,22 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::client::{Body, SdkError};
 use crate::session::{now, Session};
 
-/// What the consumer presents to the agent in the channel's first message.
-#[derive(Debug, Serialize, Deserialize)]
+/// What the consumer presents to the agent in the channel's first message (its `Debug` leaves
+/// the secret out).
+#[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Presentation {
     pub contract: String,
     pub secret: String,
+}
+
+impl std::fmt::Debug for Presentation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Presentation")
+            .field("contract", &self.contract)
+            .field("secret", &"[redacted]")
+            .finish()
+    }
 }
 
 /// The agent's answer.

@@ -7,6 +7,7 @@
 pub mod client;
 pub mod credentials;
 pub mod events;
+pub mod files;
 pub mod keys;
 pub mod market;
 pub mod session;

@@ -218,21 +218,10 @@ fn kind_name(k: &CredentialKind) -> &'static str {
     }
 }
 
-/// Credentials hold secrets: owner-only files.
+/// Credentials hold secrets: owner-only files, written whole.
 fn write_private(path: &Path, text: &str) -> Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut f = options
-        .open(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    f.write_all(text.as_bytes())?;
-    Ok(())
+    sdk::files::write_private(path, text.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// `mercato connect`: a local port carried to the provider over the direct channel. With
