@@ -17,6 +17,8 @@ use url::Url;
 pub enum SdkError {
     #[error("{0} is not a broker URL (expected http://host:port)")]
     BadUrl(String),
+    #[error("{0} is plain http to another machine: use https:// (plain http only to 127.0.0.1, ::1 or localhost)")]
+    InsecureUrl(String),
     #[error("cannot reach the broker at {url}: {reason}; is it running (`scripts/run` starts one) and is --broker right?")]
     Unreachable { url: String, reason: String },
     #[error("the broker answered {status} {title}: {detail}")]
@@ -96,6 +98,16 @@ impl Client {
         let base = Url::parse(base).map_err(|_| SdkError::BadUrl(base.to_string()))?;
         if !matches!(base.scheme(), "http" | "https") {
             return Err(SdkError::BadUrl(base.to_string()));
+        }
+        // Tokens and signed requests cross the wire: plain http only on this machine.
+        let loopback = match base.host() {
+            Some(url::Host::Domain(d)) => d == "localhost",
+            Some(url::Host::Ipv4(a)) => a.is_loopback(),
+            Some(url::Host::Ipv6(a)) => a.is_loopback(),
+            None => false,
+        };
+        if base.scheme() == "http" && !loopback {
+            return Err(SdkError::InsecureUrl(base.to_string()));
         }
         Ok(Self {
             base,
@@ -281,4 +293,31 @@ fn encode(q: &catalog::Query) -> String {
         out.append_pair(k, &v);
     }
     out.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_only_to_this_machine() {
+        for ok in [
+            "http://127.0.0.1:8080",
+            "http://localhost:8080",
+            "http://[::1]:8080",
+            "https://broker.example.org",
+        ] {
+            assert!(Client::new(ok).is_ok(), "{ok}");
+        }
+        for insecure in ["http://broker.example.org", "http://10.0.0.5:8080"] {
+            assert!(
+                matches!(Client::new(insecure), Err(SdkError::InsecureUrl(_))),
+                "{insecure}"
+            );
+        }
+        assert!(matches!(
+            Client::new("ftp://127.0.0.1"),
+            Err(SdkError::BadUrl(_))
+        ));
+    }
 }

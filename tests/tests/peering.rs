@@ -506,6 +506,22 @@ async fn sessions_become_usage_records_settled_in_a_batch_on_chain() {
         out[0].reason.as_deref().unwrap().contains("signature"),
         "{out:?}"
     );
+    // A record must name a credential issued for its contract, within its validity.
+    let mut stranger = log[0].clone();
+    stranger.id = "no-credential-1".parse().unwrap();
+    stranger.credential = "cd".repeat(32).parse().unwrap();
+    stranger.sign(provider.session.key());
+    let out = provider.session.report_usage(&[stranger]).await.unwrap();
+    assert!(
+        out[0].reason.as_deref().unwrap().contains("credential"),
+        "{out:?}"
+    );
+    let mut early = log[0].clone();
+    early.id = "before-credential-1".parse().unwrap();
+    early.from = credential.not_before.saturating_sub(1_000);
+    early.sign(provider.session.key());
+    let out = provider.session.report_usage(&[early]).await.unwrap();
+    assert_eq!(out[0].status, UsageOutcome::Refused, "{out:?}");
     // A full report (an agent catching up) is read and answered record by record; one more
     // record is refused whole.
     let full: Vec<_> = (0..api::usage::MAX_RECORDS_PER_REPORT)
@@ -530,7 +546,7 @@ async fn sessions_become_usage_records_settled_in_a_batch_on_chain() {
     for i in 0..4 {
         let mut wide = log[0].clone();
         wide.id = format!("overlap-{i}").parse().unwrap();
-        wide.from = c.created_at.saturating_sub(100);
+        wide.from = credential.not_before;
         wide.to = now + 100;
         wide.connection_millis = (wide.to - wide.from) * 1000;
         wide.bytes_in = 0;

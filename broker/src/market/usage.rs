@@ -34,6 +34,10 @@ pub enum UsageRefusal {
     NotRunning(ContractState),
     #[error("the contract is closed: usage reported after its close is not charged")]
     Closed,
+    #[error("the record names no credential issued for its contract")]
+    UnknownCredential,
+    #[error("the record's interval is outside its credential's validity")]
+    OutsideCredential,
     #[error("the interval is outside the contract's life or inverted")]
     OutsideTerm,
     #[error("the record claims more {0} than the plan allows for its interval")]
@@ -189,6 +193,8 @@ pub fn price(r: &UsageRecord, plan: &Plan, ctx: &PricingContext) -> u128 {
 struct Ingest<'a> {
     market: &'a Market,
     terms: HashMap<ContractId, Option<Arc<(ContractRecord, ContractDocument)>>>,
+    /// Credentials by hash: (contract, not before, until: expiry or revocation).
+    credentials: HashMap<String, Option<(String, u64, u64)>>,
 }
 
 impl<'a> Ingest<'a> {
@@ -196,6 +202,7 @@ impl<'a> Ingest<'a> {
         Self {
             market,
             terms: HashMap::new(),
+            credentials: HashMap::new(),
         }
     }
 
@@ -216,6 +223,36 @@ impl<'a> Ingest<'a> {
             }
         }
         self.terms.insert(contract, found.clone());
+        Ok(found)
+    }
+
+    /// The credential a record names: its contract and the window it was valid in.
+    async fn credential(&mut self, hash: &str) -> Result<Option<(String, u64, u64)>, MarketError> {
+        if let Some(c) = self.credentials.get(hash) {
+            return Ok(c.clone());
+        }
+        let row: Option<(String, i64, i64, Option<i64>)> = sqlx::query_as(
+            "SELECT contract_id, not_before, expires_at, revoked_at FROM credentials WHERE hash = $1",
+        )
+        .bind(hash)
+        .fetch_optional(self.market.store.pool())
+        .await?;
+        let d = Decode {
+            table: "credentials",
+            key: hash,
+        };
+        let found = match row {
+            None => None,
+            Some((contract, nb, exp, revoked)) => {
+                let until = d.u64("expires_at", exp)?;
+                let until = match d.opt_u64("revoked_at", revoked)? {
+                    Some(r) => until.min(r),
+                    None => until,
+                };
+                Some((contract, d.u64("not_before", nb)?, until))
+            }
+        };
+        self.credentials.insert(hash.to_string(), found.clone());
         Ok(found)
     }
 
@@ -292,6 +329,18 @@ impl<'a> Ingest<'a> {
         }
         if r.from + SKEW_SECS < c.created_at || r.to > now + SKEW_SECS {
             return Ok(refuse(UsageRefusal::OutsideTerm));
+        }
+        // Usage happens through a credential issued for this contract, while it was valid.
+        match self.credential(&r.credential.to_string()).await? {
+            Some((contract, _, _)) if contract != r.contract.to_string() => {
+                return Ok(refuse(UsageRefusal::UnknownCredential))
+            }
+            None => return Ok(refuse(UsageRefusal::UnknownCredential)),
+            Some((_, not_before, until)) => {
+                if r.from + SKEW_SECS < not_before || r.to > until + SKEW_SECS {
+                    return Ok(refuse(UsageRefusal::OutsideCredential));
+                }
+            }
         }
         if let Err(why) = check_limits(r, &doc.plan, doc.quantity) {
             return Ok(refuse(why));
