@@ -82,6 +82,27 @@ fn save(dir: &Path, table: &AdmissionTable) -> std::io::Result<()> {
     )
 }
 
+/// The consumer of `contract` as the document this provider signed names it (the provider's
+/// own signature proves the document is the one it accepted).
+async fn signed_consumer(session: &Session, contract: api::ContractId) -> Result<api::Did, String> {
+    let shown = session
+        .contract(contract)
+        .await
+        .map_err(|e| e.to_string())?;
+    let text = shown.document.ok_or("no contract document")?;
+    let signature = shown
+        .provider_signature
+        .ok_or("a contract this provider never signed")?;
+    signature
+        .verify(session.did(), text.as_bytes())
+        .map_err(|_| "the contract document is not the one this provider signed".to_string())?;
+    let doc = api::document::ContractDocument::parse(text.as_bytes()).map_err(|e| e.to_string())?;
+    if doc.provider.did != *session.did() {
+        return Err("the contract names another provider".into());
+    }
+    Ok(doc.consumer.did)
+}
+
 /// Applies one broker event to the table; true when it changed what is admitted.
 pub fn apply(table: &mut AdmissionTable, e: &Event) -> bool {
     match &e.body {
@@ -163,8 +184,29 @@ impl Agent {
                             }
                             _ => {}
                         }
+                        // A credential is admitted only for the consumer of the contract this
+                        // provider signed: a broker cannot admit someone else.
+                        let admit = match &e.body {
+                            EventBody::CredentialIssued(c) => {
+                                match signed_consumer(&session, c.contract).await {
+                                    Ok(consumer) if consumer == c.consumer => true,
+                                    Ok(consumer) => {
+                                        tracing::error!(contract = %c.contract, named = %c.consumer, signed = %consumer, "credential for another consumer than the signed contract's; not admitted");
+                                        false
+                                    }
+                                    // Unknown for now: the event is read again after a reconnect.
+                                    Err(err) => {
+                                        tracing::warn!(contract = %c.contract, error = %err, "cannot check a credential against its contract");
+                                        break;
+                                    }
+                                }
+                            }
+                            _ => true,
+                        };
                         let mut t = lock(&table);
-                        apply(&mut t, &e);
+                        if admit {
+                            apply(&mut t, &e);
+                        }
                         t.cursor = e.seq;
                         // Expired credentials are refused anyway: the table keeps only the rest.
                         t.prune(now());

@@ -113,7 +113,32 @@ impl std::fmt::Debug for Credential {
     }
 }
 
+/// What the contract document both parties signed says a credential must name.
+pub struct SignedParties<'a> {
+    pub contract_id: &'a str,
+    pub consumer: &'a str,
+    pub provider: &'a str,
+}
+
 impl Credential {
+    /// Checks the envelope names exactly the signed contract, its consumer's key and its
+    /// provider's node: a broker cannot point a consumer at another node (itself, say) or a
+    /// credential at another consumer.
+    pub fn matches(&self, signed: &SignedParties<'_>) -> Result<(), String> {
+        let check = |what: &str, named: &str, signed: &str| {
+            if named == signed {
+                Ok(())
+            } else {
+                Err(format!(
+                    "the credential names {what} {named}, the signed contract {signed}"
+                ))
+            }
+        };
+        check("contract", &self.contract_id, signed.contract_id)?;
+        check("consumer", &self.consumer_key, signed.consumer)?;
+        check("provider node", &self.provider_node_id, signed.provider)
+    }
+
     pub fn hash(&self) -> String {
         secret_hash(&self.secret)
     }
@@ -134,6 +159,34 @@ impl Credential {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_credential_must_name_the_signed_parties() {
+        let c = Credential {
+            version: ENVELOPE_VERSION,
+            kind: CredentialKind::Generic,
+            contract_id: "c1".into(),
+            provider_node_id: "did:key:p".into(),
+            endpoints: vec![],
+            consumer_key: "did:key:c".into(),
+            secret: "s".into(),
+            not_before: 0,
+            expires_at: 1,
+            renew_before: 1,
+        };
+        let signed = |contract_id, consumer, provider| SignedParties {
+            contract_id,
+            consumer,
+            provider,
+        };
+        assert!(c.matches(&signed("c1", "did:key:c", "did:key:p")).is_ok());
+        let e = c
+            .matches(&signed("c1", "did:key:c", "did:key:broker"))
+            .unwrap_err();
+        assert!(e.contains("provider node"), "{e}");
+        assert!(c.matches(&signed("c1", "did:key:x", "did:key:p")).is_err());
+        assert!(c.matches(&signed("c2", "did:key:c", "did:key:p")).is_err());
+    }
 
     #[test]
     fn debug_output_never_shows_a_secret() {

@@ -10,5 +10,5 @@ pub mod envelope;
 pub mod seal;
 
 pub use admission::{Admission, AdmissionTable, Refusal};
-pub use envelope::{Credential, CredentialKind, ENVELOPE_VERSION};
+pub use envelope::{Credential, CredentialKind, SignedParties, ENVELOPE_VERSION};
 pub use seal::{open, seal, SealedCredential};

@@ -66,7 +66,32 @@ impl Session {
         if c.needs_renewal(now()) {
             return self.renew_credential(contract).await;
         }
+        self.check_credential(contract, &c).await?;
         Ok(c)
+    }
+
+    /// Checks a credential against the contract document both parties signed (the consumer's
+    /// own signature proves the document is the one it signed): same contract, this consumer,
+    /// the provider's node.
+    async fn check_credential(&self, contract: ContractId, c: &Credential) -> Result<(), SdkError> {
+        let shown = self.contract(contract).await?;
+        let text = shown
+            .document
+            .ok_or_else(|| SdkError::Mismatch("the broker sent no contract document".into()))?;
+        shown
+            .consumer_signature
+            .verify(self.did(), text.as_bytes())
+            .map_err(|_| {
+                SdkError::Mismatch("the contract document is not the one signed".into())
+            })?;
+        let doc = api::document::ContractDocument::parse(text.as_bytes())
+            .map_err(|e| SdkError::Mismatch(format!("not a contract document: {e}")))?;
+        c.matches(&peering::SignedParties {
+            contract_id: &contract.to_string(),
+            consumer: self.did().as_str(),
+            provider: doc.provider.did.as_str(),
+        })
+        .map_err(SdkError::Mismatch)
     }
 
     pub async fn renew_credential(&self, contract: ContractId) -> Result<Credential, SdkError> {
@@ -77,7 +102,9 @@ impl Session {
                 Body::None,
             )
             .await?;
-        peering::open(&fresh.sealed, &self.key).map_err(peer_error)
+        let c = peering::open(&fresh.sealed, &self.key).map_err(peer_error)?;
+        self.check_credential(contract, &c).await?;
+        Ok(c)
     }
 
     /// Operators revoke a contract's credentials.

@@ -9,14 +9,22 @@ use e2e::market::{
     buy_by_policy, now, offer, ppu_offer, request, units, until_closed, Participant,
 };
 use e2e::peer::provider_with_agent;
-use e2e::{eventually, BrokerProcess, Patience};
+use e2e::{eventually, eventually_some, BrokerProcess, Patience};
 use sdk::events::EventStream;
 
 async fn use_bytes(consumer: &Participant, credential: &peering::Credential, n: usize) {
     let data = vec![7u8; n];
-    let mut ch = sdk::credentials::dial(consumer.session.key(), credential)
-        .await
-        .unwrap();
+    // The agent admits a credential once it has checked it against the signed contract.
+    let mut ch = eventually_some(
+        "the agent to admit the credential",
+        Patience::secs(30),
+        || async {
+            sdk::credentials::dial(consumer.session.key(), credential)
+                .await
+                .ok()
+        },
+    )
+    .await;
     ch.send(&data).await.unwrap();
     let mut got = 0;
     while got < n {
@@ -179,7 +187,18 @@ async fn disputed_usage_waits_for_an_operator() {
     req.deposit = Some(units(10_000_000));
     let c = e2e::market::buy(&consumer, &provider, &req).await;
     assert_eq!(c.state, ContractState::Active);
-    // Records the provider's agent reports (signed by the provider).
+    // Records the provider's agent reports (signed by the provider), through the contract's
+    // credential.
+    let credential: api::CredentialHash =
+        eventually_some("the contract's credential", Patience::secs(30), || async {
+            consumer
+                .session
+                .credential(c.id)
+                .await
+                .ok()
+                .map(|cred| cred.hash().parse().unwrap())
+        })
+        .await;
     let record = |id: &str, bytes: u64| {
         let now = now();
         let mut r = api::usage::UsageRecord {
@@ -187,7 +206,7 @@ async fn disputed_usage_waits_for_an_operator() {
             contract: c.id,
             provider: provider.did(),
             consumer: consumer.did(),
-            credential: "ab".repeat(32).parse().unwrap(),
+            credential: credential.clone(),
             from: now - 5,
             to: now,
             connection_millis: 5000,

@@ -516,8 +516,11 @@ pub async fn of_contract(
     contract: ContractId,
 ) -> Result<Vec<StoredUsage>, MarketError> {
     let rows: Vec<UsageRow> = sqlx::query_as(
-        "SELECT id, body, record_hash, amount, received_at, batch_id, disputed_at, dispute_outcome \
-         FROM usage_records WHERE contract_id = $1 ORDER BY from_ts, id",
+        // A record shows its batch once the chain settled it (not while the batch is being sent).
+        "SELECT u.id, u.body, u.record_hash, u.amount, u.received_at, \
+         CASE WHEN b.state = 'settled' THEN u.batch_id END AS batch_id, u.disputed_at, u.dispute_outcome \
+         FROM usage_records u LEFT JOIN settlement_batches b ON b.id = u.batch_id \
+         WHERE u.contract_id = $1 ORDER BY u.from_ts, u.id",
     )
     .bind(contract.to_string())
     .fetch_all(store.pool())
