@@ -8,7 +8,8 @@ pub mod discovery;
 pub mod metering;
 pub mod session_process;
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -56,6 +57,45 @@ pub struct AgentConfig {
     pub state_dir: PathBuf,
     /// Sign proposed contracts for this provider's offers by itself (the provider's policy).
     pub auto_accept: bool,
+}
+
+/// Longest a peer may take to complete the handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Handshakes in progress at once, overall and from one address.
+pub const MAX_HANDSHAKES: usize = 256;
+pub const MAX_HANDSHAKES_PER_SOURCE: usize = 16;
+
+/// A handshake slot of one source address, given back when dropped.
+struct SourceSlot {
+    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    ip: IpAddr,
+}
+
+impl SourceSlot {
+    fn take(counts: &Arc<Mutex<HashMap<IpAddr, usize>>>, ip: IpAddr) -> Option<Self> {
+        let mut c = counts.lock().unwrap_or_else(|e| e.into_inner());
+        let n = c.entry(ip).or_default();
+        if *n >= MAX_HANDSHAKES_PER_SOURCE {
+            return None;
+        }
+        *n += 1;
+        Some(Self {
+            counts: counts.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for SourceSlot {
+    fn drop(&mut self) {
+        let mut c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = c.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                c.remove(&self.ip);
+            }
+        }
+    }
 }
 
 pub struct Agent {
@@ -284,11 +324,23 @@ impl Agent {
             self.config.state_dir.clone(),
         ));
         let me = Arc::new(self);
+        let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
+        let per_source: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
         loop {
             let (stream, peer) = listener.accept().await?;
+            // Under load a connection is refused at once (closed unanswered): handshakes in
+            // progress are capped, overall and per source address.
+            let Ok(permit) = handshakes.clone().try_acquire_owned() else {
+                tracing::debug!(%peer, "too many handshakes in progress; refused");
+                continue;
+            };
+            let Some(source) = SourceSlot::take(&per_source, peer.ip()) else {
+                tracing::debug!(%peer, "too many handshakes from this address; refused");
+                continue;
+            };
             let me = me.clone();
             tokio::spawn(async move {
-                if let Err(e) = me.handle(stream).await {
+                if let Err(e) = me.handle(stream, (permit, source)).await {
                     tracing::info!(%peer, error = %e, "session ended");
                 }
             });
@@ -330,11 +382,26 @@ impl Agent {
         }
     }
 
-    async fn handle(&self, stream: TcpStream) -> Result<(), channel::ChannelError> {
-        let admitted = channel::respond(stream, &self.key, |remote, hello| {
-            self.decide(remote, hello)
-        })
-        .await?;
+    async fn handle(
+        &self,
+        stream: TcpStream,
+        handshake: (tokio::sync::OwnedSemaphorePermit, SourceSlot),
+    ) -> Result<(), channel::ChannelError> {
+        // A handshake that does not finish in time is cut (a slow or silent peer holds nothing).
+        let admitted = tokio::time::timeout(
+            HANDSHAKE_TIMEOUT,
+            channel::respond(stream, &self.key, |remote, hello| {
+                self.decide(remote, hello)
+            }),
+        )
+        .await
+        .map_err(|_| {
+            channel::ChannelError::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the handshake did not finish in time",
+            ))
+        })??;
+        drop(handshake);
         let Some((ch, (admission, hash))) = admitted else {
             return Ok(());
         };

@@ -180,6 +180,37 @@ async fn consumers_connect_directly_with_valid_credentials_only() {
         .await
         .is_ok());
 
+    // A flood of handshakes that never finish: beyond the per-source cap they are closed at
+    // once, the others are cut at the handshake timeout; then a consumer connects again.
+    let addr = renewed.agent_address().unwrap();
+    let mut idle = Vec::new();
+    for _ in 0..agent::MAX_HANDSHAKES_PER_SOURCE + 8 {
+        idle.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    let mut refused_at_once = 0;
+    for s in idle.iter_mut().skip(agent::MAX_HANDSHAKES_PER_SOURCE) {
+        // Well before the timeout: refused, not cut.
+        if closed(s, agent::HANDSHAKE_TIMEOUT / 2).await {
+            refused_at_once += 1;
+        }
+    }
+    assert_eq!(refused_at_once, 8);
+    for s in idle.iter_mut().take(agent::MAX_HANDSHAKES_PER_SOURCE) {
+        assert!(
+            closed(s, agent::HANDSHAKE_TIMEOUT * 3).await,
+            "cut at the timeout"
+        );
+    }
+    let fresh = consumer.session.credential(c.id).await.unwrap();
+    let mut ch = eventually_some("a session after the flood", Patience::secs(30), || async {
+        sdk::credentials::dial(consumer.session.key(), &fresh)
+            .await
+            .ok()
+    })
+    .await;
+    ch.send(b"after").await.unwrap();
+    assert_eq!(ch.recv().await.unwrap().unwrap(), b"after");
+
     // Revocation: closing the contract ends live sessions and refuses new ones within seconds.
     consumer.session.close(c.id).await.unwrap();
     let why = eventually_some(
@@ -217,6 +248,7 @@ async fn consumers_connect_directly_with_valid_credentials_only() {
     )
     .await;
     assert!(usage.iter().all(|u| u.verify() && u.contract == c.id));
+
     broker.stop();
 }
 
@@ -584,4 +616,13 @@ async fn sessions_become_usage_records_settled_in_a_batch_on_chain() {
         "{out:?}"
     );
     broker.stop();
+}
+
+/// Whether the peer closes `s` within `within`.
+async fn closed(s: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut b = [0u8; 1];
+    tokio::time::timeout(within, s.read(&mut b))
+        .await
+        .is_ok_and(|r| matches!(r, Ok(0) | Err(_)))
 }
