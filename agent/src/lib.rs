@@ -11,7 +11,7 @@ pub mod session_process;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -57,6 +57,9 @@ pub struct AgentConfig {
     pub state_dir: PathBuf,
     /// Sign proposed contracts for this provider's offers by itself (the provider's policy).
     pub auto_accept: bool,
+    /// Without the broker for longer than this, the agent admits no new session and ends the
+    /// running ones (a revocation it cannot hear of holds at most this long).
+    pub offline_limit: Duration,
 }
 
 /// Longest a peer may take to complete the handshake.
@@ -64,6 +67,14 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Handshakes in progress at once, overall and from one address.
 pub const MAX_HANDSHAKES: usize = 256;
 pub const MAX_HANDSHAKES_PER_SOURCE: usize = 16;
+
+/// How often the event follower notes that the broker is still there.
+const CONTACT_POLL: Duration = Duration::from_secs(5);
+const OFFLINE: &str = "the agent has been cut from the broker for longer than its offline limit";
+
+fn offline(contact: &AtomicU64, limit: Duration) -> bool {
+    now().saturating_sub(contact.load(Ordering::Relaxed)) > limit.as_secs()
+}
 
 /// A handshake slot of one source address, given back when dropped.
 struct SourceSlot {
@@ -104,6 +115,8 @@ pub struct Agent {
     config: AgentConfig,
     table: Arc<Mutex<AdmissionTable>>,
     usage: Arc<UsageLog>,
+    /// Unix seconds the broker was last heard from (an event or a keep-alive).
+    contact: Arc<AtomicU64>,
 }
 
 fn lock(t: &Mutex<AdmissionTable>) -> std::sync::MutexGuard<'_, AdmissionTable> {
@@ -193,6 +206,7 @@ impl Agent {
             config,
             table: Arc::new(Mutex::new(table)),
             usage,
+            contact: Arc::new(AtomicU64::new(now())),
         })
     }
 
@@ -202,6 +216,7 @@ impl Agent {
         table: Arc<Mutex<AdmissionTable>>,
         dir: PathBuf,
         auto_accept: bool,
+        contact: Arc<AtomicU64>,
     ) {
         let mut backoff = Duration::from_millis(200);
         loop {
@@ -209,7 +224,20 @@ impl Agent {
             match session.events(Some(cursor)).await {
                 Ok(mut stream) => {
                     backoff = Duration::from_millis(200);
-                    while let Ok(Some(e)) = stream.next().await {
+                    contact.store(now(), Ordering::Relaxed);
+                    loop {
+                        // Polled in short steps so keep-alives count as contact too.
+                        let e = match tokio::time::timeout(CONTACT_POLL, stream.next()).await {
+                            Err(_) => {
+                                let quiet = stream.last_activity().elapsed().as_secs();
+                                contact.fetch_max(now().saturating_sub(quiet), Ordering::Relaxed);
+                                continue;
+                            }
+                            Ok(Ok(Some(e))) => e,
+                            // Ended, stalled or broken: reconnect from the cursor.
+                            Ok(_) => break,
+                        };
+                        contact.store(now(), Ordering::Relaxed);
                         match &e.body {
                             EventBody::ContractProposed(c)
                                 if auto_accept && c.provider == *session.did() =>
@@ -317,6 +345,7 @@ impl Agent {
             self.table.clone(),
             self.config.state_dir.clone(),
             self.config.auto_accept,
+            self.contact.clone(),
         ));
         tokio::spawn(Self::push_usage(
             self.session.clone(),
@@ -347,6 +376,11 @@ impl Agent {
         }
     }
 
+    /// Whether the broker has been silent for longer than the offline limit.
+    fn offline(&self) -> bool {
+        offline(&self.contact, self.config.offline_limit)
+    }
+
     fn decide(&self, remote: &[u8], hello: &[u8]) -> Decision<(Admission, String)> {
         let refuse = |why: String| {
             Decision::Refuse(
@@ -360,6 +394,9 @@ impl Agent {
         let Ok(p) = serde_json::from_slice::<Presentation>(hello) else {
             return refuse("not a credential presentation".into());
         };
+        if self.offline() {
+            return refuse(OFFLINE.into());
+        }
         let hash = secret_hash(&p.secret);
         let table = lock(&self.table);
         let Some(entry) = table.get(&hash) else {
@@ -410,6 +447,7 @@ impl Agent {
         // Ends the session when its credential stops being valid (revoked, expired).
         let table = self.table.clone();
         let cut = Arc::new(AtomicBool::new(false));
+        let (contact, limit) = (self.contact.clone(), self.config.offline_limit);
         let watch = {
             let (hash, contract, consumer) = (
                 hash.clone(),
@@ -420,9 +458,10 @@ impl Agent {
             async move {
                 loop {
                     tokio::time::sleep(RECHECK).await;
-                    if lock(&table)
-                        .check(&hash, &contract, &consumer, now())
-                        .is_err()
+                    if offline(&contact, limit)
+                        || lock(&table)
+                            .check(&hash, &contract, &consumer, now())
+                            .is_err()
                     {
                         cut.store(true, Ordering::Relaxed);
                         return;

@@ -17,6 +17,8 @@ use url::Url;
 pub enum SdkError {
     #[error("{0} is not a broker URL (expected http://host:port)")]
     BadUrl(String),
+    #[error("the broker's event stream sent nothing for {0:?}; reconnect")]
+    Stalled(std::time::Duration),
     #[error("{0} is plain http to another machine: use https:// (plain http only to 127.0.0.1, ::1 or localhost)")]
     InsecureUrl(String),
     #[error("cannot reach the broker at {url}: {reason}; is it running (`scripts/run` starts one) and is --broker right?")]

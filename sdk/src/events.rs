@@ -7,10 +7,16 @@ use reqwest::Method;
 use crate::client::{Body, SdkError};
 use crate::session::Session;
 
+/// Longest the stream may stay silent: the broker sends a keep-alive every 5 s, so four missed
+/// ones mean the connection is gone even if TCP has not noticed.
+pub const EVENT_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// An open stream; `next` gives events in order.
 pub struct EventStream {
     response: reqwest::Response,
     buffer: String,
+    read_timeout: std::time::Duration,
+    last_activity: std::time::Instant,
 }
 
 impl Session {
@@ -28,11 +34,18 @@ impl Session {
         Ok(EventStream {
             response,
             buffer: String::new(),
+            read_timeout: EVENT_READ_TIMEOUT,
+            last_activity: std::time::Instant::now(),
         })
     }
 }
 
 impl EventStream {
+    /// When the broker last sent anything (an event or a keep-alive).
+    pub fn last_activity(&self) -> std::time::Instant {
+        self.last_activity
+    }
+
     /// The next event; `None` when the broker ended the stream.
     pub async fn next(&mut self) -> Result<Option<Event>, SdkError> {
         loop {
@@ -51,8 +64,14 @@ impl EventStream {
                     .map(Some)
                     .map_err(|e| SdkError::Decode(format!("event: {e}")));
             }
-            match self.response.chunk().await {
-                Ok(Some(bytes)) => self.buffer.push_str(&String::from_utf8_lossy(&bytes)),
+            let chunk = tokio::time::timeout(self.read_timeout, self.response.chunk())
+                .await
+                .map_err(|_| SdkError::Stalled(self.read_timeout))?;
+            match chunk {
+                Ok(Some(bytes)) => {
+                    self.last_activity = std::time::Instant::now();
+                    self.buffer.push_str(&String::from_utf8_lossy(&bytes))
+                }
                 Ok(None) => return Ok(None),
                 Err(e) => return Err(SdkError::Decode(e.to_string())),
             }

@@ -331,7 +331,7 @@ async fn the_agent_sells_this_machine_catches_up_and_meters_compute_sessions() {
         &url,
         pkey.as_path(),
         agent_port,
-        &["--exec", burn],
+        &["--exec", burn, "--offline-limit", "12"],
         &state,
         false,
     )
@@ -359,7 +359,23 @@ async fn the_agent_sells_this_machine_catches_up_and_meters_compute_sessions() {
     assert!(r.verify());
     assert_eq!((r.contract, r.bytes_in, r.bytes_out), (c.id, 12, 12));
     assert!(r.cpu_millis > 10 && r.max_memory_kib > 0, "{r:?}");
+
+    // Cut from the broker for longer than its offline limit (12 s here), the agent admits no
+    // new session: a revocation it cannot hear of holds that long at most.
+    let mut live = sdk::credentials::dial(consumer.session.key(), &credential)
+        .await
+        .unwrap();
     broker.stop();
+    let why = eventually_some(
+        "the agent to refuse sessions once offline too long",
+        Patience::secs(40),
+        || async { dial_refusal(consumer.session.key(), &credential).await },
+    )
+    .await;
+    assert!(why.contains("offline limit"), "{why}");
+    // And the session that was running ends too.
+    let ended = tokio::time::timeout(Duration::from_secs(10), live.recv()).await;
+    assert!(matches!(ended, Ok(Ok(None)) | Ok(Err(_))), "{ended:?}");
 }
 
 /// A consumer's session turns into signed usage records, a settled batch on chain (the contract

@@ -131,5 +131,6 @@ pub async fn stream(
             }
         }
     });
-    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+    // A keep-alive every 5 s: followers (the provider's agent) tell a quiet broker from a gone one.
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(5))))
 }

@@ -31,6 +31,10 @@ pub enum AgentCommand {
         /// Sign contracts proposed for this provider's offers by itself.
         #[arg(long)]
         auto_accept: bool,
+        /// Seconds without the broker after which no new session is admitted and running ones
+        /// end (the longest a revocation goes unheard while the broker is away).
+        #[arg(long, default_value_t = 3600)]
+        offline_limit: u64,
     },
     /// Show this machine's resources (cores, memory, disk, interfaces, NVIDIA GPUs).
     Discover {
@@ -84,6 +88,7 @@ pub async fn agent(ctx: &Ctx, cmd: AgentCommand) -> Result<()> {
             exec,
             state_dir,
             auto_accept,
+            offline_limit,
         } => {
             let service = match (service, exec) {
                 (Some(addr), _) => Service::Tcp(addr),
@@ -100,6 +105,7 @@ pub async fn agent(ctx: &Ctx, cmd: AgentCommand) -> Result<()> {
                 service,
                 state_dir,
                 auto_accept,
+                offline_limit: std::time::Duration::from_secs(offline_limit),
             };
             Agent::new(session, ctx.key()?, config)?.run().await?;
             Ok(())
