@@ -107,7 +107,7 @@ impl Session {
         Ok(c)
     }
 
-    /// Operators revoke a contract's credentials.
+    /// Operators revoke a contract's credentials; none is issued again until released.
     pub async fn revoke_credentials(&self, contract: ContractId) -> Result<Revoked, SdkError> {
         self.call(
             Method::POST,
@@ -115,6 +115,20 @@ impl Session {
             Body::None,
         )
         .await
+    }
+
+    /// Operators lift the hold of a revocation.
+    pub async fn release_credentials(&self, contract: ContractId) -> Result<(), SdkError> {
+        self.client
+            .send(
+                Method::POST,
+                &format!("/v1/contracts/{contract}/credentials/release"),
+                Body::None,
+                Some(&self.token().await?),
+                &[],
+            )
+            .await
+            .map(|_| ())
     }
 }
 

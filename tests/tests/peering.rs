@@ -642,3 +642,74 @@ async fn closed(s: &mut tokio::net::TcpStream, within: Duration) -> bool {
         .await
         .is_ok_and(|r| matches!(r, Ok(0) | Err(_)))
 }
+
+/// An operator's revocation sticks: no credential is issued again (not by the keeper, a
+/// consumer's read or renewal, or a broker restart) until an operator releases the hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operators_revocation_holds_until_released() {
+    let dir = tempfile::tempdir().unwrap();
+    let op_key = identity::generate();
+    let op_did = identity::did_of(&op_key.verifying_key()).to_string();
+    let args = ["--operator", op_did.as_str()];
+    let broker = BrokerProcess::start_with(&dir.path().join("broker"), &args);
+    let (url, api) = (broker.url.clone(), broker.port);
+    let operator = sdk::Session::new(sdk::Client::new(&url).unwrap(), op_key);
+    let agent = provider_with_agent(&url, dir.path(), None, true).await;
+    let consumer = Participant::new(&url, Role::Consumer).await;
+    let o = offer("hold-1", 2, 1_000);
+    agent
+        .provider
+        .session
+        .publish_offer(o.clone())
+        .await
+        .unwrap();
+    let c = buy_by_policy(&consumer, &request(&o, 1)).await;
+    let credential = eventually_some("a credential", Patience::secs(30), || async {
+        consumer.session.credential(c.id).await.ok()
+    })
+    .await;
+    eventually_some("the agent to admit it", Patience::secs(30), || async {
+        sdk::credentials::dial(consumer.session.key(), &credential)
+            .await
+            .ok()
+    })
+    .await;
+
+    operator.revoke_credentials(c.id).await.unwrap();
+    let why = eventually_some(
+        "the revoked credential refused",
+        Patience::secs(30),
+        || async { dial_refusal(consumer.session.key(), &credential).await },
+    )
+    .await;
+    assert!(why.contains("revoked"), "{why}");
+    let held = |e: sdk::SdkError| {
+        let text = e.to_string();
+        assert!(text.contains("holds them"), "{text}");
+    };
+    held(consumer.session.credential(c.id).await.unwrap_err());
+    held(consumer.session.renew_credential(c.id).await.unwrap_err());
+    // A restart changes nothing.
+    broker.stop();
+    let broker = BrokerProcess::start_on(api, &dir.path().join("broker"), &args, &[]);
+    held(consumer.session.credential(c.id).await.unwrap_err());
+    assert!(dial_refusal(consumer.session.key(), &credential)
+        .await
+        .is_some());
+
+    // Released by an operator: a new credential, and it works.
+    operator.release_credentials(c.id).await.unwrap();
+    let fresh = consumer.session.credential(c.id).await.unwrap();
+    assert_ne!(fresh.secret, credential.secret);
+    eventually_some(
+        "the new credential admitted",
+        Patience::secs(30),
+        || async {
+            sdk::credentials::dial(consumer.session.key(), &fresh)
+                .await
+                .ok()
+        },
+    )
+    .await;
+    broker.stop();
+}

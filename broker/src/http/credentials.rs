@@ -38,7 +38,8 @@ pub async fn renew(
     ))
 }
 
-/// Operators revoke a contract's credentials (the provider's agent refuses them within seconds).
+/// Operators revoke a contract's credentials (the provider's agent refuses them within seconds);
+/// none is issued again until an operator releases them.
 #[utoipa::path(post, path = "/v1/contracts/{id}/credentials/revoke", tag = "credentials", operation_id = "revoke_credentials",
     params(("id" = ContractId, Path, description = "The contract's id")),
     security(("bearer" = [])),
@@ -52,4 +53,18 @@ pub async fn revoke(
             .revoke_credentials(&c.contract, "revoked by an operator")
             .await?,
     ))
+}
+
+/// Operators lift the hold a revocation put on a contract's credentials; an active contract gets
+/// a new one.
+#[utoipa::path(post, path = "/v1/contracts/{id}/credentials/release", tag = "credentials", operation_id = "release_credentials",
+    params(("id" = ContractId, Path, description = "The contract's id")),
+    security(("bearer" = [])),
+    responses((status = 204, description = "Released")))]
+pub async fn release(
+    State(app): State<AppState>,
+    c: ContractOf<Operators>,
+) -> Result<StatusCode, Failure> {
+    app.market.release_credentials(&c.contract).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

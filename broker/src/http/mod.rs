@@ -95,6 +95,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(credentials::list))
         .routes(routes!(credentials::renew))
         .routes(routes!(credentials::revoke))
+        .routes(routes!(credentials::release))
         .routes(with_body_limit(
             routes!(usage::report),
             api::usage::MAX_REPORT_BYTES,

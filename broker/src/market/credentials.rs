@@ -243,7 +243,8 @@ pub async fn missing(store: &Store, now: u64) -> Result<Vec<ContractId>, MarketE
     let rows: Vec<(String,)> = sqlx::query_as(
         "SELECT c.id FROM contracts c WHERE c.state = 'active' AND NOT EXISTS \
          (SELECT 1 FROM credentials k WHERE k.contract_id = c.id AND k.revoked_at IS NULL AND k.expires_at > $1) \
-         AND NOT EXISTS (SELECT 1 FROM contract_escrow e WHERE e.contract_id = c.id AND e.suspended_at IS NOT NULL)",
+         AND NOT EXISTS (SELECT 1 FROM contract_escrow e WHERE e.contract_id = c.id AND e.suspended_at IS NOT NULL) \
+         AND NOT EXISTS (SELECT 1 FROM credential_holds h WHERE h.contract_id = c.id)",
     )
     .bind(now as i64)
     .fetch_all(store.pool())
@@ -360,11 +361,27 @@ pub async fn revoke_in(
     ))))
 }
 
+/// Whether an operator holds the contract's credentials.
+pub async fn held(store: &Store, id: ContractId) -> Result<bool, MarketError> {
+    let row: Option<(i64,)> =
+        sqlx::query_as("SELECT held_at FROM credential_holds WHERE contract_id = $1")
+            .bind(id.to_string())
+            .fetch_optional(store.pool())
+            .await?;
+    Ok(row.is_some())
+}
+
+fn held_error(id: ContractId) -> MarketError {
+    MarketError::Conflict(format!(
+        "an operator revoked the credentials of contract {id} and holds them; none is issued until an operator releases them"
+    ))
+}
+
 impl Market {
     /// Mints a credential for an active contract that has none that works.
     pub async fn ensure_credential(&self, id: ContractId) -> Result<(), MarketError> {
         let now = now();
-        if !live(&self.store, id, now).await?.is_empty() {
+        if !live(&self.store, id, now).await?.is_empty() || held(&self.store, id).await? {
             return Ok(());
         }
         let Some(c) = records::get_contract(&self.store, id).await? else {
@@ -383,6 +400,9 @@ impl Market {
         &self,
         c: &ContractRecord,
     ) -> Result<Vec<CredentialInfo>, MarketError> {
+        if held(&self.store, c.id).await? {
+            return Err(held_error(c.id));
+        }
         if c.state == ContractState::Active {
             // Issued at activation; this covers a broker that stopped in between.
             self.ensure_credential(c.id).await?;
@@ -401,6 +421,9 @@ impl Market {
                 needed: "active",
             });
         }
+        if held(&self.store, c.id).await? {
+            return Err(held_error(c.id));
+        }
         let config = self.parsed_config(&c.provider).await?;
         let now = now();
         let fresh = issue(self, c, config.as_ref(), now).await?;
@@ -416,6 +439,16 @@ impl Market {
     ) -> Result<Revoked, MarketError> {
         let now = now();
         let mut tx = self.store.begin().await?;
+        // Held until an operator releases it: nothing re-issues a credential meanwhile.
+        sqlx::query(
+            "INSERT INTO credential_holds (contract_id, held_at, reason) VALUES ($1, $2, $3) \
+             ON CONFLICT (contract_id) DO NOTHING",
+        )
+        .bind(c.id.to_string())
+        .bind(now as i64)
+        .bind(why)
+        .execute(&mut *tx)
+        .await?;
         let event = revoke_in(&mut tx, c, why, now).await?;
         let n = match &event {
             Some(Pending {
@@ -429,6 +462,17 @@ impl Market {
             contract: c.id,
             revoked: n,
         })
+    }
+}
+
+impl Market {
+    /// An operator lifts the hold of a revocation; an active contract gets a new credential.
+    pub async fn release_credentials(&self, c: &ContractRecord) -> Result<(), MarketError> {
+        sqlx::query("DELETE FROM credential_holds WHERE contract_id = $1")
+            .bind(c.id.to_string())
+            .execute(self.store.pool())
+            .await?;
+        self.ensure_credential(c.id).await
     }
 }
 
