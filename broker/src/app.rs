@@ -160,6 +160,7 @@ impl Broker {
         let auth = Auth::new(
             store.clone(),
             ledger.audience(),
+            crate::config::login_origins(&config.public_urls, addr),
             config.auth_rate_per_minute,
         );
 

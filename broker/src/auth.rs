@@ -114,14 +114,19 @@ pub struct Auth {
     store: Store,
     /// Names this broker in the messages participants sign.
     audience: String,
+    /// How clients reach it (`scheme://host:port`): a login is signed for one of them.
+    origins: Vec<String>,
     limiter: RateLimiter,
 }
 
 impl Auth {
-    pub fn new(store: Store, audience: String, per_minute: u32) -> Self {
+    /// `origins`: the `scheme://host:port` forms clients reach this broker by; a login signed
+    /// for any other is refused.
+    pub fn new(store: Store, audience: String, origins: Vec<String>, per_minute: u32) -> Self {
         Self {
             store,
             audience,
+            origins,
             limiter: RateLimiter::new(per_minute),
         }
     }
@@ -196,10 +201,18 @@ impl Auth {
             .store
             .consume_challenge(&req.did, &req.nonce, now())
             .await?;
-        let message = identity::login_message(&self.audience, &req.did, &req.nonce, expires_at);
-        req.signature
-            .verify(&req.did, message.as_bytes())
-            .map_err(|e| AuthFailure::Unauthorized(e.to_string()))?;
+        // Signed for this broker, by one of the origins it is reached at.
+        let signed_here = self.origins.iter().any(|origin| {
+            let message =
+                identity::login_message(&self.audience, origin, &req.did, &req.nonce, expires_at);
+            req.signature.verify(&req.did, message.as_bytes()).is_ok()
+        });
+        if !signed_here {
+            return Err(AuthFailure::Unauthorized(format!(
+                "the signature does not verify for a login to this broker ({})",
+                self.origins.join(", ")
+            )));
+        }
         let role = self
             .store
             .participant_role(&req.did)

@@ -49,6 +49,33 @@ pub struct BrokerConfig {
     pub retention: Retention,
     /// Fault injection for crash tests: abort the process at this purchase step.
     pub abort_at: Option<FaultPoint>,
+    /// The URLs clients reach this broker by (logins are signed for one of them); none: the
+    /// address it listens on (and its loopback names).
+    pub public_urls: Vec<String>,
+}
+
+/// The origins (`scheme://host:port`) logins may be signed for: the public URLs given, or the
+/// listening address with its loopback names.
+pub fn login_origins(public_urls: &[String], bound: SocketAddr) -> Vec<String> {
+    let mut out: Vec<String> = public_urls
+        .iter()
+        .filter_map(|u| url::Url::parse(u).ok())
+        .map(|u| u.origin().ascii_serialization())
+        .collect();
+    if out.is_empty() {
+        let port = bound.port();
+        out.push(format!("http://{bound}"));
+        if bound.ip().is_unspecified() || bound.ip().is_loopback() {
+            out.extend([
+                format!("http://127.0.0.1:{port}"),
+                format!("http://localhost:{port}"),
+                format!("http://[::1]:{port}"),
+            ]);
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
 }
 
 impl BrokerConfig {
@@ -70,6 +97,7 @@ impl BrokerConfig {
             auth_rate_per_minute: DEFAULT_AUTH_RATE,
             retention: Retention::default(),
             abort_at: None,
+            public_urls: Vec::new(),
         }
     }
 

@@ -84,6 +84,14 @@ struct Cli {
     /// A did:key to make operator (repeatable): how the first operator comes to exist.
     #[arg(long = "operator", env = "MERCATO_OPERATORS", value_delimiter = ',')]
     operators: Vec<Did>,
+    /// A URL clients reach the broker by, when not its listening address (behind a proxy, a
+    /// public name; repeatable): logins are signed for it.
+    #[arg(
+        long = "public-url",
+        env = "MERCATO_PUBLIC_URLS",
+        value_delimiter = ','
+    )]
+    public_urls: Vec<String>,
 }
 
 /// Crash tests only: abort at a purchase step (accepted, opening, opened, active).
@@ -157,6 +165,7 @@ async fn run() -> Result<()> {
             events: Duration::from_secs(cli.event_retention_hours * 3600),
         },
         abort_at,
+        public_urls: cli.public_urls,
         ..BrokerConfig::embedded(cli.listen, cli.data_dir)
     };
     let broker = Broker::start(&config).await?;

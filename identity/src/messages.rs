@@ -13,10 +13,18 @@ pub fn audience(chain_id: u64, marketplace: &str) -> String {
     format!("mercato:{chain_id}:{}", marketplace.to_lowercase())
 }
 
-/// The exact text a participant signs to log in with a broker's challenge.
-pub fn login_message(audience: &str, did: &Did, nonce: &str, expires_at: u64) -> String {
+/// The exact text a participant signs to log in with a broker's challenge. `broker` is the
+/// origin (`scheme://host:port`) the participant itself talks to: a challenge another broker
+/// relays yields a login only for the relay, never for the broker that issued it.
+pub fn login_message(
+    audience: &str,
+    broker: &str,
+    did: &Did,
+    nonce: &str,
+    expires_at: u64,
+) -> String {
     format!(
-        "{LOGIN_PREFIX}\naudience: {audience}\ndid: {did}\nnonce: {nonce}\nexpires: {expires_at}"
+        "{LOGIN_PREFIX}\naudience: {audience}\nbroker: {broker}\ndid: {did}\nnonce: {nonce}\nexpires: {expires_at}"
     )
 }
 
@@ -36,11 +44,16 @@ mod tests {
     fn messages_bind_every_field() {
         let d1 = crate::did_of(&crate::generate().verifying_key());
         let d2 = crate::did_of(&crate::generate().verifying_key());
-        let a = login_message("broker-a", &d1, "00", 10);
-        assert_ne!(a, login_message("broker-b", &d1, "00", 10));
-        assert_ne!(a, login_message("broker-a", &d2, "00", 10));
-        assert_ne!(a, login_message("broker-a", &d1, "01", 10));
-        assert_ne!(a, login_message("broker-a", &d1, "00", 11));
+        let o = "http://127.0.0.1:8080";
+        let a = login_message("broker-a", o, &d1, "00", 10);
+        assert_ne!(a, login_message("broker-b", o, &d1, "00", 10));
+        assert_ne!(
+            a,
+            login_message("broker-a", "https://relay.example", &d1, "00", 10)
+        );
+        assert_ne!(a, login_message("broker-a", o, &d2, "00", 10));
+        assert_ne!(a, login_message("broker-a", o, &d1, "01", 10));
+        assert_ne!(a, login_message("broker-a", o, &d1, "00", 11));
         assert_ne!(
             registration_message("b", &d1, "consumer", 1),
             registration_message("b", &d1, "provider", 1)

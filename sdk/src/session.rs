@@ -141,8 +141,14 @@ impl Session {
                     .into(),
             ));
         }
-        let message =
-            identity::login_message(&self.audience().await?, &self.did, &ch.nonce, ch.expires_at);
+        let broker = self.client.base().origin().ascii_serialization();
+        let message = identity::login_message(
+            &self.audience().await?,
+            &broker,
+            &self.did,
+            &ch.nonce,
+            ch.expires_at,
+        );
         let t: Token = self
             .client
             .call(

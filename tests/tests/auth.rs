@@ -64,7 +64,10 @@ impl Api {
             .post("/v1/auth/challenge", json!({"did": did}), None)
             .await;
         assert_eq!(status, 200);
-        let sig = sign_hex(key, login(&self.audience().await, &did, &ch).as_bytes());
+        let sig = sign_hex(
+            key,
+            login(&self.audience().await, &self.url, &did, &ch).as_bytes(),
+        );
         self.post(
             "/v1/auth/token",
             json!({"did": did, "nonce": ch["nonce"], "signature": sig}),
@@ -78,10 +81,12 @@ fn key() -> SigningKey {
     identity::generate()
 }
 
-/// The login message for a challenge, built from its parts (never a text the broker sends).
-fn login(audience: &str, did: &identity::Did, ch: &Value) -> String {
+/// The login message for a challenge, built from its parts (never a text the broker sends), for
+/// the broker at `origin`.
+fn login(audience: &str, origin: &str, did: &identity::Did, ch: &Value) -> String {
     identity::login_message(
         audience,
+        origin,
         did,
         ch["nonce"].as_str().unwrap(),
         ch["expiresAt"].as_u64().unwrap(),
@@ -122,14 +127,14 @@ async fn register_log_in_and_be_recognised() {
         ch.get("message").is_none(),
         "the broker sends no text to sign"
     );
-    let sig = sign_hex(&consumer, login(&audience, &did, &ch).as_bytes());
+    let sig = sign_hex(&consumer, login(&audience, &api.url, &did, &ch).as_bytes());
     let body = json!({"did": did, "nonce": ch["nonce"], "signature": sig});
     assert_eq!(api.post("/v1/auth/token", body.clone(), None).await.0, 200);
     assert_eq!(api.post("/v1/auth/token", body, None).await.0, 401);
     let (_, ch) = api
         .post("/v1/auth/challenge", json!({"did": did}), None)
         .await;
-    let forged = sign_hex(&key(), login(&audience, &did, &ch).as_bytes());
+    let forged = sign_hex(&key(), login(&audience, &api.url, &did, &ch).as_bytes());
     assert_eq!(
         api.post(
             "/v1/auth/token",
@@ -139,6 +144,30 @@ async fn register_log_in_and_be_recognised() {
         .await
         .0,
         401
+    );
+    // A challenge relayed by another broker: the participant signed a login to the relay (the
+    // origin it talks to), which this broker refuses.
+    let (_, ch) = api
+        .post("/v1/auth/challenge", json!({"did": did}), None)
+        .await;
+    let relayed = sign_hex(
+        &consumer,
+        login(&audience, "https://relay.example", &did, &ch).as_bytes(),
+    );
+    let (status, problem) = api
+        .post(
+            "/v1/auth/token",
+            json!({"did": did, "nonce": ch["nonce"], "signature": relayed}),
+            None,
+        )
+        .await;
+    assert_eq!(status, 401, "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("login to this broker"),
+        "{problem}"
     );
     assert_eq!(api.get("/v1/auth/me", Some(&"ab".repeat(32))).await.0, 401);
     assert_eq!(api.get("/v1/auth/me", None).await.0, 401);
