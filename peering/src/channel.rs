@@ -2,7 +2,10 @@
 //! (`Noise_IK_25519_ChaChaPoly_SHA256`) over TCP, both static keys being the participants'
 //! did:keys. The consumer pins the provider's key (from its contract); the agent learns the
 //! consumer's key in the first message and admits it only with a credential issued to that key.
-//! Frames are a 2-byte big-endian length and a Noise message.
+//! Frames are a 2-byte big-endian length and a Noise message. The consumer's first transport
+//! message is a fixed confirmation: only the holder of the handshake's ephemeral key can make
+//! it, so a replayed first handshake message (which an eavesdropper can send again) never gets a
+//! channel: the agent starts nothing before it (no service connection, no process, no record).
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,6 +23,8 @@ const PATTERN: &str = "Noise_IK_25519_ChaChaPoly_SHA256";
 const MAX_FRAME: usize = 65535;
 /// Plaintext per transport message (a Noise message carries at most 65535 bytes with its tag).
 const CHUNK: usize = 16 * 1024;
+/// The consumer's first transport message: proof it holds the handshake's keys.
+const CONFIRM: &[u8] = b"mercato-channel-confirm/1";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChannelError {
@@ -33,6 +38,8 @@ pub enum ChannelError {
     Refused(String),
     #[error("the peer closed the connection during the handshake")]
     Closed,
+    #[error("the peer did not confirm the handshake (a replayed first message?)")]
+    Unconfirmed,
 }
 
 async fn write_frame(w: &mut OwnedWriteHalf, msg: &[u8]) -> std::io::Result<()> {
@@ -119,7 +126,10 @@ pub async fn initiate(
     let n = hs.read_message(&reply, &mut buf)?;
     let answer = buf[..n].to_vec();
     let noise = Arc::new(Mutex::new(hs.into_transport_mode()?));
-    Ok((Channel { read, write, noise }, answer))
+    let mut ch = Channel { read, write, noise };
+    // Confirms the handshake; after a refusal the agent has closed, and the answer says why.
+    let _ = ch.send(CONFIRM).await;
+    Ok((ch, answer))
 }
 
 /// What the agent decided about a connection: admit (with what to answer) or refuse (with why).
@@ -159,7 +169,13 @@ pub async fn respond<T>(
         return Ok(None);
     };
     let noise = Arc::new(Mutex::new(hs.into_transport_mode()?));
-    Ok(Some((Channel { read, write, noise }, t)))
+    let mut ch = Channel { read, write, noise };
+    // Nothing happens for this consumer before it proves it holds the handshake's keys.
+    match ch.recv().await {
+        Ok(Some(m)) if m == CONFIRM => Ok(Some((ch, t))),
+        Ok(None) => Err(ChannelError::Closed),
+        _ => Err(ChannelError::Unconfirmed),
+    }
 }
 
 /// Moves bytes both ways between the channel and `local` until either side closes or `stop`
@@ -279,5 +295,43 @@ mod tests {
         assert!(initiate(&addr, &consumer, wrong.as_str(), b"hello")
             .await
             .is_err());
+    }
+
+    #[tokio::test]
+    async fn a_replayed_first_message_gets_no_channel() {
+        let provider = SigningKey::generate(&mut rand::rngs::OsRng);
+        let consumer = SigningKey::generate(&mut rand::rngs::OsRng);
+        let provider_did = identity::did_of(&provider.verifying_key());
+        // What an eavesdropper saw: the consumer's first handshake message.
+        let mut hs = Builder::new(PATTERN.parse().unwrap())
+            .local_private_key(&x25519_secret(&consumer))
+            .remote_public_key(&x25519_public(provider_did.as_str()).unwrap())
+            .build_initiator()
+            .unwrap();
+        let mut first = vec![0u8; MAX_FRAME];
+        let n = hs.write_message(b"hello", &mut first).unwrap();
+        first.truncate(n);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let agent = tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            respond(stream, &provider, |_, hello| {
+                Decision::Admit(hello.to_vec(), b"welcome".to_vec())
+            })
+            .await
+        });
+        // Replayed as often as it likes, it is admitted by the credential check but gets no
+        // channel: it cannot confirm.
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let (mut read, mut write) = stream.into_split();
+        write_frame(&mut write, &first).await.unwrap();
+        assert!(read_frame(&mut read).await.unwrap().is_some(), "the reply");
+        write_frame(&mut write, b"not a transport message")
+            .await
+            .unwrap();
+        assert!(matches!(
+            agent.await.unwrap(),
+            Err(ChannelError::Unconfirmed)
+        ));
     }
 }
