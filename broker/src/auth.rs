@@ -157,15 +157,22 @@ impl Auth {
                     .into(),
             ));
         }
-        let message = identity::registration_message(
-            &self.audience,
-            &req.did,
-            req.role.as_str(),
-            req.issued_at,
-        );
-        req.signature
-            .verify(&req.did, message.as_bytes())
-            .map_err(|e| AuthFailure::Unauthorized(e.to_string()))?;
+        let signed_here = self.origins.iter().any(|origin| {
+            let message = identity::registration_message(
+                &self.audience,
+                origin,
+                &req.did,
+                req.role.as_str(),
+                req.issued_at,
+            );
+            req.signature.verify(&req.did, message.as_bytes()).is_ok()
+        });
+        if !signed_here {
+            return Err(AuthFailure::Unauthorized(format!(
+                "the signature does not verify for a registration with this broker ({})",
+                self.origins.join(", ")
+            )));
+        }
         if !req.role.self_service() && caller.map(|p| p.role) != Some(Role::Operator) {
             return Err(AuthFailure::Forbidden(format!(
                 "only an operator can grant the {} role",

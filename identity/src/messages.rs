@@ -30,9 +30,16 @@ pub fn login_message(
 
 /// The exact text a participant signs to register itself with `role` at `issued_at` (unix
 /// seconds).
-pub fn registration_message(audience: &str, did: &Did, role: &str, issued_at: u64) -> String {
+/// `broker` is the origin the participant itself talks to, as in `login_message`.
+pub fn registration_message(
+    audience: &str,
+    broker: &str,
+    did: &Did,
+    role: &str,
+    issued_at: u64,
+) -> String {
     format!(
-        "{REGISTER_PREFIX}\naudience: {audience}\ndid: {did}\nrole: {role}\nissued: {issued_at}"
+        "{REGISTER_PREFIX}\naudience: {audience}\nbroker: {broker}\ndid: {did}\nrole: {role}\nissued: {issued_at}"
     )
 }
 
@@ -55,8 +62,12 @@ mod tests {
         assert_ne!(a, login_message("broker-a", o, &d1, "01", 10));
         assert_ne!(a, login_message("broker-a", o, &d1, "00", 11));
         assert_ne!(
-            registration_message("b", &d1, "consumer", 1),
-            registration_message("b", &d1, "provider", 1)
+            registration_message("b", o, &d1, "consumer", 1),
+            registration_message("b", o, &d1, "provider", 1)
+        );
+        assert_ne!(
+            registration_message("b", o, &d1, "consumer", 1),
+            registration_message("b", "https://relay.example", &d1, "consumer", 1)
         );
         assert!(a.starts_with(LOGIN_PREFIX) && !a.starts_with('{'));
     }

@@ -99,8 +99,13 @@ impl Session {
         key: &SigningKey,
     ) -> Result<RegisterRequest, SdkError> {
         let issued_at = now();
-        let message =
-            identity::registration_message(&self.audience().await?, &did, role.as_str(), issued_at);
+        let message = identity::registration_message(
+            &self.audience().await?,
+            &self.client.base().origin().ascii_serialization(),
+            &did,
+            role.as_str(),
+            issued_at,
+        );
         Ok(RegisterRequest {
             did,
             role,

@@ -53,7 +53,8 @@ impl Api {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_secs();
-        let msg = identity::registration_message(&self.audience().await, &did, role, now);
+        let msg =
+            identity::registration_message(&self.audience().await, &self.url, &did, role, now);
         let body = json!({"did": did, "role": role, "issuedAt": now, "signature": sign_hex(key, msg.as_bytes())});
         self.post("/v1/participants", body, token).await
     }
@@ -107,6 +108,24 @@ async fn register_log_in_and_be_recognised() {
     let (status, problem) = api.login(&consumer).await;
     assert_eq!(status, 403);
     assert!(problem["detail"].as_str().unwrap().contains("register"));
+
+    // A registration signed for another broker (relayed from there) is refused.
+    let relayed = key();
+    let did = did_of(&relayed.verifying_key());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let msg = identity::registration_message(
+        &api.audience().await,
+        "https://relay.example",
+        &did,
+        "consumer",
+        now,
+    );
+    let body = json!({"did": did, "role": "consumer", "issuedAt": now, "signature": sign_hex(&relayed, msg.as_bytes())});
+    let (status, problem) = api.post("/v1/participants", body, None).await;
+    assert_eq!(status, 401, "{problem}");
 
     let (status, _) = api.register(&consumer, "consumer", None).await;
     assert_eq!(status, 201);
