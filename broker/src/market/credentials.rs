@@ -92,8 +92,65 @@ fn random_hex<const N: usize>() -> String {
     identity::hex_encode(&b)
 }
 
-/// The envelope's kind from the provider's configuration (generic when it has none).
-fn kind_for(config: Option<&ProviderConfig>, provider: &str, secret: &str) -> CredentialKind {
+/// The contract's host number in its provider's tunnel network 10.77.0.0/16 (2 to 65534; .1 is
+/// the provider's), allocated once per contract and kept across renewals.
+pub async fn tunnel_host(
+    store: &Store,
+    provider: &str,
+    contract: ContractId,
+) -> Result<u16, MarketError> {
+    let key = contract.to_string();
+    // One allocation at a time (SQLite: an immediate transaction; PostgreSQL: a lock).
+    let mut tx = store.begin().await?;
+    if store.backend() == catalog::store::Backend::Postgres {
+        sqlx::query("SELECT pg_advisory_xact_lock(727275)")
+            .execute(&mut *tx)
+            .await?;
+    }
+    let found: Option<(i64,)> = sqlx::query_as(
+        "SELECT host FROM tunnel_addresses WHERE provider = $1 AND contract_id = $2",
+    )
+    .bind(provider)
+    .bind(&key)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let host = match found {
+        Some((host,)) => host,
+        None => {
+            let next: i64 = sqlx::query_scalar(
+                "SELECT COALESCE(MAX(host), 1) + 1 FROM tunnel_addresses WHERE provider = $1",
+            )
+            .bind(provider)
+            .fetch_one(&mut *tx)
+            .await?;
+            if next > 65534 {
+                return Err(MarketError::Conflict(format!(
+                    "provider {provider} has no tunnel address left for another contract"
+                )));
+            }
+            sqlx::query(
+                "INSERT INTO tunnel_addresses (provider, host, contract_id) VALUES ($1, $2, $3)",
+            )
+            .bind(provider)
+            .bind(next)
+            .bind(&key)
+            .execute(&mut *tx)
+            .await?;
+            next
+        }
+    };
+    tx.commit().await?;
+    u16::try_from(host).map_err(|e| Corrupt::new("tunnel_addresses", "host", &key, e).into())
+}
+
+/// The envelope's kind from the provider's configuration (generic when it has none);
+/// `tunnel_host` places a WireGuard consumer in the provider's tunnel network.
+fn kind_for(
+    config: Option<&ProviderConfig>,
+    provider: &str,
+    secret: &str,
+    tunnel_host: u16,
+) -> CredentialKind {
     let Some(config) = config else {
         return CredentialKind::Generic;
     };
@@ -124,11 +181,10 @@ fn kind_for(config: Option<&ProviderConfig>, provider: &str, secret: &str) -> Cr
                 .unwrap_or(&endpoint)
                 .trim_end_matches('/')
                 .to_string();
-            let octet = |i: usize| u8::from_str_radix(&secret[i..i + 2], 16).unwrap_or(1);
             CredentialKind::Wireguard {
                 private_key: b(private.as_bytes()),
                 public_key: b(public.as_bytes()),
-                address: format!("10.77.{}.{}/32", octet(0), octet(2).max(1)),
+                address: format!("10.77.{}.{}/32", tunnel_host >> 8, tunnel_host & 0xff),
                 peer_public_key: b(&peer),
                 peer_endpoint: host,
                 allowed_ips: "10.77.0.0/16".into(),
@@ -147,7 +203,13 @@ async fn issue(
 ) -> Result<CredentialInfo, MarketError> {
     let policy = market.policy.credentials;
     let secret = random_hex::<32>();
-    let kind = kind_for(config, contract.provider.as_str(), &secret);
+    let host = match config.map(|c| c.connection.kind) {
+        Some(ConnectionKind::Wireguard) => {
+            tunnel_host(&market.store, contract.provider.as_str(), contract.id).await?
+        }
+        _ => 0,
+    };
+    let kind = kind_for(config, contract.provider.as_str(), &secret, host);
     let credential = Credential {
         version: ENVELOPE_VERSION,
         kind,
@@ -492,12 +554,15 @@ mod tests {
         let provider = identity::did_of(&identity::generate().verifying_key());
         let provider = provider.as_str();
         let secret = random_hex::<32>();
-        assert_eq!(kind_for(None, provider, &secret), CredentialKind::Generic);
         assert_eq!(
-            kind_for(Some(&config("generic")), provider, &secret),
+            kind_for(None, provider, &secret, 0),
             CredentialKind::Generic
         );
-        match kind_for(Some(&config("liqo")), provider, &secret) {
+        assert_eq!(
+            kind_for(Some(&config("generic")), provider, &secret, 0),
+            CredentialKind::Generic
+        );
+        match kind_for(Some(&config("liqo")), provider, &secret, 0) {
             CredentialKind::Liqo {
                 cluster_id,
                 cluster_name,
@@ -515,14 +580,17 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        match kind_for(Some(&config("wireguard")), provider, &secret) {
+        match kind_for(Some(&config("wireguard")), provider, &secret, 258) {
             CredentialKind::Wireguard {
                 private_key,
                 public_key,
                 peer_public_key,
                 peer_endpoint,
+                address,
                 ..
             } => {
+                // The allocated host, nothing from the secret.
+                assert_eq!(address, "10.77.1.2/32");
                 // The consumer's key pair is a real pair; the peer is the provider's key.
                 let sk: [u8; 32] = identity::hex_decode(&private_key)
                     .unwrap()
@@ -538,5 +606,35 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn tunnel_addresses_never_collide_and_stay_with_their_contract() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(
+            &format!(
+                "sqlite://{}?mode=rwc",
+                dir.path().join("t.sqlite").display()
+            ),
+            crate::store::PoolSize {
+                max_connections: None,
+            },
+        )
+        .await
+        .unwrap();
+        let c = |n: u8| ContractId(alloy::primitives::B256::repeat_byte(n));
+        let a = tunnel_host(&store, "did:key:p", c(1)).await.unwrap();
+        let b = tunnel_host(&store, "did:key:p", c(2)).await.unwrap();
+        assert_eq!((a, b), (2, 3));
+        assert_eq!(tunnel_host(&store, "did:key:p", c(1)).await.unwrap(), 2);
+        assert_eq!(tunnel_host(&store, "did:key:q", c(3)).await.unwrap(), 2);
+        // Concurrent allocations for many contracts: all distinct.
+        let hosts = futures::future::join_all((10..40).map(|n| {
+            let store = store.clone();
+            async move { tunnel_host(&store, "did:key:p", c(n)).await.unwrap() }
+        }))
+        .await;
+        let distinct: std::collections::BTreeSet<_> = hosts.iter().collect();
+        assert_eq!(distinct.len(), hosts.len());
     }
 }
