@@ -158,8 +158,12 @@ impl Session {
     }
 
     pub async fn withdraw_offer(&self, id: &OfferId) -> Result<WithdrawnOffer, SdkError> {
-        self.call(Method::DELETE, &format!("/v1/offers/{id}"), Body::None)
-            .await
+        self.call(
+            Method::POST,
+            &format!("/v1/offers/{id}/withdraw"),
+            Body::None,
+        )
+        .await
     }
 
     pub async fn reserve(&self, req: &ReserveRequest) -> Result<Reservation, SdkError> {

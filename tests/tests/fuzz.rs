@@ -144,12 +144,6 @@ enabled = false
 [checks.positive_data_acceptance]
 expected-statuses = ["2xx", "400", "401", "403", "404", "409", "410", "412", "422", "429"]
 
-# `DELETE /v1/offers/{id}` withdraws an offer, it does not erase it: the offer stays readable
-# with status `withdrawn` (contracts bought from it name it), so "deleted but still there" is by
-# design.
-[checks.use_after_free]
-enabled = false
-
 # A body over the size limit is refused before it is read (413), whatever is wrong inside it.
 [checks.negative_data_rejection]
 expected-statuses = ["400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "428", "429"]

@@ -123,8 +123,8 @@ async fn every_endpoint_checks_role_and_ownership() {
         ),
         (Method::POST, "/v1/offers".into(), offer_body, "ufffffo"),
         (
-            Method::DELETE,
-            "/v1/offers/matrix-w".into(),
+            Method::POST,
+            "/v1/offers/matrix-w/withdraw".into(),
             Value::Null,
             "ufffffo",
         ),

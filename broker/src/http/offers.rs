@@ -92,8 +92,9 @@ pub async fn publish(
     Ok((status, Json(published)))
 }
 
-/// Withdraws an offer of the caller's.
-#[utoipa::path(delete, path = "/v1/offers/{id}", tag = "offers", operation_id = "withdraw_offer",
+/// Withdraws an offer of the caller's: it is no longer sold, and stays readable (with status
+/// `withdrawn`) for the contracts bought from it, so this is not a DELETE.
+#[utoipa::path(post, path = "/v1/offers/{id}/withdraw", tag = "offers", operation_id = "withdraw_offer",
     params(("id" = OfferId, Path, description = "The offer's id")),
     security(("bearer" = [])),
     responses((status = 200, description = "Withdrawn", body = WithdrawnOffer)))]
