@@ -1,80 +1,33 @@
 //! A batch is paid once whatever happens between the database and the chain: a broker that
 //! settled a batch on chain but did not record it (it stopped) finds it `built` again, asks the
 //! chain, and does not pay twice; a contract whose escrow is short pays what it can and the rest
-//! waits; two brokers sharing one PostgreSQL never put a record in two batches.
+//! waits; closed and suspended contracts never stall the rest.
 
-use std::sync::Arc;
+mod common;
 
-use alloy::primitives::{keccak256, U256};
-use broker::ledger_link::LedgerLink;
+use alloy::primitives::{keccak256, B256, U256};
 use broker::market::settlement::{plan, settle_once, BatchLimits, Unsettled};
-use broker::market::{Market, MarketPolicy};
-use broker::store::{PoolSize, Store};
-use content::{ContentStore, EmbeddedStore};
+use broker::market::MarketPolicy;
+use common::{insert_records, Fixture};
 use contracts::Marketplace;
-use ledger::accounts::{dev_signer, BROKER_INDEX};
-use ledger::anvil::AnvilOptions;
-use ledger::{devnet, ChainClient};
-use testkit::dev;
 
 #[tokio::test]
 async fn a_batch_settled_but_not_recorded_is_never_paid_twice() {
-    let dir = tempfile::tempdir().unwrap();
-    let options = AnvilOptions {
-        port: 0,
-        ..AnvilOptions::new(dir.path().join("ledger"))
-    };
-    let net = devnet::up(&options, |_| {}).await.unwrap();
-    let d = net.deployment.clone();
-    let c = d.contracts;
-    let broker = ChainClient::connect(net.chain.url(), dev_signer(BROKER_INDEX).unwrap())
-        .await
-        .unwrap();
-    let (consumer, provider) = (dev_signer(4).unwrap(), dev_signer(5).unwrap());
-    let ledger = LedgerLink {
-        client: broker.clone(),
-        deployment: d.clone(),
-    };
-    dev::register(&broker, &d, &consumer, "did:key:c", 2)
-        .await
-        .unwrap();
-    dev::register(&broker, &d, &provider, "did:key:p", 1)
-        .await
-        .unwrap();
-    let mut ids = Vec::new();
+    let f = Fixture::start().await;
+    let (broker, c) = (&f.broker, f.d().contracts);
     // 0: pays; 1: short; 2: closed on chain; 3: suspended; 4: closed between building a batch
     // and sending it.
+    let mut ids = Vec::new();
     for (i, deposit) in [10_000u64, 50, 10_000, 10_000, 10_000]
         .into_iter()
         .enumerate()
     {
-        let id = dev::open_contract(
-            &broker,
-            &d,
-            &consumer,
-            provider.address(),
-            &format!("retry{i}"),
-            deposit,
-        )
-        .await
-        .unwrap();
-        ids.push(id);
+        ids.push(f.open(&format!("retry{i}"), deposit).await);
     }
-
-    let store = Store::open(
-        &format!(
-            "sqlite://{}?mode=rwc",
-            dir.path().join("b.sqlite").display()
-        ),
-        PoolSize {
-            max_connections: None,
-        },
-    )
-    .await
-    .unwrap();
+    let store = f.sqlite().await;
     // 30 records of 100 for the first contract; 2 of 40 and 1 of 100 for the second, whose
     // escrow is 50: it pays its first record, the rest waits.
-    let mut records = Vec::new();
+    let mut records: Vec<(String, B256, u64)> = Vec::new();
     for i in 0..30 {
         records.push((format!("a{i:02}"), ids[0], 100));
     }
@@ -102,23 +55,7 @@ async fn a_batch_settled_but_not_recorded_is_never_paid_twice() {
         .await
         .unwrap();
     assert_eq!(m.agreement(ids[2]).call().await.unwrap().status, 4);
-    for (n, (rid, cid, amount)) in records.iter().enumerate() {
-        sqlx::query(
-            "INSERT INTO usage_records (id, contract_id, provider, consumer, from_ts, to_ts, body, record_hash, amount, received_at) \
-             VALUES ($1, $2, 'p', 'c', 0, 1, $3, $4, $5, $6)",
-        )
-        .bind(rid.clone())
-        .bind(cid.to_string())
-        .bind(format!("{{\"id\":\"{rid}\"}}"))
-        .bind(keccak256(rid.as_bytes()).to_string())
-        .bind(amount.to_string())
-        .bind(n as i64)
-        .execute(store.pool())
-        .await
-        .unwrap();
-    }
-    let content: Arc<dyn ContentStore> =
-        Arc::new(EmbeddedStore::open(dir.path().join("content")).unwrap());
+    insert_records(&store, &records).await;
     let policy = MarketPolicy {
         batches: BatchLimits {
             max_records: 1000,
@@ -127,7 +64,7 @@ async fn a_batch_settled_but_not_recorded_is_never_paid_twice() {
         },
         ..MarketPolicy::default()
     };
-    let market = Market::new(store.clone(), ledger.clone(), content, policy);
+    let market = f.market(store.clone(), broker.clone(), policy);
     let charged = |id| {
         let m = m.clone();
         async move { U256::from(m.agreement(id).call().await.unwrap().charged) }
@@ -243,5 +180,5 @@ async fn a_batch_settled_but_not_recorded_is_never_paid_twice() {
             .await
             .unwrap();
     assert_eq!(state, "built");
-    net.chain.stop().await;
+    f.net.chain.stop().await;
 }

@@ -2,22 +2,17 @@
 //! account: every record lands in exactly one batch and every contract is charged exactly once
 //! for each of its records.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+mod common;
 
-use alloy::primitives::keccak256;
-use alloy::signers::local::PrivateKeySigner;
-use broker::ledger_link::LedgerLink;
+use std::collections::HashMap;
+
 use broker::market::settlement::{settle_once, BatchLimits};
-use broker::market::{Market, MarketPolicy};
-use broker::store::{PoolSize, Store};
-use content::{ContentStore, EmbeddedStore};
+use broker::market::MarketPolicy;
+use common::{insert_records, open_store, Fixture};
 use contracts::bindings::roles;
 use contracts::{Marketplace, UsageSettlement};
-use ledger::accounts::{dev_signer, BROKER_INDEX, DEPLOYER_INDEX};
-use ledger::anvil::AnvilOptions;
-use ledger::{devnet, ChainClient};
-use testkit::dev;
+use ledger::accounts::{dev_signer, DEPLOYER_INDEX};
+use ledger::ChainClient;
 use testkit::pg_server::PgServer;
 
 const CONTRACTS: usize = 10;
@@ -31,21 +26,14 @@ type Leaf = (String, String, String);
 async fn two_brokers_on_one_database_never_charge_a_record_twice() {
     let pg = PgServer::start().expect("PostgreSQL starts");
     let url = pg.create_database("settle").unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let options = AnvilOptions {
-        port: 0,
-        ..AnvilOptions::new(dir.path().join("ledger"))
-    };
-    let net = devnet::up(&options, |_| {}).await.unwrap();
-    let d = net.deployment.clone();
-    let client = |signer: PrivateKeySigner| {
-        let url = net.chain.url().to_string();
-        async move { ChainClient::connect(&url, signer).await.unwrap() }
-    };
-    let broker = client(dev_signer(BROKER_INDEX).unwrap()).await;
+    let f = Fixture::start().await;
+    let d = f.d().clone();
+    let broker = f.broker.clone();
     // The second broker settles from an account of its own, granted the role by the admin.
     let second = dev_signer(7).unwrap();
-    let admin = client(dev_signer(DEPLOYER_INDEX).unwrap()).await;
+    let admin = ChainClient::connect(f.net.chain.url(), dev_signer(DEPLOYER_INDEX).unwrap())
+        .await
+        .unwrap();
     admin
         .send_call(
             d.contracts.usage_settlement,
@@ -56,67 +44,21 @@ async fn two_brokers_on_one_database_never_charge_a_record_twice() {
         )
         .await
         .unwrap();
-    let second = client(second).await;
-    let (consumer, provider) = (dev_signer(4).unwrap(), dev_signer(5).unwrap());
-    dev::register(&broker, &d, &consumer, "did:key:c", 2)
-        .await
-        .unwrap();
-    dev::register(&broker, &d, &provider, "did:key:p", 1)
+    let second = ChainClient::connect(f.net.chain.url(), second)
         .await
         .unwrap();
     let mut ids = Vec::new();
     for i in 0..CONTRACTS {
-        ids.push(
-            dev::open_contract(
-                &broker,
-                &d,
-                &consumer,
-                provider.address(),
-                &format!("two{i}"),
-                100_000,
-            )
-            .await
-            .unwrap(),
-        );
+        ids.push(f.open(&format!("two{i}"), 100_000).await);
     }
-
-    let open = || {
-        Store::open(
-            &url,
-            PoolSize {
-                max_connections: None,
-            },
-        )
-    };
-    let store = open().await.unwrap();
-    let mut n = 0i64;
-    let mut rows = Vec::new();
+    let store = open_store(&url).await;
+    let mut records = Vec::new();
     for cid in &ids {
         for r in 0..PER_CONTRACT {
-            rows.push((format!("{cid:.8}-{r:04}"), cid.to_string(), n));
-            n += 1;
+            records.push((format!("{cid:.8}-{r:04}"), *cid, AMOUNT));
         }
     }
-    for chunk in rows.chunks(500) {
-        let values: Vec<String> = chunk
-            .iter()
-            .map(|(rid, cid, at)| {
-                format!(
-                    "('{rid}', '{cid}', 'p', 'c', 0, 1, '{{\"id\":\"{rid}\"}}', '{}', '{AMOUNT}', {at})",
-                    keccak256(rid.as_bytes())
-                )
-            })
-            .collect();
-        sqlx::query(&format!(
-            "INSERT INTO usage_records (id, contract_id, provider, consumer, from_ts, to_ts, body, record_hash, amount, received_at) VALUES {}",
-            values.join(",")
-        ))
-        .execute(store.pool())
-        .await
-        .unwrap();
-    }
-    let content: Arc<dyn ContentStore> =
-        Arc::new(EmbeddedStore::open(dir.path().join("content")).unwrap());
+    insert_records(&store, &records).await;
     let policy = MarketPolicy {
         batches: BatchLimits {
             max_records: 1_000,
@@ -127,15 +69,7 @@ async fn two_brokers_on_one_database_never_charge_a_record_twice() {
     };
     let mut tasks = Vec::new();
     for chain in [broker.clone(), second] {
-        let market = Market::new(
-            open().await.unwrap(),
-            LedgerLink {
-                client: chain,
-                deployment: d.clone(),
-            },
-            content.clone(),
-            policy,
-        );
+        let market = f.market(open_store(&url).await, chain, policy);
         tasks.push(tokio::spawn(async move {
             let mut settled = 0;
             // Until nothing waits and nothing is left built (by either broker).
@@ -202,5 +136,5 @@ async fn two_brokers_on_one_database_never_charge_a_record_twice() {
             "{cid}"
         );
     }
-    net.chain.stop().await;
+    f.net.chain.stop().await;
 }

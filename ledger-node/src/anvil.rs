@@ -300,3 +300,32 @@ pub fn free_port() -> std::io::Result<u16> {
     let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
     Ok(listener.local_addr()?.port())
 }
+
+/// A development-chain JSON-RPC call that only Anvil answers (`evm_snapshot`, `evm_revert`,
+/// `evm_increaseTime`, `evm_mine`), for tests and benchmarks.
+pub async fn dev_rpc(
+    url: &str,
+    method: &'static str,
+    params: serde_json::Value,
+) -> Result<serde_json::Value, crate::ClientError> {
+    use alloy::providers::{Provider, ProviderBuilder};
+    let unreachable = |e: String| crate::ClientError::Unreachable {
+        url: url.to_string(),
+        reason: e,
+    };
+    let provider = ProviderBuilder::new()
+        .connect(url)
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    provider
+        .raw_request(method.into(), params)
+        .await
+        .map_err(|e| crate::ClientError::Rpc(e.to_string()))
+}
+
+/// Moves a development chain's clock on by `seconds` and mines a block at the new time.
+pub async fn advance(url: &str, seconds: u64) -> Result<(), crate::ClientError> {
+    dev_rpc(url, "evm_increaseTime", serde_json::json!([seconds])).await?;
+    dev_rpc(url, "evm_mine", serde_json::json!([])).await?;
+    Ok(())
+}

@@ -137,18 +137,9 @@ impl BrokerProcess {
 
     /// Moves the embedded chain's clock on by `seconds` and mines a block.
     pub async fn advance_chain(&self, seconds: u64) {
-        let rpc = self.chain_url();
-        let http = reqwest::Client::new();
-        for (method, params) in [
-            ("evm_increaseTime", serde_json::json!([seconds])),
-            ("evm_mine", serde_json::json!([])),
-        ] {
-            http.post(&rpc)
-                .json(&serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}))
-                .send()
-                .await
-                .unwrap();
-        }
+        ledger::anvil::advance(&self.chain_url(), seconds)
+            .await
+            .unwrap();
     }
 
     /// What `account` can withdraw from the Marketplace now.

@@ -144,7 +144,7 @@ async fn run() -> Result<()> {
     let secs = start.elapsed().as_secs_f64();
     // The charges are the provider's once their challenge window ends: releasing them is part of
     // the cost of settling.
-    advance(&broker, 61).await?;
+    ledger::anvil::advance(broker.url(), 61).await?;
     let mut released = 0;
     loop {
         let k = release_due(&market, 20).await?;
@@ -354,17 +354,6 @@ async fn run() -> Result<()> {
             "challenge_record_gas": record_gas,
         })
     );
-    Ok(())
-}
-
-/// Moves the chain's clock on (the development chain).
-async fn advance(client: &ChainClient, seconds: u64) -> Result<()> {
-    use alloy::providers::Provider;
-    let _: serde_json::Value = client
-        .provider()
-        .raw_request("evm_increaseTime".into(), (seconds,))
-        .await?;
-    let _: serde_json::Value = client.provider().raw_request("evm_mine".into(), ()).await?;
     Ok(())
 }
 

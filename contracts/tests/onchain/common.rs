@@ -94,17 +94,8 @@ fn slots() -> &'static [Slot] {
     })
 }
 
-async fn rpc(url: &str, method: &str, params: serde_json::Value) -> serde_json::Value {
-    let answer: serde_json::Value = reqwest::Client::new()
-        .post(url)
-        .json(&serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    answer["result"].clone()
+async fn rpc(url: &str, method: &'static str, params: serde_json::Value) -> serde_json::Value {
+    ledger::anvil::dev_rpc(url, method, params).await.unwrap()
 }
 
 pub struct Chain {
@@ -184,12 +175,9 @@ impl Chain {
     }
 
     pub async fn advance(&self, seconds: u64) {
-        let p = self.admin.client.provider();
-        let _: serde_json::Value = p
-            .raw_request("evm_increaseTime".into(), (seconds,))
+        ledger::anvil::advance(self.admin.client.url(), seconds)
             .await
             .unwrap();
-        let _: serde_json::Value = p.raw_request("evm_mine".into(), ()).await.unwrap();
     }
 
     pub async fn now(&self) -> u64 {

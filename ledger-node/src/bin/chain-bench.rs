@@ -209,10 +209,7 @@ async fn marketplace_gas(url: &str, d: &Deployment) -> Result<Gas> {
             )
             .await?,
     );
-    let _: serde_json::Value = broker
-        .provider()
-        .raw_request("evm_increaseTime".into(), (3600u64,))
-        .await?;
+    ledger::anvil::advance(broker.url(), 3600).await?;
     gas.add(
         "chargePeriod",
         broker
