@@ -182,7 +182,7 @@ contract UsageSettlement is AccessControlDefaultAdminRules {
         Prices calldata prices
     ) external returns (uint256 refunded) {
         bytes32 recordHash = hashRecord(recordContract, r);
-        _contractSum(leaf.batchId, contractId, recordHash, leaf.amount, leaf.recordPath, leaf.contractPath);
+        _proveLeaf(contractId, recordHash, leaf);
         uint256 owed;
         if (recordContract == contractId) {
             if (hashPrices(prices) != marketplace.pricesHashOf(contractId)) revert WrongPrices();
@@ -206,22 +206,8 @@ contract UsageSettlement is AccessControlDefaultAdminRules {
         if (original.recordId != duplicate.recordId) revert NotADuplicate();
         bytes32 keptHash = hashRecord(contractId, original);
         bytes32 dupHash = hashRecord(contractId, duplicate);
-        _contractSum(
-            originalLeaf.batchId,
-            contractId,
-            keptHash,
-            originalLeaf.amount,
-            originalLeaf.recordPath,
-            originalLeaf.contractPath
-        );
-        _contractSum(
-            duplicateLeaf.batchId,
-            contractId,
-            dupHash,
-            duplicateLeaf.amount,
-            duplicateLeaf.recordPath,
-            duplicateLeaf.contractPath
-        );
+        _proveLeaf(contractId, keptHash, originalLeaf);
+        _proveLeaf(contractId, dupHash, duplicateLeaf);
         bytes32 kept = _leafKey(contractId, keptHash, originalLeaf);
         bytes32 dup = _leafKey(contractId, dupHash, duplicateLeaf);
         if (kept == dup) revert NotADuplicate();
@@ -229,6 +215,11 @@ contract UsageSettlement is AccessControlDefaultAdminRules {
         if (marketplace.usageCharge(originalLeaf.batchId, contractId).charged == 0) revert NotADuplicate();
         leafKept[kept] = true;
         refunded = _refundLeaf(contractId, dupHash, duplicateLeaf, duplicateLeaf.amount);
+    }
+
+    /// Reverts unless `leaf` proves (`recordHash`, its amount) sits under `contractId`.
+    function _proveLeaf(bytes32 contractId, bytes32 recordHash, LeafProof calldata leaf) private view {
+        _contractSum(leaf.batchId, contractId, recordHash, leaf.amount, leaf.recordPath, leaf.contractPath);
     }
 
     function _leafKey(bytes32 contractId, bytes32 recordHash, LeafProof calldata leaf)

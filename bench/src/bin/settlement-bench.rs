@@ -349,7 +349,7 @@ async fn run() -> Result<()> {
             "gas_per_record": (per_record * 10.0).round() / 10.0,
             "baseline_gas_per_record": baseline_per_record.round(),
             "baseline_records_per_sec": (baseline_per_sec * 10.0).round() / 10.0,
-            "gas_ratio": ratio.round(),
+            "ratio": ratio.round(),
             "challenge_total_gas": total_gas,
             "challenge_record_gas": record_gas,
         })

@@ -58,8 +58,6 @@ pub struct BatchPlan {
     pub root: B256,
     /// Contracts in order, each with its records in leaf order.
     pub leaves: Leaves,
-    /// Contracts with a non-zero charge, in order, with their amounts (the sums of their leaves).
-    pub charges: Vec<(ContractId, u128)>,
 }
 
 impl BatchPlan {
@@ -71,6 +69,15 @@ impl BatchPlan {
 
     pub fn record_count(&self) -> usize {
         self.leaves.iter().map(|(_, rs)| rs.len()).sum()
+    }
+
+    /// Contracts with a non-zero charge, in order, with their amounts (the sums of their leaves).
+    pub fn charges(&self) -> Vec<(ContractId, Credits)> {
+        self.leaves
+            .iter()
+            .map(|(c, rs)| (*c, rs.iter().map(|(_, _, a)| *a).sum::<Credits>()))
+            .filter(|(_, a)| !a.is_zero())
+            .collect()
     }
 }
 
@@ -116,16 +123,10 @@ pub fn plan(mut records: Vec<Unsettled>, salt: B256) -> Option<BatchPlan> {
         }
     }
     let tree = tree_of(&leaves).ok()?;
-    let charges = leaves
-        .iter()
-        .map(|(c, rs)| (*c, rs.iter().map(|(_, _, a)| a.base_units()).sum::<u128>()))
-        .filter(|(_, a)| *a > 0)
-        .collect();
     Some(BatchPlan {
         id: keccak256(&seed),
         root: tree.root(),
         leaves,
-        charges,
     })
 }
 
@@ -373,12 +374,8 @@ async fn build_and_send(
         .put(records_json.as_bytes())
         .await?
         .to_string();
-    let total: u128 = plan.charges.iter().map(|(_, a)| a).sum();
-    let charges: Vec<(ContractId, Credits)> = plan
-        .charges
-        .iter()
-        .map(|(c, a)| (*c, Credits::from_base_units(*a)))
-        .collect();
+    let charges = plan.charges();
+    let total: Credits = charges.iter().map(|(_, a)| *a).sum();
     let mut tx = store.begin().await?;
     if store.backend() == Backend::Postgres {
         // Brokers sharing the database build one batch at a time.
@@ -666,7 +663,13 @@ mod tests {
         let a = plan(vec![r("1", 1, 5), r("2", 2, 0), r("3", 1, 7)], salt).unwrap();
         let b = plan(vec![r("3", 1, 7), r("1", 1, 5), r("2", 2, 0)], salt).unwrap();
         assert_eq!(a, b);
-        assert_eq!(a.charges, vec![(ContractId(B256::repeat_byte(1)), 12)]);
+        assert_eq!(
+            a.charges(),
+            vec![(
+                ContractId(B256::repeat_byte(1)),
+                Credits::from_base_units(12)
+            )]
+        );
         assert_eq!(a.record_ids().collect::<Vec<_>>(), vec!["1", "3", "2"]);
         // Another salt, another id: records given back by a skipped contract settle anew.
         let c = plan(vec![r("1", 1, 5), r("2", 2, 0), r("3", 1, 7)], B256::ZERO).unwrap();

@@ -236,9 +236,8 @@ impl Chain {
         .unwrap();
     }
 
-    /// An open request for `consumer` → `provider`, signed by the consumer; a pay-per-use one
-    /// (no period) bounds usage at `test_prices()` and the deposit per hour, a reserved one takes
-    /// no usage charges.
+    /// An open request for `consumer` → `provider`, signed by the consumer, with the default
+    /// usage bound (`Bound::default_for`).
     pub async fn open_request(
         &self,
         id: B256,
@@ -248,15 +247,7 @@ impl Chain {
         period_price: U256,
         period: u64,
     ) -> (Marketplace::OpenRequest, Bytes) {
-        let bound = if period == 0 {
-            Bound {
-                prices: test_prices(),
-                cap: deposit,
-                window: 3600,
-            }
-        } else {
-            Bound::none()
-        };
+        let bound = Bound::default_for(deposit, period);
         self.open_request_bounded(id, consumer, provider, deposit, period_price, period, bound)
             .await
     }
@@ -296,31 +287,29 @@ impl Chain {
 
     /// Opens a funded users[1] → users[0] contract with the usage bound given.
     pub async fn open_bounded(&self, id: B256, deposit: U256, bound: Bound) {
-        let (provider, consumer) = (&self.users[0], &self.users[1]);
-        self.ensure_registered().await;
-        self.approve(consumer, deposit).await;
-        let (req, sig) = self
-            .open_request_bounded(id, consumer, provider, deposit, U256::ZERO, 0, bound)
-            .await;
-        self.broker
-            .call(
-                self.d().contracts.marketplace,
-                Marketplace::openCall {
-                    req,
-                    consumerSig: sig,
-                },
-            )
-            .await
-            .unwrap();
+        self.open_with(id, deposit, U256::ZERO, 0, bound).await;
     }
 
     /// Registers users[0] as provider, users[1] as consumer, and opens a funded contract.
     pub async fn open_contract(&self, id: B256, deposit: U256, period_price: U256, period: u64) {
+        let bound = Bound::default_for(deposit, period);
+        self.open_with(id, deposit, period_price, period, bound)
+            .await;
+    }
+
+    async fn open_with(
+        &self,
+        id: B256,
+        deposit: U256,
+        period_price: U256,
+        period: u64,
+        bound: Bound,
+    ) {
         let (provider, consumer) = (&self.users[0], &self.users[1]);
         self.ensure_registered().await;
         self.approve(consumer, deposit).await;
         let (req, sig) = self
-            .open_request(id, consumer, provider, deposit, period_price, period)
+            .open_request_bounded(id, consumer, provider, deposit, period_price, period, bound)
             .await;
         self.broker
             .call(
@@ -369,6 +358,20 @@ pub struct Bound {
 }
 
 impl Bound {
+    /// A pay-per-use contract (no period) bounds usage at `test_prices()` and the deposit per
+    /// hour; a reserved one takes no usage charges.
+    pub fn default_for(deposit: U256, period: u64) -> Self {
+        if period == 0 {
+            Self {
+                prices: test_prices(),
+                cap: deposit,
+                window: 3600,
+            }
+        } else {
+            Self::none()
+        }
+    }
+
     pub fn none() -> Self {
         Self {
             prices: eip712::UsagePrices::default(),
