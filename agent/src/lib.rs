@@ -147,7 +147,11 @@ async fn signed_consumer(session: &Session, contract: api::ContractId) -> Result
         .provider_signature
         .ok_or("a contract this provider never signed")?;
     signature
-        .verify(session.did(), text.as_bytes())
+        .verify(
+            session.did(),
+            identity::Domain::ContractDocument,
+            text.as_bytes(),
+        )
         .map_err(|_| "the contract document is not the one this provider signed".to_string())?;
     let doc = api::document::ContractDocument::parse(text.as_bytes()).map_err(|e| e.to_string())?;
     if doc.provider.did != *session.did() {

@@ -318,18 +318,19 @@ impl Ed25519Signature {
         &self.0
     }
 
-    /// Signs `message` with `key`.
-    pub fn sign(key: &ed25519_dalek::SigningKey, message: &[u8]) -> Self {
-        Self(identity::sign_hex(key, message))
+    /// Signs `message`, as a `domain` message, with `key`.
+    pub fn sign(key: &ed25519_dalek::SigningKey, domain: identity::Domain, message: &[u8]) -> Self {
+        Self(identity::sign_hex(key, domain, message))
     }
 
-    /// Checks the signature is `did`'s over `message`.
+    /// Checks the signature is `did`'s over `message` as a `domain` message.
     pub fn verify(
         &self,
         did: &identity::Did,
+        domain: identity::Domain,
         message: &[u8],
     ) -> Result<(), identity::IdentityError> {
-        identity::verify_hex(did.as_str(), message, &self.0)
+        identity::verify_hex(did.as_str(), domain, message, &self.0)
     }
 }
 

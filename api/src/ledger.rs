@@ -38,6 +38,9 @@ pub struct LedgerStatus {
     #[schema(value_type = String, pattern = "^0x[0-9a-fA-F]{40}$")]
     pub broker_account: Address,
     pub contracts: ContractAddresses,
+    /// The broker's own did:key: it signs the credential envelopes it issues, and logins and
+    /// registrations name it (clients pin it on first use).
+    pub broker_did: Did,
 }
 
 impl LedgerStatus {

@@ -61,14 +61,23 @@ impl UsageRecord {
     }
 
     pub fn sign(&mut self, key: &ed25519_dalek::SigningKey) {
-        self.signature = Some(Ed25519Signature::sign(key, &self.signing_bytes()));
+        self.signature = Some(Ed25519Signature::sign(
+            key,
+            identity::Domain::UsageRecord,
+            &self.signing_bytes(),
+        ));
     }
 
     /// Signed by the provider it names.
     pub fn verify(&self) -> bool {
-        self.signature
-            .as_ref()
-            .is_some_and(|s| s.verify(&self.provider, &self.signing_bytes()).is_ok())
+        self.signature.as_ref().is_some_and(|s| {
+            s.verify(
+                &self.provider,
+                identity::Domain::UsageRecord,
+                &self.signing_bytes(),
+            )
+            .is_ok()
+        })
     }
 
     /// The record as a settlement leaf commits to it: its usage, the hash of its id and the

@@ -49,6 +49,8 @@ pub enum StartError {
     },
     #[error("content store: {0}")]
     Content(ContentError),
+    #[error("the broker's identity key: {0}")]
+    Identity(identity::keyfile::KeyError),
     #[error("cannot create the data directory: {0}")]
     DataDir(std::io::Error),
 }
@@ -71,6 +73,8 @@ pub struct Broker {
     /// The embedded chain, when the broker runs one.
     pub devnet: Option<Devnet>,
     pub index: Arc<RwLock<Index>>,
+    /// The broker's own did:key.
+    pub did: api::Did,
     trigger: Trigger,
     server: JoinHandle<std::io::Result<()>>,
     tasks: Vec<(&'static str, JoinHandle<()>)>,
@@ -114,6 +118,9 @@ async fn connect_ledger(config: &BrokerConfig) -> Result<(LedgerLink, Option<Dev
 impl Broker {
     pub async fn start(config: &BrokerConfig) -> Result<Self, StartError> {
         std::fs::create_dir_all(&config.data_dir).map_err(StartError::DataDir)?;
+        let identity = identity::keyfile::load_or_generate(&config.identity_key())
+            .map_err(StartError::Identity)?;
+        let did = identity::did_of(&identity.verifying_key());
         let (ledger, devnet) = connect_ledger(config).await?;
         let store = Store::open(&config.database_url(), config.pool).await?;
         store.bind_ledger(&ledger.deployment).await?;
@@ -156,10 +163,12 @@ impl Broker {
             policy: config.market,
             signals: signals.clone(),
             faucet,
+            identity: Arc::new(identity),
         };
         let auth = Auth::new(
             store.clone(),
             ledger.audience(),
+            did.clone(),
             crate::config::login_origins(&config.public_urls, addr),
             config.auth_rate_per_minute,
         );
@@ -251,6 +260,7 @@ impl Broker {
             ledger,
             devnet,
             index,
+            did,
             trigger,
             server,
             tasks,

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use api::auth::{Challenge, ChallengeRequest, RegisterRequest, Registered, Token, TokenRequest};
-use api::{Principal, Role};
+use api::{Did, Principal, Role};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
@@ -114,6 +114,8 @@ pub struct Auth {
     store: Store,
     /// Names this broker in the messages participants sign.
     audience: String,
+    /// The broker's did: logins and registrations name it.
+    did: Did,
     /// How clients reach it (`scheme://host:port`): a login is signed for one of them.
     origins: Vec<String>,
     limiter: RateLimiter,
@@ -122,10 +124,17 @@ pub struct Auth {
 impl Auth {
     /// `origins`: the `scheme://host:port` forms clients reach this broker by; a login signed
     /// for any other is refused.
-    pub fn new(store: Store, audience: String, origins: Vec<String>, per_minute: u32) -> Self {
+    pub fn new(
+        store: Store,
+        audience: String,
+        did: Did,
+        origins: Vec<String>,
+        per_minute: u32,
+    ) -> Self {
         Self {
             store,
             audience,
+            did,
             origins,
             limiter: RateLimiter::new(per_minute),
         }
@@ -161,11 +170,14 @@ impl Auth {
             let message = identity::registration_message(
                 &self.audience,
                 origin,
+                &self.did,
                 &req.did,
                 req.role.as_str(),
                 req.issued_at,
             );
-            req.signature.verify(&req.did, message.as_bytes()).is_ok()
+            req.signature
+                .verify(&req.did, identity::Domain::Registration, message.as_bytes())
+                .is_ok()
         });
         if !signed_here {
             return Err(AuthFailure::Unauthorized(format!(
@@ -210,9 +222,17 @@ impl Auth {
             .await?;
         // Signed for this broker, by one of the origins it is reached at.
         let signed_here = self.origins.iter().any(|origin| {
-            let message =
-                identity::login_message(&self.audience, origin, &req.did, &req.nonce, expires_at);
-            req.signature.verify(&req.did, message.as_bytes()).is_ok()
+            let message = identity::login_message(
+                &self.audience,
+                origin,
+                &self.did,
+                &req.did,
+                &req.nonce,
+                expires_at,
+            );
+            req.signature
+                .verify(&req.did, identity::Domain::Login, message.as_bytes())
+                .is_ok()
         });
         if !signed_here {
             return Err(AuthFailure::Unauthorized(format!(

@@ -52,6 +52,9 @@ pub struct BrokerConfig {
     /// The URLs clients reach this broker by (logins are signed for one of them); none: the
     /// address it listens on (and its loopback names).
     pub public_urls: Vec<String>,
+    /// The broker's own Ed25519 key (its did:key signs credential envelopes; logins name it),
+    /// created on first start; replicas of one marketplace share it. None: `<data_dir>/identity.hex`.
+    pub identity_key: Option<PathBuf>,
 }
 
 /// The origins (`scheme://host:port`) logins may be signed for: the public URLs given, or the
@@ -98,7 +101,14 @@ impl BrokerConfig {
             retention: Retention::default(),
             abort_at: None,
             public_urls: Vec::new(),
+            identity_key: None,
         }
+    }
+
+    pub fn identity_key(&self) -> PathBuf {
+        self.identity_key
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("identity.hex"))
     }
 
     pub fn database_url(&self) -> String {

@@ -135,7 +135,8 @@ fn addresses(c: &ledger::deployment::ContractAddresses) -> ContractAddresses {
 }
 
 impl LedgerLink {
-    pub async fn status(&self) -> Result<LedgerStatus, ChainError> {
+    /// The chain and deployment as `broker` (the broker's did) serves them.
+    pub async fn status(&self, broker: api::Did) -> Result<LedgerStatus, ChainError> {
         Ok(LedgerStatus {
             chain_id: self.deployment.chain_id,
             rpc_url: self.client.url().to_string(),
@@ -143,6 +144,7 @@ impl LedgerLink {
             deployment_block: self.deployment.deployment_block,
             broker_account: self.client.address(),
             contracts: addresses(&self.deployment.contracts),
+            broker_did: broker,
         })
     }
 

@@ -92,6 +92,10 @@ struct Cli {
         value_delimiter = ','
     )]
     public_urls: Vec<String>,
+    /// The broker's own did key (it signs credential envelopes), created there on first start;
+    /// replicas of one marketplace are given the same file [default: <data-dir>/identity.hex]
+    #[arg(long, env = "MERCATO_IDENTITY_KEY")]
+    identity_key: Option<PathBuf>,
 }
 
 /// Crash tests only: abort at a purchase step (accepted, opening, opened, active).
@@ -166,6 +170,7 @@ async fn run() -> Result<()> {
         },
         abort_at,
         public_urls: cli.public_urls,
+        identity_key: cli.identity_key,
         ..BrokerConfig::embedded(cli.listen, cli.data_dir)
     };
     let broker = Broker::start(&config).await?;
@@ -173,6 +178,7 @@ async fn run() -> Result<()> {
     println!("Mercato broker listening on http://{}", broker.addr);
     println!("chain {} at {}", d.chain_id, broker.ledger.client.url());
     println!("marketplace {}", d.contracts.marketplace);
+    println!("broker identity {}", broker.did);
     println!("data in {}", config.data_dir.display());
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {

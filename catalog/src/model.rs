@@ -340,7 +340,7 @@ impl Offer {
     }
 
     pub fn sign(&mut self, key: &ed25519_dalek::SigningKey) {
-        self.signature = identity::sign_hex(key, &self.canonical_bytes());
+        self.signature = identity::sign_hex(key, identity::Domain::Offer, &self.canonical_bytes());
     }
 
     pub fn classes(&self) -> Vec<ResourceClass> {

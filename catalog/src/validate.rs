@@ -322,8 +322,12 @@ pub fn validate(o: &Offer, require_signature: bool) -> Result<(), OfferError> {
     if require_signature && provider_ok && c.errors.is_empty() {
         if o.signature.is_empty() {
             c.fail("signature", "the offer must be signed by its provider");
-        } else if let Err(e) = identity::verify_hex(&o.provider, &o.canonical_bytes(), &o.signature)
-        {
+        } else if let Err(e) = identity::verify_hex(
+            &o.provider,
+            identity::Domain::Offer,
+            &o.canonical_bytes(),
+            &o.signature,
+        ) {
             c.fail("signature", e.to_string());
         }
     }

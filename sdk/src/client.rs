@@ -40,6 +40,8 @@ pub enum SdkError {
     Chain(String),
     #[error("peering: {0}")]
     Peering(String),
+    #[error("not the pinned broker: {0}")]
+    BrokerChanged(String),
 }
 
 impl SdkError {

@@ -80,7 +80,11 @@ impl Session {
             .ok_or_else(|| SdkError::Mismatch("the broker sent no contract document".into()))?;
         shown
             .consumer_signature
-            .verify(self.did(), text.as_bytes())
+            .verify(
+                self.did(),
+                identity::Domain::ContractDocument,
+                text.as_bytes(),
+            )
             .map_err(|_| {
                 SdkError::Mismatch("the contract document is not the one signed".into())
             })?;

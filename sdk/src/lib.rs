@@ -10,7 +10,9 @@ pub mod events;
 pub mod files;
 pub mod keys;
 pub mod market;
+pub mod pin;
 pub mod session;
 
 pub use client::{Client, Observed, SdkError};
+pub use pin::BrokerPin;
 pub use session::Session;

@@ -190,7 +190,11 @@ impl Session {
                 .map_err(|e| SdkError::Sign(e.to_string()))
         };
         let req = PurchaseRequest {
-            document_signature: Ed25519Signature::sign(&self.key, r.document.as_bytes()),
+            document_signature: Ed25519Signature::sign(
+                &self.key,
+                identity::Domain::ContractDocument,
+                r.document.as_bytes(),
+            ),
             open_signature: sign(open_digest)?,
             permit_signature: sign(permit_digest)?,
         };
@@ -343,7 +347,11 @@ impl Session {
             ));
         }
         let req = AcceptRequest {
-            signature: Ed25519Signature::sign(&self.key, document.as_bytes()),
+            signature: Ed25519Signature::sign(
+                &self.key,
+                identity::Domain::ContractDocument,
+                document.as_bytes(),
+            ),
         };
         self.call(
             Method::POST,

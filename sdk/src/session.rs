@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::{Mutex, OnceCell};
 
 use crate::client::{Body, Client, SdkError};
+use crate::pin::BrokerPin;
 
 /// Longest a login challenge may claim to last (the broker's are 2 minutes).
 const MAX_CHALLENGE_SECS: u64 = 600;
@@ -19,7 +20,9 @@ pub struct Session {
     pub(crate) client: Client,
     pub(crate) key: SigningKey,
     did: Did,
-    audience: OnceCell<String>,
+    pin: BrokerPin,
+    /// The deployment's audience and the broker's did, read once and checked against the pin.
+    broker: OnceCell<(String, Did)>,
     token: Mutex<Option<(String, u64)>>,
 }
 
@@ -36,7 +39,8 @@ impl Session {
             client,
             key,
             did,
-            audience: OnceCell::new(),
+            pin: BrokerPin::FirstUse,
+            broker: OnceCell::new(),
             token: Mutex::new(None),
         }
     }
@@ -53,12 +57,36 @@ impl Session {
         &self.client
     }
 
-    /// The deployment this session's signed messages name (read once from the broker's ledger).
-    pub async fn audience(&self) -> Result<String, SdkError> {
-        self.audience
-            .get_or_try_init(|| async { Ok(self.client.ledger().await?.audience()) })
+    /// How this session knows its broker's did (default: pinned on first use, in memory).
+    pub fn with_pin(mut self, pin: BrokerPin) -> Self {
+        self.pin = pin;
+        self
+    }
+
+    /// The deployment this session's signed messages name and the broker's did (read once from
+    /// the broker's ledger, checked against the pin).
+    async fn broker_identity(&self) -> Result<&(String, Did), SdkError> {
+        self.broker
+            .get_or_try_init(|| async {
+                let ledger = self.client.ledger().await?;
+                self.pin.check(&self.origin(), &ledger.broker_did)?;
+                Ok((ledger.audience(), ledger.broker_did))
+            })
             .await
-            .cloned()
+    }
+
+    /// The deployment this session's signed messages name.
+    pub async fn audience(&self) -> Result<String, SdkError> {
+        Ok(self.broker_identity().await?.0.clone())
+    }
+
+    /// The broker's did:key, as pinned: it signs the credential envelopes this session accepts.
+    pub async fn broker_did(&self) -> Result<Did, SdkError> {
+        Ok(self.broker_identity().await?.1.clone())
+    }
+
+    fn origin(&self) -> String {
+        self.client.base().origin().ascii_serialization()
     }
 
     /// Registers this key with `role`: providers and consumers register themselves.
@@ -99,9 +127,11 @@ impl Session {
         key: &SigningKey,
     ) -> Result<RegisterRequest, SdkError> {
         let issued_at = now();
+        let (audience, broker_did) = self.broker_identity().await?;
         let message = identity::registration_message(
-            &self.audience().await?,
-            &self.client.base().origin().ascii_serialization(),
+            audience,
+            &self.origin(),
+            broker_did,
             &did,
             role.as_str(),
             issued_at,
@@ -110,7 +140,11 @@ impl Session {
             did,
             role,
             issued_at,
-            signature: Ed25519Signature::sign(key, message.as_bytes()),
+            signature: Ed25519Signature::sign(
+                key,
+                identity::Domain::Registration,
+                message.as_bytes(),
+            ),
         })
     }
 
@@ -146,10 +180,11 @@ impl Session {
                     .into(),
             ));
         }
-        let broker = self.client.base().origin().ascii_serialization();
+        let (audience, broker_did) = self.broker_identity().await?;
         let message = identity::login_message(
-            &self.audience().await?,
-            &broker,
+            audience,
+            &self.origin(),
+            broker_did,
             &self.did,
             &ch.nonce,
             ch.expires_at,
@@ -162,7 +197,11 @@ impl Session {
                 Body::json(&TokenRequest {
                     did: self.did.clone(),
                     nonce: ch.nonce,
-                    signature: Ed25519Signature::sign(&self.key, message.as_bytes()),
+                    signature: Ed25519Signature::sign(
+                        &self.key,
+                        identity::Domain::Login,
+                        message.as_bytes(),
+                    ),
                 })?,
                 None,
                 &[],

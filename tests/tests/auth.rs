@@ -3,7 +3,7 @@
 
 use e2e::BrokerProcess;
 use ed25519_dalek::SigningKey;
-use identity::{did_of, sign_hex};
+use identity::{did_of, sign_hex, Did, Domain};
 use serde_json::{json, Value};
 
 struct Api {
@@ -39,11 +39,15 @@ impl Api {
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
-    async fn audience(&self) -> String {
+    /// The deployment's audience and the broker's did, as the ledger shows them.
+    async fn audience(&self) -> (String, Did) {
         let (_, ledger) = self.get("/v1/ledger", None).await;
-        identity::audience(
-            ledger["chainId"].as_u64().unwrap(),
-            ledger["contracts"]["marketplace"].as_str().unwrap(),
+        (
+            identity::audience(
+                ledger["chainId"].as_u64().unwrap(),
+                ledger["contracts"]["marketplace"].as_str().unwrap(),
+            ),
+            ledger["brokerDid"].as_str().unwrap().parse().unwrap(),
         )
     }
 
@@ -53,9 +57,9 @@ impl Api {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_secs();
-        let msg =
-            identity::registration_message(&self.audience().await, &self.url, &did, role, now);
-        let body = json!({"did": did, "role": role, "issuedAt": now, "signature": sign_hex(key, msg.as_bytes())});
+        let (audience, broker) = self.audience().await;
+        let msg = identity::registration_message(&audience, &self.url, &broker, &did, role, now);
+        let body = json!({"did": did, "role": role, "issuedAt": now, "signature": sign_hex(key, Domain::Registration, msg.as_bytes())});
         self.post("/v1/participants", body, token).await
     }
 
@@ -65,9 +69,11 @@ impl Api {
             .post("/v1/auth/challenge", json!({"did": did}), None)
             .await;
         assert_eq!(status, 200);
+        let (audience, broker) = self.audience().await;
         let sig = sign_hex(
             key,
-            login(&self.audience().await, &self.url, &did, &ch).as_bytes(),
+            Domain::Login,
+            login(&audience, &self.url, &broker, &did, &ch).as_bytes(),
         );
         self.post(
             "/v1/auth/token",
@@ -83,11 +89,12 @@ fn key() -> SigningKey {
 }
 
 /// The login message for a challenge, built from its parts (never a text the broker sends), for
-/// the broker at `origin`.
-fn login(audience: &str, origin: &str, did: &identity::Did, ch: &Value) -> String {
+/// the broker at `origin` whose did is `broker`.
+fn login(audience: &str, origin: &str, broker: &Did, did: &Did, ch: &Value) -> String {
     identity::login_message(
         audience,
         origin,
+        broker,
         did,
         ch["nonce"].as_str().unwrap(),
         ch["expiresAt"].as_u64().unwrap(),
@@ -116,14 +123,16 @@ async fn register_log_in_and_be_recognised() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
+    let (audience, broker_did) = api.audience().await;
     let msg = identity::registration_message(
-        &api.audience().await,
+        &audience,
         "https://relay.example",
+        &broker_did,
         &did,
         "consumer",
         now,
     );
-    let body = json!({"did": did, "role": "consumer", "issuedAt": now, "signature": sign_hex(&relayed, msg.as_bytes())});
+    let body = json!({"did": did, "role": "consumer", "issuedAt": now, "signature": sign_hex(&relayed, Domain::Registration, msg.as_bytes())});
     let (status, problem) = api.post("/v1/participants", body, None).await;
     assert_eq!(status, 401, "{problem}");
 
@@ -141,19 +150,26 @@ async fn register_log_in_and_be_recognised() {
     let (_, ch) = api
         .post("/v1/auth/challenge", json!({"did": did}), None)
         .await;
-    let audience = api.audience().await;
     assert!(
         ch.get("message").is_none(),
         "the broker sends no text to sign"
     );
-    let sig = sign_hex(&consumer, login(&audience, &api.url, &did, &ch).as_bytes());
+    let sig = sign_hex(
+        &consumer,
+        Domain::Login,
+        login(&audience, &api.url, &broker_did, &did, &ch).as_bytes(),
+    );
     let body = json!({"did": did, "nonce": ch["nonce"], "signature": sig});
     assert_eq!(api.post("/v1/auth/token", body.clone(), None).await.0, 200);
     assert_eq!(api.post("/v1/auth/token", body, None).await.0, 401);
     let (_, ch) = api
         .post("/v1/auth/challenge", json!({"did": did}), None)
         .await;
-    let forged = sign_hex(&key(), login(&audience, &api.url, &did, &ch).as_bytes());
+    let forged = sign_hex(
+        &key(),
+        Domain::Login,
+        login(&audience, &api.url, &broker_did, &did, &ch).as_bytes(),
+    );
     assert_eq!(
         api.post(
             "/v1/auth/token",
@@ -171,7 +187,8 @@ async fn register_log_in_and_be_recognised() {
         .await;
     let relayed = sign_hex(
         &consumer,
-        login(&audience, "https://relay.example", &did, &ch).as_bytes(),
+        Domain::Login,
+        login(&audience, "https://relay.example", &broker_did, &did, &ch).as_bytes(),
     );
     let (status, problem) = api
         .post(
@@ -188,6 +205,35 @@ async fn register_log_in_and_be_recognised() {
             .contains("login to this broker"),
         "{problem}"
     );
+    // A login naming another broker's did (the one the participant pinned is not this one), or
+    // the same text signed as another kind of message (an offer, a document): refused.
+    for (broker, domain) in [
+        (did_of(&key().verifying_key()), Domain::Login),
+        (broker_did.clone(), Domain::Offer),
+        (broker_did.clone(), Domain::ContractDocument),
+    ] {
+        let (_, ch) = api
+            .post("/v1/auth/challenge", json!({"did": did}), None)
+            .await;
+        let sig = sign_hex(
+            &consumer,
+            domain,
+            login(&audience, &api.url, &broker, &did, &ch).as_bytes(),
+        );
+        let (status, problem) = api
+            .post(
+                "/v1/auth/token",
+                json!({"did": did, "nonce": ch["nonce"], "signature": sig}),
+                None,
+            )
+            .await;
+        assert_eq!(status, 401, "{domain:?}: {problem}");
+    }
+    // A session that pinned another broker's did refuses this one before signing anything.
+    let pinned = sdk::Session::new(sdk::Client::new(&api.url).unwrap(), consumer.clone())
+        .with_pin(sdk::BrokerPin::Given(did_of(&key().verifying_key())));
+    let e = pinned.token().await.unwrap_err();
+    assert!(matches!(e, sdk::SdkError::BrokerChanged(_)), "{e}");
     assert_eq!(api.get("/v1/auth/me", Some(&"ab".repeat(32))).await.0, 401);
     assert_eq!(api.get("/v1/auth/me", None).await.0, 401);
 
@@ -205,7 +251,7 @@ async fn register_log_in_and_be_recognised() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    let stolen = json!({"did": did_of(&other.verifying_key()), "role": "provider", "issuedAt": now, "signature": sign_hex(&consumer, b"x")});
+    let stolen = json!({"did": did_of(&other.verifying_key()), "role": "provider", "issuedAt": now, "signature": sign_hex(&consumer, Domain::Registration, b"x")});
     assert_eq!(api.post("/v1/participants", stolen, None).await.0, 401);
 
     // Bad bodies are problems too: unknown fields, not a did, too large.

@@ -21,7 +21,7 @@ pub async fn health(State(app): State<AppState>) -> Result<Json<Health>, Failure
 #[utoipa::path(get, path = "/v1/ledger", tag = "system", operation_id = "ledger",
     responses((status = 200, description = "The chain and the deployment", body = LedgerStatus)))]
 pub async fn ledger(State(app): State<AppState>) -> Result<Json<LedgerStatus>, Failure> {
-    Ok(Json(app.market.ledger.status().await?))
+    Ok(Json(app.market.ledger.status(app.market.did()).await?))
 }
 
 /// This API's OpenAPI 3.1 document (generated from the API's types and routes).

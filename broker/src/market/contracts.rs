@@ -59,7 +59,11 @@ impl Market {
             .ok_or(MarketError::NoContract(c.id))?
             .document;
         req.signature
-            .verify(&c.provider, document.as_bytes())
+            .verify(
+                &c.provider,
+                identity::Domain::ContractDocument,
+                document.as_bytes(),
+            )
             .map_err(|e| MarketError::BadSignature(format!("document signature: {e}")))?;
         let moved = records::transition(
             self,

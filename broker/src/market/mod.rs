@@ -148,6 +148,8 @@ pub struct Market {
     pub signals: Signals,
     /// Development chains only: the account that mints faucet credits.
     pub faucet: Option<ledger::ChainClient>,
+    /// The broker's own key: its did:key signs the credential envelopes it issues.
+    pub identity: Arc<ed25519_dalek::SigningKey>,
 }
 
 impl Market {
@@ -167,7 +169,13 @@ impl Market {
             policy,
             signals: Signals::default(),
             faucet: None,
+            identity: Arc::new(identity::generate()),
         }
+    }
+
+    /// The broker's did:key.
+    pub fn did(&self) -> Did {
+        identity::did_of(&self.identity.verifying_key())
     }
 
     /// Commits `tx` with `events` in its outbox and wakes whoever follows events.

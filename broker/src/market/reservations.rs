@@ -172,7 +172,11 @@ impl Market {
             return Err(MarketError::ReservationGone(id));
         }
         req.document_signature
-            .verify(&who.did, r.document.as_bytes())
+            .verify(
+                &who.did,
+                identity::Domain::ContractDocument,
+                r.document.as_bytes(),
+            )
             .map_err(|e| MarketError::BadSignature(format!("document signature: {e}")))?;
         r.terms
             .chain()

@@ -35,6 +35,11 @@ pub struct Cli {
     /// beside it.
     #[arg(long, global = true, env = "MERCATO_KEY")]
     key_file: Option<PathBuf>,
+    /// The broker's did:key, when known (`mercato status` shows it); otherwise it is pinned on
+    /// first use in `known-brokers.json` beside the key file, and a broker that later shows
+    /// another is refused.
+    #[arg(long, global = true, env = "MERCATO_BROKER_DID")]
+    broker_did: Option<api::Did>,
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
@@ -136,6 +141,8 @@ pub fn parse_credits(s: &str) -> Result<Credits, String> {
 pub struct Ctx {
     pub client: Client,
     pub key_path: PathBuf,
+    /// How the broker's identity is known (given, or pinned in the known-brokers file).
+    pub pin: sdk::BrokerPin,
     pub out: Out,
 }
 
@@ -145,7 +152,7 @@ impl Ctx {
     }
 
     pub fn session(&self) -> Result<sdk::Session> {
-        Ok(sdk::Session::new(self.client.clone(), self.key()?))
+        Ok(sdk::Session::new(self.client.clone(), self.key()?).with_pin(self.pin.clone()))
     }
 
     /// The EVM account key beside the did key (created when `create` and missing).
@@ -185,9 +192,15 @@ async fn run() -> Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
+    let key_path = cli.key_file.clone().unwrap_or_else(sdk::keys::default_path);
+    let pin = match &cli.broker_did {
+        Some(did) => sdk::BrokerPin::Given(did.clone()),
+        None => sdk::BrokerPin::File(sdk::pin::known_brokers_path(&key_path)),
+    };
     let ctx = Ctx {
         client: Client::new(&cli.broker)?,
-        key_path: cli.key_file.clone().unwrap_or_else(sdk::keys::default_path),
+        key_path,
+        pin,
         out: Out { json: cli.json },
     };
     match cli.command {
