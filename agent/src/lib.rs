@@ -160,6 +160,27 @@ async fn signed_consumer(session: &Session, contract: api::ContractId) -> Result
     Ok(doc.consumer.did)
 }
 
+/// Whether an issued credential may be admitted: signed by the pinned broker, and for the
+/// consumer of the contract this provider signed (a broker cannot admit someone else). The outer
+/// error: it cannot be told now (the broker is away, or not the pinned one).
+async fn admissible(
+    session: &Session,
+    c: &api::events::CredentialIssued,
+) -> Result<Result<(), String>, String> {
+    let broker = session.broker_did().await.map_err(|e| e.to_string())?;
+    if !c.verify(&broker) {
+        return Ok(Err("a credential not signed by the pinned broker".into()));
+    }
+    let consumer = signed_consumer(session, c.contract).await?;
+    if consumer != c.consumer {
+        return Ok(Err(format!(
+            "a credential for {}, but the signed contract's consumer is {consumer}",
+            c.consumer
+        )));
+    }
+    Ok(Ok(()))
+}
+
 /// Applies one broker event to the table; true when it changed what is admitted.
 pub fn apply(table: &mut AdmissionTable, e: &Event) -> bool {
     match &e.body {
@@ -256,23 +277,19 @@ impl Agent {
                             }
                             _ => {}
                         }
-                        // A credential is admitted only for the consumer of the contract this
-                        // provider signed: a broker cannot admit someone else.
                         let admit = match &e.body {
-                            EventBody::CredentialIssued(c) => {
-                                match signed_consumer(&session, c.contract).await {
-                                    Ok(consumer) if consumer == c.consumer => true,
-                                    Ok(consumer) => {
-                                        tracing::error!(contract = %c.contract, named = %c.consumer, signed = %consumer, "credential for another consumer than the signed contract's; not admitted");
-                                        false
-                                    }
-                                    // Unknown for now: the event is read again after a reconnect.
-                                    Err(err) => {
-                                        tracing::warn!(contract = %c.contract, error = %err, "cannot check a credential against its contract");
-                                        break;
-                                    }
+                            EventBody::CredentialIssued(c) => match admissible(&session, c).await {
+                                Ok(Ok(())) => true,
+                                Ok(Err(why)) => {
+                                    tracing::error!(contract = %c.contract, "{why}; not admitted");
+                                    false
                                 }
-                            }
+                                // Unknown for now: the event is read again after a reconnect.
+                                Err(err) => {
+                                    tracing::warn!(contract = %c.contract, error = %err, "cannot check a credential yet");
+                                    break;
+                                }
+                            },
                             _ => true,
                         };
                         let mut t = lock(&table);

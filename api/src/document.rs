@@ -123,6 +123,10 @@ pub struct ContractDocument {
     pub green_energy_percent: u8,
     pub issued_at: u64,
     pub sla: Sla,
+    /// The consumer's WireGuard public key, when it connects over WireGuard (it generated the
+    /// pair; the provider's agent peers with this key only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumer_wireguard_key: Option<crate::WireguardKey>,
 }
 
 impl ContractDocument {
@@ -301,6 +305,7 @@ pub fn build(
             region: offer.location.region.clone(),
             country: offer.location.country.clone(),
         },
+        consumer_wireguard_key: req.wireguard_key.clone(),
     })
 }
 
@@ -403,6 +408,7 @@ mod tests {
             deposit: deposit.map(Credits::from_base_units),
             usage_cap: None,
             cap_window: None,
+            wireguard_key: None,
         }
     }
 

@@ -178,7 +178,8 @@ pub struct AccountLinked {
     pub tx_hash: Option<TxHash>,
 }
 
-/// A credential the provider's agent is to admit.
+/// A credential the provider's agent is to admit, signed by the broker that issued it (the agent
+/// admits only its pinned broker's, and keeps evidence of what it was told).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CredentialIssued {
@@ -188,6 +189,35 @@ pub struct CredentialIssued {
     pub consumer: Did,
     pub not_before: u64,
     pub expires_at: u64,
+    /// The broker's signature over `admission_text()` (`Domain::Admission`).
+    pub broker_signature: crate::ids::Ed25519Signature,
+}
+
+impl CredentialIssued {
+    /// What the broker signs: every field the agent admits by.
+    pub fn admission_text(
+        contract: ContractId,
+        hash: &CredentialHash,
+        consumer: &Did,
+        not_before: u64,
+        expires_at: u64,
+    ) -> String {
+        format!("contract: {contract}\ncredential: {hash}\nconsumer: {consumer}\nnot-before: {not_before}\nexpires: {expires_at}")
+    }
+
+    /// Checks the admission is signed by `broker`.
+    pub fn verify(&self, broker: &Did) -> bool {
+        let text = Self::admission_text(
+            self.contract,
+            &self.hash,
+            &self.consumer,
+            self.not_before,
+            self.expires_at,
+        );
+        self.broker_signature
+            .verify(broker, identity::Domain::Admission, text.as_bytes())
+            .is_ok()
+    }
 }
 
 /// Older credentials replaced by a renewal work until `until`.

@@ -207,6 +207,66 @@ impl ContractId {
     }
 }
 
+/// A consumer's WireGuard public key (X25519), 64 lower-case hex digits. The consumer generates
+/// the pair and keeps the private key; the contract document both parties sign names this half.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(try_from = "String", into = "String")]
+#[schema(value_type = String, pattern = "^[0-9a-f]{64}$")]
+pub struct WireguardKey(String);
+
+impl WireguardKey {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The public half of an X25519 secret.
+    pub fn of(secret: &[u8; 32]) -> Self {
+        let public = x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(*secret));
+        Self(identity::hex_encode(public.as_bytes()))
+    }
+}
+
+impl FromStr for WireguardKey {
+    type Err = IdError;
+    fn from_str(s: &str) -> Result<Self, IdError> {
+        let hex = s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        // The all-zero key is no one's: a consumer that sends it has no key.
+        if hex && s.bytes().any(|b| b != b'0') {
+            Ok(Self(s.to_string()))
+        } else {
+            Err(id_error(
+                "a WireGuard public key (64 lower-case hex digits, not all zero)",
+                s,
+            ))
+        }
+    }
+}
+
+impl TryFrom<String> for WireguardKey {
+    type Error = IdError;
+    fn try_from(s: String) -> Result<Self, IdError> {
+        s.parse()
+    }
+}
+
+impl From<WireguardKey> for String {
+    fn from(v: WireguardKey) -> String {
+        v.0
+    }
+}
+
+impl fmt::Display for WireguardKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for WireguardKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.0)
+    }
+}
+
 /// A peering credential's id: SHA-256 of its secret, 64 hex digits (the agent knows only this).
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(try_from = "String", into = "String")]

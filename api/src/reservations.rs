@@ -38,6 +38,10 @@ pub struct ReserveRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 60, maximum = 2592000)]
     pub cap_window: Option<u64>,
+    /// The consumer's own WireGuard public key (required when the provider connects over
+    /// WireGuard): the consumer keeps the private key; the contract document names this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wireguard_key: Option<crate::WireguardKey>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

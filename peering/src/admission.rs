@@ -35,6 +35,10 @@ pub enum Refusal {
     Revoked,
 }
 
+/// How far the agent's clock may lag the broker's: a credential issued "now" by the broker is
+/// admitted up to this early. Expiry has no such allowance (a revocation by expiry is not delayed).
+pub const CLOCK_SKEW_SECS: u64 = 30;
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AdmissionTable {
     entries: BTreeMap<String, Admission>,
@@ -87,7 +91,7 @@ impl AdmissionTable {
         if a.revoked {
             return Err(Refusal::Revoked);
         }
-        if now < a.not_before {
+        if now + CLOCK_SKEW_SECS < a.not_before {
             return Err(Refusal::NotYetValid);
         }
         if now >= a.expires_at {
@@ -135,7 +139,20 @@ mod tests {
         assert_eq!(t.check("x", "c", "did:a", 10), Err(Refusal::Unknown));
         assert_eq!(t.check("h", "d", "did:a", 10), Err(Refusal::WrongContract));
         assert_eq!(t.check("h", "c", "did:b", 10), Err(Refusal::WrongConsumer));
-        assert_eq!(t.check("h", "c", "did:a", 9), Err(Refusal::NotYetValid));
+        // Issued by a broker whose clock is ahead: admitted within the skew allowance only.
+        assert!(t.check("h", "c", "did:a", 0).is_ok());
+        t.admit(Admission {
+            not_before: 100,
+            ..t.get("h").unwrap().clone()
+        });
+        assert_eq!(
+            t.check("h", "c", "did:a", 99 - CLOCK_SKEW_SECS),
+            Err(Refusal::NotYetValid)
+        );
+        t.admit(Admission {
+            not_before: 10,
+            ..t.get("h").unwrap().clone()
+        });
         assert_eq!(t.check("h", "c", "did:a", 20), Err(Refusal::Expired));
         t.expire_at("h", 15);
         assert_eq!(t.check("h", "c", "did:a", 15), Err(Refusal::Expired));

@@ -21,9 +21,10 @@ pub enum CredentialKind {
         token: String,
         endpoint: String,
     },
-    /// A WireGuard tunnel: the consumer's interface keys and the provider's peer.
+    /// A WireGuard tunnel: the consumer's interface (its own public key, from the contract
+    /// document; the consumer generated the pair and alone holds the private key) and the
+    /// provider's peer.
     Wireguard {
-        private_key: String,
         public_key: String,
         address: String,
         peer_public_key: String,
@@ -59,7 +60,6 @@ impl std::fmt::Debug for CredentialKind {
                 ..
             } => f
                 .debug_struct("Wireguard")
-                .field("private_key", &REDACTED)
                 .field("public_key", public_key)
                 .field("address", address)
                 .field("peer_public_key", peer_public_key)
@@ -211,7 +211,6 @@ mod tests {
                 endpoint: "https://e".into(),
             },
             CredentialKind::Wireguard {
-                private_key: "s3cr3t-wg".into(),
                 public_key: "pub".into(),
                 address: "10.0.0.2/32".into(),
                 peer_public_key: "peer".into(),

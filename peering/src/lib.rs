@@ -7,8 +7,10 @@
 pub mod admission;
 pub mod channel;
 pub mod envelope;
+pub mod replay;
 pub mod seal;
 
 pub use admission::{Admission, AdmissionTable, Refusal};
+pub use replay::{ReplayGuard, Stale};
 pub use envelope::{Credential, CredentialKind, SignedParties, ENVELOPE_VERSION};
 pub use seal::{open, seal, SealedCredential};

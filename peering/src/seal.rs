@@ -1,6 +1,8 @@
 //! Sealing a credential to the consumer: X25519 with a fresh ephemeral key against the consumer's
 //! did:key (converted), HKDF-SHA256, ChaCha20-Poly1305. Only the consumer's key opens it; the
-//! broker stores the sealed form only.
+//! broker stores the sealed form only. Inside, the credential is signed by the broker that issued
+//! it (`Domain::Envelope`): the consumer accepts only its pinned broker's, and holds evidence of
+//! what that broker told it.
 
 use chacha20poly1305::aead::{Aead, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
@@ -34,6 +36,17 @@ pub enum SealError {
     NotForMe(String),
     #[error("the sealed credential is malformed or was tampered with")]
     Corrupt,
+    #[error("the credential is not signed by the broker {0}")]
+    Unsigned(String),
+}
+
+/// What is sealed: the credential's JSON and the issuing broker's signature over it.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct SignedEnvelope {
+    credential: String,
+    issuer: String,
+    signature: String,
 }
 
 fn cipher(shared: &[u8], ephemeral: &[u8; 32], recipient: &[u8; 32]) -> ChaCha20Poly1305 {
@@ -47,14 +60,25 @@ fn cipher(shared: &[u8], ephemeral: &[u8; 32], recipient: &[u8; 32]) -> ChaCha20
     ChaCha20Poly1305::new(&Key::from(key))
 }
 
-pub fn seal(credential: &Credential, recipient_did: &str) -> Result<SealedCredential, SealError> {
+/// Seals `credential` to `recipient_did`, signed by `issuer` (the broker's key).
+pub fn seal(
+    credential: &Credential,
+    recipient_did: &str,
+    issuer: &SigningKey,
+) -> Result<SealedCredential, SealError> {
     let recipient = x25519_public(recipient_did)?;
     let ephemeral = StaticSecret::random_from_rng(rand::rngs::OsRng);
     let eph_pub = PublicKey::from(&ephemeral).to_bytes();
     let shared = ephemeral.diffie_hellman(&PublicKey::from(recipient));
     let mut nonce = [0u8; 12];
     rand::rngs::OsRng.fill_bytes(&mut nonce);
-    let plain = serde_json::to_vec(credential).map_err(|_| SealError::Corrupt)?;
+    let text = serde_json::to_string(credential).map_err(|_| SealError::Corrupt)?;
+    let plain = serde_json::to_vec(&SignedEnvelope {
+        issuer: identity::did_of(&issuer.verifying_key()).to_string(),
+        signature: identity::sign_hex(issuer, identity::Domain::Envelope, text.as_bytes()),
+        credential: text,
+    })
+    .map_err(|_| SealError::Corrupt)?;
     let ciphertext = cipher(shared.as_bytes(), &eph_pub, &recipient)
         .encrypt(&Nonce::from(nonce), plain.as_slice())
         .map_err(|_| SealError::Corrupt)?;
@@ -67,7 +91,12 @@ pub fn seal(credential: &Credential, recipient_did: &str) -> Result<SealedCreden
     })
 }
 
-pub fn open(sealed: &SealedCredential, key: &SigningKey) -> Result<Credential, SealError> {
+/// Opens a credential sealed to `key`'s did and signed by `issuer` (the pinned broker's did).
+pub fn open(
+    sealed: &SealedCredential,
+    key: &SigningKey,
+    issuer: &str,
+) -> Result<Credential, SealError> {
     let me = identity::did_of(&key.verifying_key());
     if sealed.recipient != me.as_str() {
         return Err(SealError::NotForMe(sealed.recipient.clone()));
@@ -85,7 +114,19 @@ pub fn open(sealed: &SealedCredential, key: &SigningKey) -> Result<Credential, S
     let plain = cipher(shared.as_bytes(), &eph, &recipient)
         .decrypt(&Nonce::from(nonce), bytes(&sealed.ciphertext)?.as_slice())
         .map_err(|_| SealError::Corrupt)?;
-    serde_json::from_slice(&plain).map_err(|_| SealError::Corrupt)
+    let signed: SignedEnvelope = serde_json::from_slice(&plain).map_err(|_| SealError::Corrupt)?;
+    if signed.issuer != issuer
+        || identity::verify_hex(
+            issuer,
+            identity::Domain::Envelope,
+            signed.credential.as_bytes(),
+            &signed.signature,
+        )
+        .is_err()
+    {
+        return Err(SealError::Unsigned(issuer.to_string()));
+    }
+    serde_json::from_str(&signed.credential).map_err(|_| SealError::Corrupt)
 }
 
 #[cfg(test)]
@@ -113,22 +154,34 @@ mod tests {
         let consumer = SigningKey::generate(&mut rand::rngs::OsRng);
         let other = SigningKey::generate(&mut rand::rngs::OsRng);
         let did = identity::did_of(&consumer.verifying_key());
+        let broker = SigningKey::generate(&mut rand::rngs::OsRng);
+        let b = identity::did_of(&broker.verifying_key());
+        let b = b.as_str();
         let c = credential(did.as_str());
-        let sealed = seal(&c, did.as_str()).unwrap();
+        let sealed = seal(&c, did.as_str(), &broker).unwrap();
         assert!(!sealed.ciphertext.contains(&c.secret));
-        assert_eq!(open(&sealed, &consumer).unwrap(), c);
-        assert!(matches!(open(&sealed, &other), Err(SealError::NotForMe(_))));
+        assert_eq!(open(&sealed, &consumer, b).unwrap(), c);
+        assert!(matches!(
+            open(&sealed, &other, b),
+            Err(SealError::NotForMe(_))
+        ));
+        // Sealed by another broker (or anyone who knows the consumer's did): not accepted.
+        let impostor = seal(&c, did.as_str(), &other).unwrap();
+        assert!(matches!(
+            open(&impostor, &consumer, b),
+            Err(SealError::Unsigned(_))
+        ));
         // Another key claiming to be the recipient still cannot decrypt.
         let mut stolen = sealed.clone();
         stolen.recipient = identity::did_of(&other.verifying_key()).to_string();
-        assert_eq!(open(&stolen, &other), Err(SealError::Corrupt));
+        assert_eq!(open(&stolen, &other, b), Err(SealError::Corrupt));
         let mut tampered = sealed.clone();
         let last = tampered.ciphertext.pop().unwrap();
         tampered
             .ciphertext
             .push(if last == '0' { '1' } else { '0' });
-        assert_eq!(open(&tampered, &consumer), Err(SealError::Corrupt));
+        assert_eq!(open(&tampered, &consumer, b), Err(SealError::Corrupt));
         // Two seals of the same credential differ (fresh ephemeral key and nonce).
-        assert_ne!(seal(&c, did.as_str()).unwrap(), sealed);
+        assert_ne!(seal(&c, did.as_str(), &broker).unwrap(), sealed);
     }
 }

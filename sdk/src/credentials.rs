@@ -21,6 +21,31 @@ use crate::session::{now, Session};
 pub struct Presentation {
     pub contract: String,
     pub secret: String,
+    /// When it was made (unix milliseconds), later than any earlier presentation of this
+    /// process: the agent takes each only once (`peering::ReplayGuard`).
+    pub at: u64,
+}
+
+/// Unix milliseconds, strictly increasing within this process (two dials in one millisecond
+/// still get distinct, ordered times).
+pub fn presentation_time() -> u64 {
+    static LAST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let mut prev = LAST.load(std::sync::atomic::Ordering::Relaxed);
+    loop {
+        let next = now.max(prev + 1);
+        match LAST.compare_exchange_weak(
+            prev,
+            next,
+            std::sync::atomic::Ordering::Relaxed,
+            std::sync::atomic::Ordering::Relaxed,
+        ) {
+            Ok(_) => return next,
+            Err(p) => prev = p,
+        }
+    }
 }
 
 impl std::fmt::Debug for Presentation {
@@ -28,6 +53,7 @@ impl std::fmt::Debug for Presentation {
         f.debug_struct("Presentation")
             .field("contract", &self.contract)
             .field("secret", &"[redacted]")
+            .field("at", &self.at)
             .finish()
     }
 }
@@ -62,12 +88,18 @@ impl Session {
         let newest = list
             .first()
             .ok_or_else(|| SdkError::Peering(format!("contract {contract} has no credential")))?;
-        let c = peering::open(&newest.sealed, &self.key).map_err(peer_error)?;
+        let c = self.open(&newest.sealed).await?;
         if c.needs_renewal(now()) {
             return self.renew_credential(contract).await;
         }
         self.check_credential(contract, &c).await?;
         Ok(c)
+    }
+
+    /// Opens a credential sealed to this participant and signed by the pinned broker.
+    async fn open(&self, sealed: &peering::SealedCredential) -> Result<Credential, SdkError> {
+        let broker = self.broker_did().await?;
+        peering::open(sealed, &self.key, broker.as_str()).map_err(peer_error)
     }
 
     /// Checks a credential against the contract document both parties signed (the consumer's
@@ -106,7 +138,7 @@ impl Session {
                 Body::None,
             )
             .await?;
-        let c = peering::open(&fresh.sealed, &self.key).map_err(peer_error)?;
+        let c = self.open(&fresh.sealed).await?;
         self.check_credential(contract, &c).await?;
         Ok(c)
     }
@@ -147,6 +179,7 @@ pub async fn dial(
     let hello = serde_json::to_vec(&Presentation {
         contract: credential.contract_id.clone(),
         secret: credential.secret.clone(),
+        at: presentation_time(),
     })
     .map_err(peer_error)?;
     let (ch, answer) = channel::initiate(&addr, key, &credential.provider_node_id, &hello)

@@ -12,6 +12,7 @@ pub mod keys;
 pub mod market;
 pub mod pin;
 pub mod session;
+pub mod wireguard;
 
 pub use client::{Client, Observed, SdkError};
 pub use pin::BrokerPin;

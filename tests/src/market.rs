@@ -133,6 +133,7 @@ pub fn request(offer: &Offer, quantity: u32) -> ReserveRequest {
         deposit: None,
         usage_cap: None,
         cap_window: None,
+        wireguard_key: None,
     }
 }
 

@@ -293,6 +293,7 @@ async fn run() -> Result<()> {
         deposit: None,
         usage_cap: None,
         cap_window: None,
+        wireguard_key: None,
     };
     let mut consumers = Vec::new();
     for _ in 0..cli.consumers.max(1) {

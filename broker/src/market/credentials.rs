@@ -5,7 +5,7 @@
 
 use api::credentials::{CredentialInfo, Revoked};
 use api::events::{CredentialIssued, CredentialRevoked, CredentialRotated, EventBody};
-use api::{ContractId, ContractState, CredentialHash};
+use api::{ContractId, ContractState, CredentialHash, Ed25519Signature};
 use catalog::provider_config::{ConnectionKind, ProviderConfig};
 use peering::envelope::{Credential, CredentialKind, ENVELOPE_VERSION};
 use rand::RngCore;
@@ -145,21 +145,25 @@ pub async fn tunnel_host(
 
 /// The envelope's kind from the provider's configuration (generic when it has none);
 /// `tunnel_host` places a WireGuard consumer in the provider's tunnel network.
+/// What the envelope carries for the provider's connection kind. WireGuard: the consumer's own
+/// public key from the signed document (the broker never holds a consumer's private key), the
+/// tunnel address allocated for the contract, the provider's peer key.
 fn kind_for(
     config: Option<&ProviderConfig>,
     provider: &str,
     secret: &str,
     tunnel_host: u16,
-) -> CredentialKind {
+    consumer_wireguard_key: Option<&api::WireguardKey>,
+) -> Result<CredentialKind, String> {
     let Some(config) = config else {
-        return CredentialKind::Generic;
+        return Ok(CredentialKind::Generic);
     };
     let endpoint = config
         .endpoints
         .first()
         .map(|e| e.url.clone())
         .unwrap_or_default();
-    match config.connection.kind {
+    Ok(match config.connection.kind {
         ConnectionKind::Liqo => CredentialKind::Liqo {
             cluster_id: if config.connection.node_id.is_empty() {
                 provider.to_string()
@@ -171,8 +175,9 @@ fn kind_for(
             endpoint,
         },
         ConnectionKind::Wireguard => {
-            let private = x25519_dalek::StaticSecret::random_from_rng(rand::rngs::OsRng);
-            let public = x25519_dalek::PublicKey::from(&private);
+            let public = consumer_wireguard_key.ok_or(
+                "the provider connects over WireGuard, but the contract document names no WireGuard key of the consumer",
+            )?;
             let b = |x: &[u8]| identity::hex_encode(x);
             let peer = identity::x25519_public(provider).unwrap_or_default();
             let host = endpoint
@@ -182,8 +187,7 @@ fn kind_for(
                 .trim_end_matches('/')
                 .to_string();
             CredentialKind::Wireguard {
-                private_key: b(private.as_bytes()),
-                public_key: b(public.as_bytes()),
+                public_key: public.to_string(),
                 address: format!("10.77.{}.{}/32", tunnel_host >> 8, tunnel_host & 0xff),
                 peer_public_key: b(&peer),
                 peer_endpoint: host,
@@ -191,17 +195,31 @@ fn kind_for(
             }
         }
         ConnectionKind::Generic => CredentialKind::Generic,
-    }
+    })
 }
 
 /// Mints a credential for an active contract, seals it to the consumer, announces its hash.
 async fn issue(
     market: &Market,
     contract: &ContractRecord,
-    config: Option<&ProviderConfig>,
     now: u64,
 ) -> Result<CredentialInfo, MarketError> {
     let policy = market.policy.credentials;
+    // Everything the envelope says comes from the document both parties signed: its provider
+    // configuration (not a later one) and the consumer's WireGuard key.
+    let document = records::get_reservation(&market.store, contract.reservation_id)
+        .await?
+        .map(|r| r.document)
+        .ok_or_else(|| {
+            Corrupt::new("contracts", "reservation_id", contract.id, "no reservation")
+        })?;
+    let document = api::document::ContractDocument::parse(document.as_bytes())
+        .map_err(|e| Corrupt::new("reservations", "document", contract.id, e))?;
+    let config = match &document.provider_config_cid {
+        Some(cid) => Some(market.config_at(cid).await?),
+        None => None,
+    };
+    let config = config.as_ref();
     let secret = random_hex::<32>();
     let host = match config.map(|c| c.connection.kind) {
         Some(ConnectionKind::Wireguard) => {
@@ -209,7 +227,14 @@ async fn issue(
         }
         _ => 0,
     };
-    let kind = kind_for(config, contract.provider.as_str(), &secret, host);
+    let kind = kind_for(
+        config,
+        contract.provider.as_str(),
+        &secret,
+        host,
+        document.consumer_wireguard_key.as_ref(),
+    )
+    .map_err(MarketError::Conflict)?;
     let credential = Credential {
         version: ENVELOPE_VERSION,
         kind,
@@ -224,7 +249,7 @@ async fn issue(
         expires_at: now + policy.ttl_secs,
         renew_before: now + policy.ttl_secs - policy.ttl_secs / 5,
     };
-    let sealed = peering::seal(&credential, contract.consumer.as_str())
+    let sealed = peering::seal(&credential, contract.consumer.as_str(), &market.identity)
         .map_err(|e| Corrupt::new("contracts", "consumer", contract.id, e))?;
     let hash: CredentialHash = credential
         .hash()
@@ -260,6 +285,18 @@ async fn issue(
         consumer: contract.consumer.clone(),
         not_before: credential.not_before,
         expires_at: credential.expires_at,
+        broker_signature: Ed25519Signature::sign(
+            &market.identity,
+            identity::Domain::Admission,
+            CredentialIssued::admission_text(
+                contract.id,
+                &hash,
+                &contract.consumer,
+                credential.not_before,
+                credential.expires_at,
+            )
+            .as_bytes(),
+        ),
     }));
     market.commit(tx, vec![event], now).await?;
     get(&market.store, &hash)
@@ -452,8 +489,7 @@ impl Market {
         if c.state != ContractState::Active || escrow::is_suspended(&self.store, id).await? {
             return Ok(());
         }
-        let config = self.parsed_config(&c.provider).await?;
-        issue(self, &c, config.as_ref(), now).await?;
+        issue(self, &c, now).await?;
         Ok(())
     }
 
@@ -486,9 +522,8 @@ impl Market {
         if held(&self.store, c.id).await? {
             return Err(held_error(c.id));
         }
-        let config = self.parsed_config(&c.provider).await?;
         let now = now();
-        let fresh = issue(self, c, config.as_ref(), now).await?;
+        let fresh = issue(self, c, now).await?;
         retire_older(self, c, &fresh.hash, now).await?;
         Ok(fresh)
     }
@@ -555,14 +590,14 @@ mod tests {
         let provider = provider.as_str();
         let secret = random_hex::<32>();
         assert_eq!(
-            kind_for(None, provider, &secret, 0),
+            kind_for(None, provider, &secret, 0, None).unwrap(),
             CredentialKind::Generic
         );
         assert_eq!(
-            kind_for(Some(&config("generic")), provider, &secret, 0),
+            kind_for(Some(&config("generic")), provider, &secret, 0, None).unwrap(),
             CredentialKind::Generic
         );
-        match kind_for(Some(&config("liqo")), provider, &secret, 0) {
+        match kind_for(Some(&config("liqo")), provider, &secret, 0, None).unwrap() {
             CredentialKind::Liqo {
                 cluster_id,
                 cluster_name,
@@ -580,9 +615,20 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        match kind_for(Some(&config("wireguard")), provider, &secret, 258) {
+        // The consumer's own key, from the signed document; without one, no envelope.
+        assert!(kind_for(Some(&config("wireguard")), provider, &secret, 258, None).is_err());
+        let consumer_secret = [7u8; 32];
+        let consumer_key = api::WireguardKey::of(&consumer_secret);
+        match kind_for(
+            Some(&config("wireguard")),
+            provider,
+            &secret,
+            258,
+            Some(&consumer_key),
+        )
+        .unwrap()
+        {
             CredentialKind::Wireguard {
-                private_key,
                 public_key,
                 peer_public_key,
                 peer_endpoint,
@@ -591,13 +637,8 @@ mod tests {
             } => {
                 // The allocated host, nothing from the secret.
                 assert_eq!(address, "10.77.1.2/32");
-                // The consumer's key pair is a real pair; the peer is the provider's key.
-                let sk: [u8; 32] = identity::hex_decode(&private_key)
-                    .unwrap()
-                    .try_into()
-                    .unwrap();
-                let pk = x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(sk));
-                assert_eq!(identity::hex_encode(pk.as_bytes()), public_key);
+                // The consumer's own public key; the peer is the provider's key.
+                assert_eq!(public_key, consumer_key.as_str());
                 assert_eq!(
                     peer_public_key,
                     identity::hex_encode(&identity::x25519_public(provider).unwrap())

@@ -138,17 +138,11 @@ impl Market {
         })
     }
 
-    /// The provider's current configuration parsed (for peering credentials); none when it has
-    /// registered none.
-    pub async fn parsed_config(&self, did: &Did) -> Result<Option<ProviderConfig>, MarketError> {
-        let Some((_, cid)) = current_config(&self.store, did).await? else {
-            return Ok(None);
-        };
+    /// The provider configuration stored under `cid`, parsed (a contract's, for its credentials).
+    pub async fn config_at(&self, cid: &ContentId) -> Result<ProviderConfig, MarketError> {
         let bytes = self.content.get(cid.cid(), MAX_CONFIG_BYTES).await?;
-        catalog::provider_config::parse(&bytes)
-            .map(Some)
-            .map_err(|e| {
-                crate::store::Corrupt::new("content", "provider configuration", &cid, e).into()
-            })
+        catalog::provider_config::parse(&bytes).map_err(|e| {
+            crate::store::Corrupt::new("content", "provider configuration", cid, e).into()
+        })
     }
 }

@@ -2,6 +2,7 @@
 //! document and the terms the consumer signs; the purchase brings the signatures and starts the
 //! purchase state machine (the chain confirms later).
 
+use catalog::provider_config::ConnectionKind;
 use std::time::Duration;
 
 use alloy::primitives::B256;
@@ -47,6 +48,15 @@ impl Market {
             .map_err(|e| crate::store::Corrupt::new("offers", "provider", &offer.id, e))?;
         let provider = self.linked_account(&provider_did).await?;
         let config = providers::current_config(&self.store, &provider_did).await?;
+        // Over WireGuard the consumer peers with a key it made: the document names its public
+        // half, and the broker never holds the private one.
+        if let (None, Some((_, cid))) = (&req.wireguard_key, &config) {
+            if self.config_at(cid).await?.connection.kind == ConnectionKind::Wireguard {
+                return Err(MarketError::BadRequest(
+                    "this provider connects over WireGuard: give wireguardKey, the public half of a key pair you keep (`mercato buy` makes one)".into(),
+                ));
+            }
+        }
         let now = now();
         let contract_id = api::ContractId(B256::from(rand::random::<[u8; 32]>()));
         let d = &self.ledger.deployment;

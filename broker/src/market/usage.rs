@@ -855,6 +855,7 @@ mod tests {
                 region: "eu".into(),
                 country: "IT".into(),
             },
+            consumer_wireguard_key: None,
         };
         let ctx = PricingContext::default();
         // No signed bound: nothing is charged.

@@ -283,7 +283,7 @@ pub async fn buy(ctx: &Ctx, args: BuyArgs) -> Result<()> {
     let (offer_id, plan_id) = args.plan.split_once('/').ok_or_else(|| {
         anyhow::anyhow!("name the plan as OFFER/PLAN (see `mercato offers search`)")
     })?;
-    let req = ReserveRequest {
+    let mut req = ReserveRequest {
         offer_id: offer_id.parse::<OfferId>()?,
         plan_id: plan_id.parse::<PlanId>()?,
         quantity: args.quantity,
@@ -291,11 +291,22 @@ pub async fn buy(ctx: &Ctx, args: BuyArgs) -> Result<()> {
         deposit: args.deposit,
         usage_cap: args.usage_cap,
         cap_window: args.cap_window,
+        wireguard_key: None,
     };
     let evm = ctx.evm(false)?;
     let session = ctx.session()?;
+    // A provider that connects over WireGuard peers with a key this consumer makes and keeps.
+    let wireguard = session.wireguard_pair_for(&req.offer_id).await?;
+    req.wireguard_key = wireguard.as_ref().map(|p| p.public.clone());
     let bar = spinner(ctx.out.json, "reserving");
     let r = session.reserve(&req).await?;
+    if let Some(pair) = &wireguard {
+        let path = pair.save(&ctx.key_path, r.id.contract())?;
+        ctx.out.note(format!(
+            "the contract's WireGuard private key is in {}",
+            path.display()
+        ));
+    }
     bar.set_message(format!("reserved {} until {}", r.id, r.expires_at));
     let key = format!("buy-{}", r.id);
     let c = session.purchase(&req, &r, &evm, &key).await?;

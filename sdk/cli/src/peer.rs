@@ -153,11 +153,12 @@ pub async fn agent(ctx: &Ctx, cmd: AgentCommand) -> Result<()> {
     }
 }
 
-/// The file a credential becomes: the envelope, or the kind's own configuration.
-fn render(c: &Credential) -> Result<String> {
+/// The file a credential becomes: the envelope, or the kind's own configuration (WireGuard's with
+/// the private key this consumer made when it bought the contract).
+fn render(ctx: &Ctx, contract: ContractId, c: &Credential) -> Result<String> {
     Ok(match &c.kind {
         CredentialKind::Wireguard {
-            private_key,
+            public_key,
             address,
             peer_public_key,
             peer_endpoint,
@@ -169,9 +170,11 @@ fn render(c: &Credential) -> Result<String> {
                 base64::engine::general_purpose::STANDARD
                     .encode(identity::hex_decode(hex).unwrap_or_default())
             };
+            let private_key =
+                sdk::wireguard::load_private_key(&ctx.key_path, contract, public_key)?;
             format!(
                 "[Interface]\nPrivateKey = {}\nAddress = {address}\n\n[Peer]\nPublicKey = {}\nEndpoint = {peer_endpoint}\nAllowedIPs = {allowed_ips}\n",
-                b64(private_key),
+                b64(&private_key),
                 b64(peer_public_key)
             )
         }
@@ -184,7 +187,7 @@ pub async fn credentials(ctx: &Ctx, cmd: CredentialsCommand) -> Result<()> {
     match cmd {
         CredentialsCommand::Get { contract, out } => {
             let c = session.credential(contract).await?;
-            write_private(&out, &render(&c)?)?;
+            write_private(&out, &render(ctx, contract, &c)?)?;
             let written = CredentialWritten {
                 contract,
                 version: c.version,
