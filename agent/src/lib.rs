@@ -30,9 +30,13 @@ use metering::UsageLog;
 use session_process::{ProcessUsage, SessionProcess};
 
 fn now() -> u64 {
+    now_ms() / 1000
+}
+
+fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// How often live sessions re-check their credential (revocation takes effect within this).
@@ -67,6 +71,8 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Handshakes in progress at once, overall and from one address.
 pub const MAX_HANDSHAKES: usize = 256;
 pub const MAX_HANDSHAKES_PER_SOURCE: usize = 16;
+/// Sessions open at once on one credential (a leaked or misused credential runs no more).
+pub const MAX_SESSIONS_PER_CREDENTIAL: usize = 32;
 
 /// How often the event follower notes that the broker is still there.
 const CONTACT_POLL: Duration = Duration::from_secs(5);
@@ -76,34 +82,37 @@ fn offline(contact: &AtomicU64, limit: Duration) -> bool {
     now().saturating_sub(contact.load(Ordering::Relaxed)) > limit.as_secs()
 }
 
-/// A handshake slot of one source address, given back when dropped.
-struct SourceSlot {
-    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
-    ip: IpAddr,
+/// Live counts per key (handshakes per source address, sessions per credential).
+type Counts<K> = Arc<Mutex<HashMap<K, usize>>>;
+
+/// One of at most `cap` slots of a key, given back when dropped.
+struct Slot<K: std::hash::Hash + Eq + Clone> {
+    counts: Counts<K>,
+    key: K,
 }
 
-impl SourceSlot {
-    fn take(counts: &Arc<Mutex<HashMap<IpAddr, usize>>>, ip: IpAddr) -> Option<Self> {
+impl<K: std::hash::Hash + Eq + Clone> Slot<K> {
+    fn take(counts: &Counts<K>, key: K, cap: usize) -> Option<Self> {
         let mut c = counts.lock().unwrap_or_else(|e| e.into_inner());
-        let n = c.entry(ip).or_default();
-        if *n >= MAX_HANDSHAKES_PER_SOURCE {
+        let n = c.entry(key.clone()).or_default();
+        if *n >= cap {
             return None;
         }
         *n += 1;
         Some(Self {
             counts: counts.clone(),
-            ip,
+            key,
         })
     }
 }
 
-impl Drop for SourceSlot {
+impl<K: std::hash::Hash + Eq + Clone> Drop for Slot<K> {
     fn drop(&mut self) {
         let mut c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = c.get_mut(&self.ip) {
+        if let Some(n) = c.get_mut(&self.key) {
             *n -= 1;
             if *n == 0 {
-                c.remove(&self.ip);
+                c.remove(&self.key);
             }
         }
     }
@@ -117,6 +126,10 @@ pub struct Agent {
     usage: Arc<UsageLog>,
     /// Unix seconds the broker was last heard from (an event or a keep-alive).
     contact: Arc<AtomicU64>,
+    /// Presentations taken within the skew window (a replayed one is refused).
+    replay: Mutex<peering::ReplayGuard>,
+    /// Sessions open per credential hash.
+    sessions: Counts<String>,
 }
 
 fn lock(t: &Mutex<AdmissionTable>) -> std::sync::MutexGuard<'_, AdmissionTable> {
@@ -232,6 +245,8 @@ impl Agent {
             table: Arc::new(Mutex::new(table)),
             usage,
             contact: Arc::new(AtomicU64::new(now())),
+            replay: Mutex::new(peering::ReplayGuard::new(now_ms())),
+            sessions: Counts::default(),
         })
     }
 
@@ -375,7 +390,7 @@ impl Agent {
         ));
         let me = Arc::new(self);
         let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
-        let per_source: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
+        let per_source: Counts<IpAddr> = Counts::default();
         loop {
             let (stream, peer) = listener.accept().await?;
             // Under load a connection is refused at once (closed unanswered): handshakes in
@@ -384,7 +399,7 @@ impl Agent {
                 tracing::debug!(%peer, "too many handshakes in progress; refused");
                 continue;
             };
-            let Some(source) = SourceSlot::take(&per_source, peer.ip()) else {
+            let Some(source) = Slot::take(&per_source, peer.ip(), MAX_HANDSHAKES_PER_SOURCE) else {
                 tracing::debug!(%peer, "too many handshakes from this address; refused");
                 continue;
             };
@@ -402,7 +417,7 @@ impl Agent {
         offline(&self.contact, self.config.offline_limit)
     }
 
-    fn decide(&self, remote: &[u8], hello: &[u8]) -> Decision<(Admission, String)> {
+    fn decide(&self, remote: &[u8], hello: &[u8]) -> Decision<(Admission, String, Slot<String>)> {
         let refuse = |why: String| {
             Decision::Refuse(
                 serde_json::to_vec(&Answer {
@@ -427,23 +442,38 @@ impl Agent {
         if !key_matches {
             return refuse(Refusal::WrongConsumer.to_string());
         }
-        match table.check(&hash, &p.contract, &entry.consumer, now()) {
-            Ok(a) => Decision::Admit(
-                (a.clone(), hash),
-                serde_json::to_vec(&Answer {
-                    ok: true,
-                    reason: String::new(),
-                })
-                .unwrap_or_default(),
-            ),
-            Err(r) => refuse(r.to_string()),
+        let admission = match table.check(&hash, &p.contract, &entry.consumer, now()) {
+            Ok(a) => a.clone(),
+            Err(r) => return refuse(r.to_string()),
+        };
+        drop(table);
+        // The presentation is the consumer's, for this credential: now whether it is fresh.
+        let mut replay = self.replay.lock().unwrap_or_else(|e| e.into_inner());
+        let t = now_ms();
+        if let Err(stale) = replay.check(&admission.consumer, p.at, t) {
+            return refuse(stale.to_string());
         }
+        let Some(slot) = Slot::take(&self.sessions, hash.clone(), MAX_SESSIONS_PER_CREDENTIAL)
+        else {
+            return refuse(format!(
+                "this credential already has {MAX_SESSIONS_PER_CREDENTIAL} sessions open"
+            ));
+        };
+        replay.take(&admission.consumer, p.at, t);
+        Decision::Admit(
+            (admission, hash, slot),
+            serde_json::to_vec(&Answer {
+                ok: true,
+                reason: String::new(),
+            })
+            .unwrap_or_default(),
+        )
     }
 
     async fn handle(
         &self,
         stream: TcpStream,
-        handshake: (tokio::sync::OwnedSemaphorePermit, SourceSlot),
+        handshake: (tokio::sync::OwnedSemaphorePermit, Slot<IpAddr>),
     ) -> Result<(), channel::ChannelError> {
         // A handshake that does not finish in time is cut (a slow or silent peer holds nothing).
         let admitted = tokio::time::timeout(
@@ -460,7 +490,7 @@ impl Agent {
             ))
         })??;
         drop(handshake);
-        let Some((ch, (admission, hash))) = admitted else {
+        let Some((ch, (admission, hash, _session_slot))) = admitted else {
             return Ok(());
         };
         let counters = Arc::new(Counters::default());

@@ -430,4 +430,41 @@ mod tests {
         assert_eq!(json["topic"], "offer.withdrawn");
         assert_eq!(serde_json::from_value::<Event>(json).unwrap(), e);
     }
+
+    #[test]
+    fn an_admission_holds_only_with_the_brokers_signature_over_its_fields() {
+        let broker = identity::generate();
+        let broker_did = identity::did_of(&broker.verifying_key());
+        let consumer = identity::did_of(&identity::generate().verifying_key());
+        let contract: ContractId = format!("0x{}", "ab".repeat(32)).parse().unwrap();
+        let hash: CredentialHash = "cd".repeat(32).parse().unwrap();
+        let sign = |key: &ed25519_dalek::SigningKey, domain| {
+            let text = CredentialIssued::admission_text(contract, &hash, &consumer, 10, 20);
+            crate::ids::Ed25519Signature::sign(key, domain, text.as_bytes())
+        };
+        let issued = CredentialIssued {
+            contract,
+            hash: hash.clone(),
+            version: 1,
+            consumer: consumer.clone(),
+            not_before: 10,
+            expires_at: 20,
+            broker_signature: sign(&broker, identity::Domain::Admission),
+        };
+        assert!(issued.verify(&broker_did));
+        // Another consumer, a longer validity: not what the broker signed.
+        let mut other = issued.clone();
+        other.consumer = identity::did_of(&identity::generate().verifying_key());
+        assert!(!other.verify(&broker_did));
+        let mut longer = issued.clone();
+        longer.expires_at = 99;
+        assert!(!longer.verify(&broker_did));
+        // Signed by another key, or by the broker as another kind of message.
+        let mut stranger = issued.clone();
+        stranger.broker_signature = sign(&identity::generate(), identity::Domain::Admission);
+        assert!(!stranger.verify(&broker_did));
+        let mut envelope = issued;
+        envelope.broker_signature = sign(&broker, identity::Domain::Envelope);
+        assert!(!envelope.verify(&broker_did));
+    }
 }

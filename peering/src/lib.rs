@@ -11,6 +11,6 @@ pub mod replay;
 pub mod seal;
 
 pub use admission::{Admission, AdmissionTable, Refusal};
-pub use replay::{ReplayGuard, Stale};
 pub use envelope::{Credential, CredentialKind, SignedParties, ENVELOPE_VERSION};
+pub use replay::{ReplayGuard, Stale};
 pub use seal::{open, seal, SealedCredential};

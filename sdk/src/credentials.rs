@@ -173,13 +173,23 @@ pub async fn dial(
     key: &ed25519_dalek::SigningKey,
     credential: &Credential,
 ) -> Result<channel::Channel, SdkError> {
+    dial_at(key, credential, presentation_time()).await
+}
+
+/// `dial` with a presentation made at `at` (unix milliseconds); the agent takes each time from a
+/// consumer once, within its clock-skew window.
+pub async fn dial_at(
+    key: &ed25519_dalek::SigningKey,
+    credential: &Credential,
+    at: u64,
+) -> Result<channel::Channel, SdkError> {
     let addr = credential
         .agent_address()
         .ok_or_else(|| SdkError::Peering("the credential names no tcp:// endpoint".into()))?;
     let hello = serde_json::to_vec(&Presentation {
         contract: credential.contract_id.clone(),
         secret: credential.secret.clone(),
-        at: presentation_time(),
+        at,
     })
     .map_err(peer_error)?;
     let (ch, answer) = channel::initiate(&addr, key, &credential.provider_node_id, &hello)

@@ -156,6 +156,74 @@ async fn consumers_connect_directly_with_valid_credentials_only() {
         .await
         .is_ok());
 
+    // A presentation is taken once: the same again (a replayed handshake) is refused, and so is
+    // one far from the provider's clock.
+    let at = sdk::credentials::presentation_time();
+    assert!(
+        sdk::credentials::dial_at(consumer.session.key(), &credential, at)
+            .await
+            .is_ok()
+    );
+    let why = refused(
+        sdk::credentials::dial_at(consumer.session.key(), &credential, at)
+            .await
+            .err()
+            .unwrap(),
+    );
+    assert!(why.contains("replayed"), "{why}");
+    let late = at + 2 * peering::replay::PRESENTATION_SKEW_MS;
+    let why = refused(
+        sdk::credentials::dial_at(consumer.session.key(), &credential, late)
+            .await
+            .err()
+            .unwrap(),
+    );
+    assert!(why.contains("clock"), "{why}");
+
+    // A dishonest broker's envelopes: one not signed by the broker the consumer pinned, and one
+    // the broker signed but that names another provider node than the signed contract; the
+    // consumer's SDK opens neither.
+    let db = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        dir.path().join("broker").join("broker.sqlite").display()
+    ))
+    .await
+    .unwrap();
+    let rows: Vec<(String, String)> =
+        sqlx::query_as("SELECT hash, sealed FROM credentials WHERE contract_id = $1")
+            .bind(c.id.to_string())
+            .fetch_all(&db)
+            .await
+            .unwrap();
+    let broker_key =
+        identity::keyfile::load(&dir.path().join("broker").join("identity.hex")).unwrap();
+    let mut elsewhere = credential.clone();
+    elsewhere.provider_node_id =
+        identity::did_of(&identity::generate().verifying_key()).to_string();
+    for (signer, expected) in [(identity::generate(), "signed"), (broker_key, "provider")] {
+        let forged = peering::seal(&elsewhere, consumer.did().as_str(), &signer).unwrap();
+        sqlx::query("UPDATE credentials SET sealed = $1 WHERE contract_id = $2")
+            .bind(serde_json::to_string(&forged).unwrap())
+            .bind(c.id.to_string())
+            .execute(&db)
+            .await
+            .unwrap();
+        let err = consumer.session.credential(c.id).await.unwrap_err();
+        assert!(err.to_string().contains(expected), "{expected}: {err}");
+    }
+    for (hash, sealed) in rows {
+        sqlx::query("UPDATE credentials SET sealed = $1 WHERE hash = $2")
+            .bind(sealed)
+            .bind(hash)
+            .execute(&db)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        consumer.session.credential(c.id).await.unwrap().secret,
+        credential.secret
+    );
+
     // Rotation: the new credential works; the old one for the grace period, then no more.
     let renewed = consumer.session.renew_credential(c.id).await.unwrap();
     assert_ne!(renewed.secret, credential.secret);

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use api::{Contract, ContractState, Credits};
 use broker::events::rabbit::EXCHANGE;
 use content::{Cid, KuboStore};
-use e2e::market::PROVIDER_CONFIG;
+use e2e::market::{Participant, PROVIDER_CONFIG};
 use e2e::{bin, eventually, mercato, BrokerProcess, Patience};
 use futures::StreamExt;
 use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
@@ -89,8 +89,10 @@ async fn the_cli_flow_runs_on_postgres_rabbitmq_and_ipfs() {
     )
     .await;
 
+    // The provider connects its consumers over WireGuard.
+    let provider_config = format!("{PROVIDER_CONFIG}connection:\n  kind: wireguard\n");
     let config = dir.path().join("provider.yaml");
-    std::fs::write(&config, PROVIDER_CONFIG).unwrap();
+    std::fs::write(&config, &provider_config).unwrap();
     let registered: Value = ok(
         url,
         p,
@@ -101,7 +103,7 @@ async fn the_cli_flow_runs_on_postgres_rabbitmq_and_ipfs() {
     let kubo = KuboStore::new(&ipfs.api);
     assert_eq!(
         kubo.get(&cid, 1 << 20).await.unwrap(),
-        PROVIDER_CONFIG.as_bytes()
+        provider_config.as_bytes()
     );
 
     let offer = e2e::market::offer("prod-1", 4, 2_000_000);
@@ -130,6 +132,46 @@ async fn the_cli_flow_runs_on_postgres_rabbitmq_and_ipfs() {
     let _ = watcher.wait();
     assert_eq!(bought.state, ContractState::Active, "{bought:?}");
     let id = bought.id.to_string();
+
+    // WireGuard: `buy` made the consumer's key pair and kept the private half (owner-only); the
+    // broker knows only the public half, and the configuration the consumer writes has its own
+    // private key. A reservation without a public key is refused with what to do.
+    let wg_key = dir.path().join("wireguard").join(format!("{id}.key"));
+    let private_hex = std::fs::read_to_string(&wg_key).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&wg_key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let wg_conf = dir.path().join("wg0.conf");
+    let _: Value = ok(
+        url,
+        c,
+        &[
+            "credentials",
+            "get",
+            &id,
+            "--out",
+            wg_conf.to_str().unwrap(),
+        ],
+    );
+    let conf = std::fs::read_to_string(&wg_conf).unwrap();
+    use base64::Engine;
+    let private_b64 = base64::engine::general_purpose::STANDARD
+        .encode(identity::hex_decode(private_hex.trim()).unwrap());
+    assert!(
+        conf.contains(&format!("PrivateKey = {private_b64}")),
+        "{conf}"
+    );
+    assert!(conf.contains("Address = 10.77."), "{conf}");
+    let stranger = Participant::new(url, api::Role::Consumer).await;
+    let err = stranger
+        .session
+        .reserve(&e2e::market::request(&offer, 1))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(400), "{err}");
+    assert!(err.to_string().contains("wireguardKey"), "{err}");
 
     let listed: Vec<Contract> = ok(url, c, &["contracts", "list"]);
     assert_eq!(listed.len(), 1);
