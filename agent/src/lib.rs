@@ -493,6 +493,9 @@ impl Agent {
         let Some((ch, (admission, hash, _session_slot))) = admitted else {
             return Ok(());
         };
+        let session = format!("0x{}", identity::hex_encode(&ch.session()))
+            .parse()
+            .ok();
         let counters = Arc::new(Counters::default());
         let started = (now(), Instant::now());
         // Ends the session when its credential stops being valid (revoked, expired).
@@ -565,6 +568,7 @@ impl Agent {
             max_memory_kib: used.max_memory_kib,
             gpu_millis: 0,
             data_accesses: 0,
+            session,
             signature: None,
         };
         record.sign(&self.key);

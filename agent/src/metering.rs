@@ -109,6 +109,7 @@ mod tests {
             max_memory_kib: 0,
             gpu_millis: 0,
             data_accesses: 0,
+            session: None,
             signature: None,
         };
         r.sign(&key);

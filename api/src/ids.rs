@@ -174,6 +174,11 @@ hash_id!(
     "a contract id (0x and 64 hex digits)"
 );
 hash_id!(
+    /// A peering channel session: the Noise handshake hash both ends share.
+    SessionId,
+    "a session id (0x and 64 hex digits)"
+);
+hash_id!(
     /// A reservation's id (the contract it becomes has the same id).
     ReservationId,
     "a reservation id (0x and 64 hex digits)"

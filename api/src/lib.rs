@@ -23,6 +23,6 @@ pub use events::{Event, EventBody, Topic};
 pub use identity::Did;
 pub use ids::{
     BatchId, ContentId, ContractId, CredentialHash, Ed25519Signature, EvmSignature, Hash32,
-    IdError, Nonce, OfferId, PlanId, ReservationId, TxHash, UsageRecordId, WireguardKey,
+    IdError, Nonce, OfferId, PlanId, ReservationId, SessionId, TxHash, UsageRecordId, WireguardKey,
 };
 pub use problem::Problem;

@@ -5,7 +5,9 @@ use catalog::Credits;
 use identity::Did;
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{BatchId, ContractId, CredentialHash, Ed25519Signature, Hash32, UsageRecordId};
+use crate::ids::{
+    BatchId, ContractId, CredentialHash, Ed25519Signature, Hash32, SessionId, UsageRecordId,
+};
 
 /// Most records in one report.
 pub const MAX_RECORDS_PER_REPORT: usize = 1000;
@@ -47,6 +49,9 @@ pub struct UsageRecord {
     /// Dataset accesses served.
     #[serde(default)]
     pub data_accesses: u64,
+    /// The channel session measured (its handshake hash), which the consumer's receipts name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<SessionId>,
     /// The provider's signature over the record without this field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<Ed25519Signature>,
@@ -103,6 +108,113 @@ impl UsageRecord {
     pub fn leaf_hash(&self) -> alloy::primitives::B256 {
         contracts::usage::record_hash(self.contract.0, &self.leaf())
     }
+}
+
+/// What the consumer's end of a channel session saw, signed by the consumer: evidence a record
+/// can be checked against. The consumer signs one as the session runs and at its end; a later
+/// one of a session replaces an earlier one. `POST /v1/contracts/{id}/receipts`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Receipt {
+    pub contract: ContractId,
+    pub consumer: Did,
+    /// The credential the session was admitted with.
+    pub credential: CredentialHash,
+    pub session: SessionId,
+    /// Unix milliseconds when signed.
+    pub at: u64,
+    /// Whether the session had ended (the consumer's last word on it).
+    pub last: bool,
+    pub connection_millis: u64,
+    /// What the consumer sent into the channel (the provider's bytes in).
+    pub bytes_sent: u64,
+    /// What it received (the provider's bytes out).
+    pub bytes_received: u64,
+    /// The consumer's signature over the receipt without this field (`mercato-receipt/1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<Ed25519Signature>,
+}
+
+/// Bytes either end may still count after the other stopped (frames in flight).
+pub const RECEIPT_SLACK_BYTES: u64 = 256 * 1024;
+/// Connection time either end may still count after the other stopped (a compute session's
+/// process gets a grace period after its consumer leaves).
+pub const RECEIPT_SLACK_MILLIS: u64 = 15_000;
+
+impl Receipt {
+    pub fn signing_bytes(&self) -> Vec<u8> {
+        let mut unsigned = self.clone();
+        unsigned.signature = None;
+        serde_json::to_vec(&unsigned).expect("a receipt serialises")
+    }
+
+    pub fn sign(&mut self, key: &ed25519_dalek::SigningKey) {
+        self.signature = Some(Ed25519Signature::sign(
+            key,
+            identity::Domain::Receipt,
+            &self.signing_bytes(),
+        ));
+    }
+
+    /// Signed by the consumer it names.
+    pub fn verify(&self) -> bool {
+        self.signature.as_ref().is_some_and(|s| {
+            s.verify(
+                &self.consumer,
+                identity::Domain::Receipt,
+                &self.signing_bytes(),
+            )
+            .is_ok()
+        })
+    }
+
+    /// Where the consumer's last receipt of the record's session contradicts the record (beyond
+    /// what frames in flight explain); `None` when it does not, or is not about that session.
+    pub fn contradicts(&self, record: &UsageRecord) -> Option<String> {
+        if !self.last
+            || record.session != Some(self.session)
+            || record.contract != self.contract
+            || record.credential != self.credential
+        {
+            return None;
+        }
+        let over = |claimed: u64, seen: u64, slack: u64, what: &str| {
+            (claimed > seen.saturating_add(slack)).then(|| {
+                format!("the record claims {claimed} {what}, the consumer's signed receipt {seen}")
+            })
+        };
+        over(
+            record.bytes_in,
+            self.bytes_sent,
+            RECEIPT_SLACK_BYTES,
+            "bytes in",
+        )
+        .or_else(|| {
+            over(
+                record.bytes_out,
+                self.bytes_received,
+                RECEIPT_SLACK_BYTES,
+                "bytes out",
+            )
+        })
+        .or_else(|| {
+            over(
+                record.connection_millis,
+                self.connection_millis,
+                RECEIPT_SLACK_MILLIS,
+                "ms connected",
+            )
+        })
+    }
+}
+
+/// `POST /v1/contracts/{id}/receipts`: stored, or refused with the reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReceiptStored {
+    pub session: SessionId,
+    /// false: an as late or later receipt of the session was kept.
+    pub replaced: bool,
 }
 
 /// `POST /v1/usage`.
@@ -246,6 +358,10 @@ pub struct DisputeRequest {
 pub struct Disputed {
     pub record: UsageRecordId,
     pub dispute: DisputeState,
+    /// What the consumer's signed receipts of the record's session say against it, for whoever
+    /// decides the dispute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<String>,
 }
 
 /// `POST /v1/usage/{id}/resolve` (operators).
@@ -386,6 +502,7 @@ mod tests {
             max_memory_kib: u64::MAX,
             gpu_millis: u64::MAX,
             data_accesses: u64::MAX,
+            session: Some(SessionId::from(alloy::primitives::B256::repeat_byte(0xcd))),
             signature: None,
         };
         largest.sign(&key);
@@ -397,5 +514,81 @@ mod tests {
         };
         let all = serde_json::to_vec(&report).unwrap().len();
         assert!(all <= MAX_REPORT_BYTES, "a full report takes {all} bytes");
+    }
+
+    #[test]
+    fn a_receipt_is_the_consumers_and_contradicts_only_its_sessions_inflated_records() {
+        let provider = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        let consumer = ed25519_dalek::SigningKey::from_bytes(&[8; 32]);
+        let session = SessionId::from(alloy::primitives::B256::repeat_byte(0xcd));
+        let record = UsageRecord {
+            id: "r-1".parse().unwrap(),
+            contract: ContractId::from(alloy::primitives::B256::repeat_byte(0xab)),
+            provider: identity::did_of(&provider.verifying_key()),
+            consumer: identity::did_of(&consumer.verifying_key()),
+            credential: "f".repeat(64).parse().unwrap(),
+            from: 10,
+            to: 20,
+            connection_millis: 10_000,
+            bytes_in: 1_000_000,
+            bytes_out: 2_000_000,
+            cpu_millis: 0,
+            max_memory_kib: 0,
+            gpu_millis: 0,
+            data_accesses: 0,
+            session: Some(session),
+            signature: None,
+        };
+        let mut receipt = Receipt {
+            contract: record.contract,
+            consumer: record.consumer.clone(),
+            credential: record.credential.clone(),
+            session,
+            at: 20_000,
+            last: true,
+            connection_millis: 10_000,
+            bytes_sent: 1_000_000,
+            bytes_received: 2_000_000,
+            signature: None,
+        };
+        receipt.sign(&consumer);
+        assert!(receipt.verify());
+        // Signed by another key, or as a usage record: not the consumer's receipt.
+        let mut other = receipt.clone();
+        other.sign(&provider);
+        assert!(!other.verify());
+        let mut as_record = receipt.clone();
+        as_record.signature = Some(Ed25519Signature::sign(
+            &consumer,
+            identity::Domain::UsageRecord,
+            &receipt.signing_bytes(),
+        ));
+        assert!(!as_record.verify());
+        // Agreeing, or within what frames in flight explain: no contradiction.
+        assert_eq!(receipt.contradicts(&record), None);
+        let mut near = record.clone();
+        near.bytes_out += RECEIPT_SLACK_BYTES;
+        assert_eq!(receipt.contradicts(&near), None);
+        // Inflated: named.
+        let mut inflated = record.clone();
+        inflated.bytes_in *= 10;
+        let why = receipt.contradicts(&inflated).unwrap();
+        assert!(
+            why.contains("10000000 bytes in") && why.contains("1000000"),
+            "{why}"
+        );
+        let mut longer = record.clone();
+        longer.connection_millis += RECEIPT_SLACK_MILLIS + 1;
+        assert!(receipt
+            .contradicts(&longer)
+            .unwrap()
+            .contains("ms connected"));
+        // Another session's record, or a receipt of a session still running: no evidence.
+        let mut elsewhere = inflated.clone();
+        elsewhere.session = None;
+        assert_eq!(receipt.contradicts(&elsewhere), None);
+        let mut running = receipt.clone();
+        running.last = false;
+        assert_eq!(running.contradicts(&inflated), None);
     }
 }

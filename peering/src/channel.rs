@@ -66,6 +66,16 @@ pub struct Channel {
     read: OwnedReadHalf,
     write: OwnedWriteHalf,
     noise: Arc<Mutex<TransportState>>,
+    session: [u8; 32],
+}
+
+/// The handshake hash both ends share: names the session in records and receipts.
+fn session_of(hs: &snow::HandshakeState) -> [u8; 32] {
+    let mut id = [0u8; 32];
+    let h = hs.get_handshake_hash();
+    let n = h.len().min(32);
+    id[..n].copy_from_slice(&h[..n]);
+    id
 }
 
 fn lock(noise: &Mutex<TransportState>) -> std::sync::MutexGuard<'_, TransportState> {
@@ -73,6 +83,11 @@ fn lock(noise: &Mutex<TransportState>) -> std::sync::MutexGuard<'_, TransportSta
 }
 
 impl Channel {
+    /// The session's id, the same at both ends (no third party can make two sessions share one).
+    pub fn session(&self) -> [u8; 32] {
+        self.session
+    }
+
     pub async fn send(&mut self, data: &[u8]) -> Result<(), ChannelError> {
         for chunk in data.chunks(CHUNK) {
             let mut buf = vec![0u8; MAX_FRAME];
@@ -125,8 +140,14 @@ pub async fn initiate(
     let reply = read_frame(&mut read).await?.ok_or(ChannelError::Closed)?;
     let n = hs.read_message(&reply, &mut buf)?;
     let answer = buf[..n].to_vec();
+    let session = session_of(&hs);
     let noise = Arc::new(Mutex::new(hs.into_transport_mode()?));
-    let mut ch = Channel { read, write, noise };
+    let mut ch = Channel {
+        read,
+        write,
+        noise,
+        session,
+    };
     // Confirms the handshake; after a refusal the agent has closed, and the answer says why.
     let _ = ch.send(CONFIRM).await;
     Ok((ch, answer))
@@ -168,8 +189,14 @@ pub async fn respond<T>(
     let Some(t) = admitted else {
         return Ok(None);
     };
+    let session = session_of(&hs);
     let noise = Arc::new(Mutex::new(hs.into_transport_mode()?));
-    let mut ch = Channel { read, write, noise };
+    let mut ch = Channel {
+        read,
+        write,
+        noise,
+        session,
+    };
     // Nothing happens for this consumer before it proves it holds the handshake's keys.
     match ch.recv().await {
         Ok(Some(m)) if m == CONFIRM => Ok(Some((ch, t))),
@@ -202,6 +229,7 @@ pub async fn splice_io(
         mut read,
         mut write,
         noise,
+        ..
     } = channel;
     let noise_in = noise.clone();
     let c_in = counters.clone();
@@ -263,6 +291,8 @@ mod tests {
                 .await
                 .unwrap();
                 if let Some((mut ch, ())) = admitted {
+                    let id = ch.session();
+                    ch.send(&id).await.unwrap();
                     while let Some(m) = ch.recv().await.unwrap() {
                         let mut back = m.clone();
                         back.reverse();
@@ -275,6 +305,8 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(answer, b"welcome");
+        // Both ends name the session alike.
+        assert_eq!(ch.recv().await.unwrap().unwrap(), ch.session());
         ch.send(b"abc").await.unwrap();
         assert_eq!(ch.recv().await.unwrap().unwrap(), b"cba");
         drop(ch);

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use api::credentials::{CredentialInfo, Revoked};
+use api::usage::{Receipt, ReceiptStored};
 use api::ContractId;
 use peering::channel::{self, Counters};
 use peering::Credential;
@@ -153,6 +154,16 @@ impl Session {
         .await
     }
 
+    /// Hands the broker a receipt of one of this consumer's sessions (evidence for disputes).
+    pub async fn submit_receipt(&self, r: &Receipt) -> Result<ReceiptStored, SdkError> {
+        self.call(
+            Method::POST,
+            &format!("/v1/contracts/{}/receipts", r.contract),
+            Body::json(r)?,
+        )
+        .await
+    }
+
     /// Operators lift the hold of a revocation.
     pub async fn release_credentials(&self, contract: ContractId) -> Result<(), SdkError> {
         self.client
@@ -206,28 +217,98 @@ pub async fn dial_at(
     Ok(ch)
 }
 
+/// How often a running session's receipt is signed again.
+pub const RECEIPT_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The consumer's signed receipt of a session: what its end of the channel sent and received.
+pub fn receipt(
+    key: &ed25519_dalek::SigningKey,
+    credential: &Credential,
+    session: [u8; 32],
+    counters: &Counters,
+    connected: std::time::Duration,
+    last: bool,
+) -> Result<Receipt, SdkError> {
+    use std::sync::atomic::Ordering;
+    let mismatch = |what: &str| SdkError::Mismatch(format!("the credential's {what} is not valid"));
+    let mut r = Receipt {
+        contract: credential
+            .contract_id
+            .parse()
+            .map_err(|_| mismatch("contract"))?,
+        consumer: identity::did_of(&key.verifying_key()),
+        credential: credential.hash().parse().map_err(|_| mismatch("hash"))?,
+        session: format!("0x{}", identity::hex_encode(&session))
+            .parse()
+            .map_err(|_| mismatch("session"))?,
+        at: presentation_time(),
+        last,
+        connection_millis: connected.as_millis() as u64,
+        bytes_sent: counters.sent.load(Ordering::Relaxed),
+        bytes_received: counters.received.load(Ordering::Relaxed),
+        signature: None,
+    };
+    r.sign(key);
+    Ok(r)
+}
+
+/// One spliced session that signs its receipts as it runs and at its end, handing each to
+/// `receipts`.
+async fn carry(
+    key: &ed25519_dalek::SigningKey,
+    credential: &Credential,
+    ch: channel::Channel,
+    stream: TcpStream,
+    receipts: &tokio::sync::mpsc::UnboundedSender<Receipt>,
+) {
+    let session = ch.session();
+    let counters = Arc::new(Counters::default());
+    let started = std::time::Instant::now();
+    let ticker = {
+        let (key, credential, counters, receipts) = (
+            key.clone(),
+            credential.clone(),
+            counters.clone(),
+            receipts.clone(),
+        );
+        async move {
+            loop {
+                tokio::time::sleep(RECEIPT_EVERY).await;
+                if let Ok(r) = receipt(
+                    &key,
+                    &credential,
+                    session,
+                    &counters,
+                    started.elapsed(),
+                    false,
+                ) {
+                    let _ = receipts.send(r);
+                }
+            }
+        }
+    };
+    let _ = channel::splice(ch, stream, counters.clone(), ticker).await;
+    if let Ok(r) = receipt(key, credential, session, &counters, started.elapsed(), true) {
+        let _ = receipts.send(r);
+    }
+}
+
 /// Serves `local`: every connection to it is carried over its own channel to the agent, which
-/// connects it to the purchased service. Runs until the listener fails.
+/// connects it to the purchased service; each session's signed receipts go to `receipts`. Runs
+/// until the listener fails.
 pub async fn proxy(
     key: ed25519_dalek::SigningKey,
     credential: Credential,
     local: TcpListener,
+    receipts: tokio::sync::mpsc::UnboundedSender<Receipt>,
 ) -> Result<(), SdkError> {
     let credential = Arc::new(credential);
     loop {
         let (stream, _) = local.accept().await.map_err(peer_error)?;
-        let (key, credential) = (key.clone(), credential.clone());
+        let (key, credential, receipts) = (key.clone(), credential.clone(), receipts.clone());
         tokio::spawn(async move {
             match dial(&key, &credential).await {
-                Ok(ch) => {
-                    let _ = channel::splice(
-                        ch,
-                        stream,
-                        Arc::new(Counters::default()),
-                        std::future::pending(),
-                    )
-                    .await;
-                }
+                Ok(ch) => carry(&key, &credential, ch, stream, &receipts).await,
                 Err(e) => {
                     tracing::warn!(error = %e, "connection refused by the provider");
                     drop::<TcpStream>(stream);

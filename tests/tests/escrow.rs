@@ -216,6 +216,7 @@ async fn disputed_usage_waits_for_an_operator() {
             max_memory_kib: 0,
             gpu_millis: 0,
             data_accesses: 0,
+            session: None,
             signature: None,
         };
         r.sign(provider.session.key());

@@ -224,6 +224,98 @@ async fn consumers_connect_directly_with_valid_credentials_only() {
         credential.secret
     );
 
+    // Consumer-signed receipts: what the consumer's end of a session saw, evidence against a
+    // record of that session that claims more.
+    let mut ch = sdk::credentials::dial(consumer.session.key(), &credential)
+        .await
+        .unwrap();
+    let session = ch.session();
+    let started = std::time::Instant::now();
+    ch.send(b"receipted").await.unwrap();
+    assert_eq!(ch.recv().await.unwrap().unwrap(), b"receipted");
+    drop(ch);
+    let seen = peering::channel::Counters::default();
+    seen.sent.store(9, std::sync::atomic::Ordering::Relaxed);
+    seen.received.store(9, std::sync::atomic::Ordering::Relaxed);
+    let key = consumer.session.key();
+    let receipt =
+        sdk::credentials::receipt(key, &credential, session, &seen, started.elapsed(), true)
+            .unwrap();
+    assert!(
+        consumer
+            .session
+            .submit_receipt(&receipt)
+            .await
+            .unwrap()
+            .replaced
+    );
+    // An older receipt of the session does not replace it; a changed one is refused.
+    let mut older = receipt.clone();
+    older.at -= 1;
+    older.sign(key);
+    assert!(
+        !consumer
+            .session
+            .submit_receipt(&older)
+            .await
+            .unwrap()
+            .replaced
+    );
+    let mut changed = receipt.clone();
+    changed.bytes_sent = 0;
+    let err = consumer.session.submit_receipt(&changed).await.unwrap_err();
+    assert_eq!(err.status(), Some(400), "{err}");
+    assert!(err.to_string().contains("not signed"), "{err}");
+    // The agent's record of the session names it; the provider reports an inflated copy.
+    let session_id: api::SessionId = format!("0x{}", identity::hex_encode(&session))
+        .parse()
+        .unwrap();
+    let metered = agent::metering::UsageLog::new(&state);
+    let honest = eventually_some("the session's record", Patience::secs(10), || async {
+        metered
+            .read()
+            .unwrap()
+            .into_iter()
+            .find(|r| r.session == Some(session_id))
+    })
+    .await;
+    assert_eq!((honest.bytes_in, honest.bytes_out), (9, 9));
+    let mut inflated = honest.clone();
+    inflated.id = "inflated-1".parse().unwrap();
+    inflated.bytes_in = 9 + api::usage::RECEIPT_SLACK_BYTES + 1;
+    inflated.sign(provider.session.key());
+    let out = provider
+        .session
+        .report_usage(std::slice::from_ref(&inflated))
+        .await
+        .unwrap();
+    assert_eq!(out[0].status, UsageOutcome::Accepted, "{out:?}");
+    // The consumer disputes: the receipt is named as evidence against the inflated record, and
+    // as agreeing with the honest one.
+    let d = consumer
+        .session
+        .dispute_usage(&inflated.id, "more than I sent")
+        .await
+        .unwrap();
+    let evidence = d.evidence.unwrap_or_default();
+    assert!(
+        evidence.contains("bytes in") && evidence.contains("signed receipt"),
+        "{evidence}"
+    );
+    let d = eventually_some(
+        "the agent to report the honest record",
+        Patience::secs(20),
+        || async {
+            consumer
+                .session
+                .dispute_usage(&honest.id, "checking")
+                .await
+                .ok()
+        },
+    )
+    .await;
+    assert!(d.evidence.unwrap_or_default().contains("agrees"));
+
     // Rotation: the new credential works; the old one for the grace period, then no more.
     let renewed = consumer.session.renew_credential(c.id).await.unwrap();
     assert_ne!(renewed.secret, credential.secret);

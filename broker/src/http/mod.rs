@@ -104,6 +104,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(usage::of_contract))
         .routes(routes!(usage::proof))
         .routes(routes!(usage::statement))
+        .routes(routes!(usage::receipt))
         .routes(routes!(usage::dispute))
         .routes(routes!(usage::resolve))
         .routes(routes!(events::stream))

@@ -87,6 +87,7 @@ pub const PARTICULAR: &[(&str, &[u16])] = &[
     ("contract_usage", &[404]),
     ("usage_proof", &[404, 409]),
     ("statement", &[404]),
+    ("submit_receipt", &[404]),
     ("dispute_usage", &[409]),
     ("resolve_dispute", &[409]),
     ("events", &[]),

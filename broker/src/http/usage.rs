@@ -3,8 +3,8 @@
 //! consumers dispute, operators decide.
 
 use api::usage::{
-    ContractUsage, DisputeRequest, Disputed, RecordOutcome, ResolveRequest, Statement,
-    StatementFormat, StatementQuery, UsageProof, UsageReport,
+    ContractUsage, DisputeRequest, Disputed, Receipt, ReceiptStored, RecordOutcome, ResolveRequest,
+    Statement, StatementFormat, StatementQuery, UsageProof, UsageReport,
 };
 use api::{ContractId, UsageRecordId};
 use axum::extract::State;
@@ -81,6 +81,21 @@ pub async fn statement(
         )
             .into_response(),
     })
+}
+
+/// The contract's consumer hands in its signed receipt of a session (evidence for disputes); a
+/// later receipt of a session replaces an earlier one.
+#[utoipa::path(post, path = "/v1/contracts/{id}/receipts", tag = "usage", operation_id = "submit_receipt",
+    params(("id" = ContractId, Path, description = "The contract's id")),
+    request_body = Receipt,
+    security(("bearer" = [])),
+    responses((status = 200, description = "Kept (or an as late one already was)", body = ReceiptStored)))]
+pub async fn receipt(
+    State(app): State<AppState>,
+    c: ContractOf<Consumers>,
+    ApiJson(r): ApiJson<Receipt>,
+) -> Result<Json<ReceiptStored>, Failure> {
+    Ok(Json(app.market.store_receipt(&c.contract, &r).await?))
 }
 
 /// The contract's consumer disputes a record within the window (it is held from settlement).

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use alloy::primitives::U256;
 use api::document::ContractDocument;
 use api::usage::{
-    ContractUsage, DisputeState, Disputed, RecordOutcome, StoredUsage, UsageOutcome, UsageRecord,
-    UsageReport, MAX_RECORDS_PER_REPORT,
+    ContractUsage, DisputeState, Disputed, Receipt, ReceiptStored, RecordOutcome, StoredUsage,
+    UsageOutcome, UsageRecord, UsageReport, MAX_RECORDS_PER_REPORT,
 };
 use api::{ContractId, ContractState, Credits, Principal, UsageRecordId};
 use catalog::model::Plan;
@@ -637,9 +637,100 @@ impl Market {
                 needed: "pending and within the dispute window",
             });
         }
+        let evidence = self.receipt_evidence(id).await?;
+        if let Some(e) = &evidence {
+            sqlx::query("UPDATE usage_records SET dispute_evidence = $1 WHERE id = $2")
+                .bind(e.clone())
+                .bind(id.to_string())
+                .execute(self.store.pool())
+                .await?;
+        }
         Ok(Disputed {
             record: id.clone(),
             dispute: DisputeState::Open,
+            evidence,
+        })
+    }
+
+    /// What the consumer's last receipt of a record's session says about the record.
+    async fn receipt_evidence(&self, id: &UsageRecordId) -> Result<Option<String>, MarketError> {
+        let key = id.to_string();
+        let body: String = sqlx::query_scalar("SELECT body FROM usage_records WHERE id = $1")
+            .bind(&key)
+            .fetch_one(self.store.pool())
+            .await?;
+        let record: UsageRecord = serde_json::from_str(&body)
+            .map_err(|e| Corrupt::new("usage_records", "body", &key, e))?;
+        let Some(session) = record.session else {
+            return Ok(None);
+        };
+        let stored: Option<String> = sqlx::query_scalar(
+            "SELECT body FROM usage_receipts WHERE contract_id = $1 AND session = $2",
+        )
+        .bind(record.contract.to_string())
+        .bind(session.to_string())
+        .fetch_optional(self.store.pool())
+        .await?;
+        let Some(stored) = stored else {
+            return Ok(None);
+        };
+        let receipt: Receipt = serde_json::from_str(&stored)
+            .map_err(|e| Corrupt::new("usage_receipts", "body", &key, e))?;
+        Ok(Some(match receipt.contradicts(&record) {
+            Some(why) => why,
+            None if receipt.last => "the consumer's signed receipt of the session agrees".into(),
+            None => "the consumer's last receipt is of the session still running".into(),
+        }))
+    }
+
+    /// Keeps a consumer's signed receipt of a session (the latest per session).
+    pub async fn store_receipt(
+        &self,
+        contract: &ContractRecord,
+        r: &Receipt,
+    ) -> Result<ReceiptStored, MarketError> {
+        if r.contract != contract.id || r.consumer != contract.consumer {
+            return Err(MarketError::BadRequest(
+                "the receipt names another contract or consumer than this contract's".into(),
+            ));
+        }
+        if !r.verify() {
+            return Err(MarketError::BadSignature(
+                "the receipt is not signed by the consumer it names".into(),
+            ));
+        }
+        if r.at > now().saturating_add(300).saturating_mul(1000) {
+            return Err(MarketError::BadRequest(
+                "the receipt is dated more than 5 minutes ahead; check the clock".into(),
+            ));
+        }
+        let issued_for: Option<String> =
+            sqlx::query_scalar("SELECT contract_id FROM credentials WHERE hash = $1")
+                .bind(r.credential.to_string())
+                .fetch_optional(self.store.pool())
+                .await?;
+        if issued_for.as_deref() != Some(contract.id.to_string().as_str()) {
+            return Err(MarketError::BadRequest(
+                "the receipt names no credential issued for this contract".into(),
+            ));
+        }
+        let body = serde_json::to_string(r).map_err(|e| MarketError::BadRequest(e.to_string()))?;
+        let done = sqlx::query(
+            "INSERT INTO usage_receipts (contract_id, session, consumer, at, body) \
+             VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (contract_id, session) DO UPDATE SET at = excluded.at, body = excluded.body \
+             WHERE excluded.at > usage_receipts.at",
+        )
+        .bind(contract.id.to_string())
+        .bind(r.session.to_string())
+        .bind(r.consumer.to_string())
+        .bind(r.at as i64)
+        .bind(body)
+        .execute(self.store.pool())
+        .await?;
+        Ok(ReceiptStored {
+            session: r.session,
+            replaced: done.rows_affected() == 1,
         })
     }
 
@@ -663,6 +754,7 @@ impl Market {
         }
         Ok(Disputed {
             record: id.clone(),
+            evidence: None,
             dispute: if uphold {
                 DisputeState::Upheld
             } else {
@@ -718,6 +810,7 @@ mod tests {
             max_memory_kib: 1024 * 1024,
             gpu_millis: 0,
             data_accesses: 0,
+            session: None,
             signature: None,
         }
     }

@@ -507,7 +507,10 @@ pub async fn usage(ctx: &Ctx, cmd: UsageCommand) -> Result<()> {
         }
         UsageCommand::Dispute { record, reason } => {
             let d = session.dispute_usage(&record, &reason).await?;
-            ctx.out.emit(&d, |d| format!("disputed {}", d.record))
+            ctx.out.emit(&d, |d| match &d.evidence {
+                Some(e) => format!("disputed {}; your receipts: {e}", d.record),
+                None => format!("disputed {} (no receipt of its session)", d.record),
+            })
         }
         UsageCommand::Resolve { record, void } => {
             let d = session.resolve_dispute(&record, !void).await?;

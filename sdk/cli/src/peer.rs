@@ -259,6 +259,20 @@ pub async fn connect(ctx: &Ctx, args: ConnectArgs) -> Result<()> {
             args.contract
         )
     })?;
-    sdk::credentials::proxy(ctx.key()?, c, listener).await?;
+    // Each session's signed receipts go to the broker as evidence against inflated usage; with
+    // the broker away they are only logged (the sessions go on).
+    let (receipts, mut signed) = tokio::sync::mpsc::unbounded_channel();
+    let session = ctx.session()?;
+    tokio::spawn(async move {
+        while let Some(r) = signed.recv().await {
+            if let Err(e) = session.submit_receipt(&r).await {
+                eprintln!(
+                    "warning: the receipt of session {} was not delivered: {e}",
+                    r.session
+                );
+            }
+        }
+    });
+    sdk::credentials::proxy(ctx.key()?, c, listener, receipts).await?;
     Ok(())
 }
