@@ -16,6 +16,22 @@ use crate::pin::BrokerPin;
 /// Longest a login challenge may claim to last (the broker's are 2 minutes).
 const MAX_CHALLENGE_SECS: u64 = 600;
 
+/// What the SDK takes from a broker's challenge: a fresh 32-byte nonce and a near expiry, never
+/// text to sign (the message signed is built here, in the login domain).
+fn check_challenge(ch: &Challenge, now: u64) -> Result<(), SdkError> {
+    let fresh = ch.nonce.len() == 64
+        && ch
+            .nonce
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    if !fresh || ch.expires_at <= now || ch.expires_at > now + MAX_CHALLENGE_SECS {
+        return Err(SdkError::Mismatch(
+            "the broker's login challenge is not a fresh 32-byte nonce with a near expiry".into(),
+        ));
+    }
+    Ok(())
+}
+
 pub struct Session {
     pub(crate) client: Client,
     pub(crate) key: SigningKey,
@@ -168,18 +184,7 @@ impl Session {
                 &[],
             )
             .await?;
-        let fresh = ch.nonce.len() == 64
-            && ch
-                .nonce
-                .bytes()
-                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-        let now = now();
-        if !fresh || ch.expires_at <= now || ch.expires_at > now + MAX_CHALLENGE_SECS {
-            return Err(SdkError::Mismatch(
-                "the broker's login challenge is not a fresh 32-byte nonce with a near expiry"
-                    .into(),
-            ));
-        }
+        check_challenge(&ch, now())?;
         let (audience, broker_did) = self.broker_identity().await?;
         let message = identity::login_message(
             audience,
@@ -226,5 +231,32 @@ impl Session {
 
     pub async fn me(&self) -> Result<Principal, SdkError> {
         self.call(Method::GET, "/v1/auth/me", Body::None).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_challenge_carries_a_nonce_never_text_of_the_brokers_choosing() {
+        let ch = |nonce: &str, expires_at| Challenge {
+            nonce: nonce.into(),
+            expires_at,
+        };
+        let now = 1_000_000;
+        check_challenge(&ch(&"ab".repeat(32), now + 120), now).unwrap();
+        // A document, an offer or a usage record in place of the nonce: refused, not signed.
+        let document = r#"{"contract":"0x..","consumer":"did:key:z6Mk..","price":"1000"}"#;
+        for nonce in [document, &"AB".repeat(32), &"ab".repeat(33), ""] {
+            assert!(
+                check_challenge(&ch(nonce, now + 120), now).is_err(),
+                "{nonce}"
+            );
+        }
+        // Expired, or valid for longer than a login needs.
+        assert!(check_challenge(&ch(&"ab".repeat(32), now), now).is_err());
+        let far = now + MAX_CHALLENGE_SECS + 1;
+        assert!(check_challenge(&ch(&"ab".repeat(32), far), now).is_err());
     }
 }
