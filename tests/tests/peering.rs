@@ -316,6 +316,50 @@ async fn consumers_connect_directly_with_valid_credentials_only() {
     .await;
     assert!(d.evidence.unwrap_or_default().contains("agrees"));
 
+    // A dishonest broker's admissions, written straight into its outbox: one it signed that
+    // names another consumer than the contract's, one naming the right consumer but not signed
+    // by the broker the agent pinned. The agent admits neither (the renewal below is announced
+    // after them, so once it is admitted they have been read).
+    let now = broker::store::now();
+    let forge = |consumer: &identity::Did, signer: &ed25519_dalek::SigningKey| {
+        let secret = identity::hex_encode(&rand::random::<[u8; 32]>());
+        let hash: api::CredentialHash = peering::envelope::secret_hash(&secret).parse().unwrap();
+        let text =
+            api::events::CredentialIssued::admission_text(c.id, &hash, consumer, now, now + 600);
+        let issued = api::events::CredentialIssued {
+            contract: c.id,
+            hash,
+            version: 90,
+            consumer: consumer.clone(),
+            not_before: now,
+            expires_at: now + 600,
+            broker_signature: api::Ed25519Signature::sign(
+                signer,
+                identity::Domain::Admission,
+                text.as_bytes(),
+            ),
+        };
+        let mut cred = credential.clone();
+        cred.secret = secret;
+        (serde_json::to_string(&issued).unwrap(), cred)
+    };
+    let broker_key =
+        identity::keyfile::load(&dir.path().join("broker").join("identity.hex")).unwrap();
+    let (to_other, other_cred) = forge(&other.did(), &broker_key);
+    let (unsigned, unsigned_cred) = forge(&consumer.did(), &identity::generate());
+    for payload in [to_other, unsigned] {
+        sqlx::query(
+            "INSERT INTO outbox (topic, subject, audience, payload, at) VALUES ('credential.issued', $1, $2, $3, $4)",
+        )
+        .bind(c.id.to_string())
+        .bind(format!("{},{}", other.did(), provider.did()))
+        .bind(payload)
+        .bind(now as i64)
+        .execute(&db)
+        .await
+        .unwrap();
+    }
+
     // Rotation: the new credential works; the old one for the grace period, then no more.
     let renewed = consumer.session.renew_credential(c.id).await.unwrap();
     assert_ne!(renewed.secret, credential.secret);
@@ -339,6 +383,27 @@ async fn consumers_connect_directly_with_valid_credentials_only() {
     assert!(sdk::credentials::dial(consumer.session.key(), &renewed)
         .await
         .is_ok());
+    // The agent read both (its cursor is past them) and admitted neither.
+    let forged_seq: i64 = sqlx::query_scalar("SELECT MAX(seq) FROM outbox WHERE topic = 'credential.issued' AND payload LIKE '%\"version\":90%'")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    let table: peering::AdmissionTable =
+        serde_json::from_slice(&std::fs::read(state.join("admission.json")).unwrap()).unwrap();
+    assert!(table.cursor >= forged_seq as u64, "cursor {}", table.cursor);
+    for forged in [&other_cred, &unsigned_cred] {
+        assert!(table.get(&forged.hash()).is_none());
+    }
+    let why = dial_refusal(other.session.key(), &other_cred).await;
+    assert!(
+        why.is_some_and(|w| w.contains("unknown")),
+        "another consumer admitted"
+    );
+    let why = dial_refusal(consumer.session.key(), &unsigned_cred).await;
+    assert!(
+        why.is_some_and(|w| w.contains("unknown")),
+        "an unsigned admission taken"
+    );
 
     // A flood of handshakes that never finish: beyond the per-source cap they are closed at
     // once, the others are cut at the handshake timeout; then a consumer connects again.
