@@ -280,30 +280,9 @@ async fn consumers_connect_directly_with_valid_credentials_only() {
     })
     .await;
     assert_eq!((honest.bytes_in, honest.bytes_out), (9, 9));
-    let mut inflated = honest.clone();
-    inflated.id = "inflated-1".parse().unwrap();
-    inflated.bytes_in = 9 + api::usage::RECEIPT_SLACK_BYTES + 1;
-    inflated.sign(provider.session.key());
-    let out = provider
-        .session
-        .report_usage(std::slice::from_ref(&inflated))
-        .await
-        .unwrap();
-    assert_eq!(out[0].status, UsageOutcome::Accepted, "{out:?}");
-    // The consumer disputes: the receipt is named as evidence against the inflated record, and
-    // as agreeing with the honest one.
-    let d = consumer
-        .session
-        .dispute_usage(&inflated.id, "more than I sent")
-        .await
-        .unwrap();
-    let evidence = d.evidence.unwrap_or_default();
-    assert!(
-        evidence.contains("bytes in") && evidence.contains("signed receipt"),
-        "{evidence}"
-    );
+    // Once the agent reported it, the consumer's dispute finds its receipt agreeing.
     let d = eventually_some(
-        "the agent to report the honest record",
+        "the agent to report the session's record",
         Patience::secs(20),
         || async {
             consumer
@@ -315,6 +294,74 @@ async fn consumers_connect_directly_with_valid_credentials_only() {
     )
     .await;
     assert!(d.evidence.unwrap_or_default().contains("agrees"));
+    // An inflated copy with a fresh id charges the session no second time.
+    let mut inflated = honest.clone();
+    inflated.id = "inflated-1".parse().unwrap();
+    inflated.bytes_in = 9 + api::usage::RECEIPT_SLACK_BYTES + 1;
+    inflated.sign(provider.session.key());
+    let out = provider
+        .session
+        .report_usage(std::slice::from_ref(&inflated))
+        .await
+        .unwrap();
+    assert_eq!(out[0].status, UsageOutcome::Refused, "{out:?}");
+    assert!(
+        out[0].reason.as_deref().unwrap_or("").contains("session"),
+        "{out:?}"
+    );
+    // Where a session's record and the consumer's last receipt disagree beyond what frames in
+    // flight explain, the dispute names both figures (here the consumer's side under-counts;
+    // an inflated record shows the same way: `api::usage` unit test).
+    let mut ch = sdk::credentials::dial(consumer.session.key(), &credential)
+        .await
+        .unwrap();
+    let session = ch.session();
+    let payload = vec![7u8; 600_000];
+    ch.send(&payload).await.unwrap();
+    let mut got = 0;
+    while got < payload.len() {
+        got += ch.recv().await.unwrap().unwrap().len();
+    }
+    drop(ch);
+    let seen = peering::channel::Counters::default();
+    seen.sent.store(1_000, std::sync::atomic::Ordering::Relaxed);
+    seen.received
+        .store(1_000, std::sync::atomic::Ordering::Relaxed);
+    let low = sdk::credentials::receipt(key, &credential, session, &seen, started.elapsed(), true)
+        .unwrap();
+    consumer.session.submit_receipt(&low).await.unwrap();
+    let session_id: api::SessionId = format!("0x{}", identity::hex_encode(&session))
+        .parse()
+        .unwrap();
+    let record = eventually_some(
+        "the second session's record",
+        Patience::secs(10),
+        || async {
+            metered
+                .read()
+                .unwrap()
+                .into_iter()
+                .find(|r| r.session == Some(session_id))
+        },
+    )
+    .await;
+    let d = eventually_some(
+        "the agent to report the second session's record",
+        Patience::secs(20),
+        || async {
+            consumer
+                .session
+                .dispute_usage(&record.id, "less than that")
+                .await
+                .ok()
+        },
+    )
+    .await;
+    let evidence = d.evidence.unwrap_or_default();
+    assert!(
+        evidence.contains("600000 bytes in") && evidence.contains("signed receipt 1000"),
+        "{evidence}"
+    );
 
     // A dishonest broker's admissions, written straight into its outbox: one it signed that
     // names another consumer than the contract's, one naming the right consumer but not signed
@@ -801,6 +848,8 @@ async fn sessions_become_usage_records_settled_in_a_batch_on_chain() {
         .map(|i| {
             let mut r = log[0].clone();
             r.id = format!("catching-up-{i:0>52}").parse().unwrap();
+            // Each its own session, as an agent's records are.
+            r.session = Some(format!("0x{i:064x}").parse().unwrap());
             r.sign(provider.session.key());
             r
         })
@@ -824,6 +873,8 @@ async fn sessions_become_usage_records_settled_in_a_batch_on_chain() {
         wide.connection_millis = (wide.to - wide.from) * 1000;
         wide.bytes_in = 0;
         wide.bytes_out = 0;
+        // Sessions of their own (a copy of a session's record is refused as such).
+        wide.session = None;
         wide.sign(provider.session.key());
         let out = provider.session.report_usage(&[wide]).await.unwrap();
         refusals.extend(out[0].reason.clone());

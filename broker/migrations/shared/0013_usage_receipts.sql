@@ -9,3 +9,7 @@ CREATE TABLE usage_receipts (
     PRIMARY KEY (contract_id, session)
 );
 ALTER TABLE usage_records ADD COLUMN dispute_evidence TEXT;
+-- The channel session a record measured: one record per session, so a copy with a fresh id
+-- cannot charge a session twice.
+ALTER TABLE usage_records ADD COLUMN session TEXT;
+CREATE UNIQUE INDEX usage_session ON usage_records (contract_id, session);

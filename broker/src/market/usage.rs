@@ -44,6 +44,8 @@ pub enum UsageRefusal {
     TooMuch(&'static str),
     #[error("a different record with this id was already accepted")]
     Conflict,
+    #[error("the record's channel session already has its record")]
+    SessionTaken,
     #[error("with the contract's earlier records it claims more {0} than the plan allows since the contract opened")]
     TooMuchInAll(&'static str),
 }
@@ -383,8 +385,8 @@ impl<'a> Ingest<'a> {
             return Ok(refuse(UsageRefusal::TooMuchInAll(what)));
         }
         let inserted = sqlx::query(
-            "INSERT INTO usage_records (id, contract_id, provider, consumer, from_ts, to_ts, body, record_hash, traffic, amount, received_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO usage_records (id, contract_id, provider, consumer, from_ts, to_ts, body, record_hash, traffic, amount, received_at, session) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING",
         )
         .bind(r.id.to_string())
         .bind(r.contract.to_string())
@@ -397,15 +399,17 @@ impl<'a> Ingest<'a> {
         .bind(r.bytes_in.saturating_add(r.bytes_out).min(i64::MAX as u64) as i64)
         .bind(amount.to_string())
         .bind(now as i64)
+        .bind(r.session.map(|s| s.to_string()))
         .execute(&mut *tx)
         .await?;
         if inserted.rows_affected() != 1 {
             // A concurrent report of the same id won the race: its usage is counted once, and
-            // the answer is as for a repeat.
+            // the answer is as for a repeat. Otherwise the session already has its record.
             tx.rollback().await?;
-            if let Some(known) = self.known(r, &body).await? {
-                return Ok(known);
-            }
+            return Ok(match self.known(r, &body).await? {
+                Some(known) => known,
+                None => refuse(UsageRefusal::SessionTaken),
+            });
         } else {
             tx.commit().await?;
         }
