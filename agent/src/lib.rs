@@ -493,9 +493,7 @@ impl Agent {
         let Some((ch, (admission, hash, _session_slot))) = admitted else {
             return Ok(());
         };
-        let session = format!("0x{}", identity::hex_encode(&ch.session()))
-            .parse()
-            .ok();
+        let session = Some(api::SessionId::from(ch.session()));
         let counters = Arc::new(Counters::default());
         let started = (now(), Instant::now());
         // Ends the session when its credential stops being valid (revoked, expired).

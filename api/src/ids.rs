@@ -178,6 +178,13 @@ hash_id!(
     SessionId,
     "a session id (0x and 64 hex digits)"
 );
+
+impl From<[u8; 32]> for SessionId {
+    /// The id of a channel's session (`peering::channel::Channel::session`).
+    fn from(hash: [u8; 32]) -> Self {
+        Self(B256::from(hash))
+    }
+}
 hash_id!(
     /// A reservation's id (the contract it becomes has the same id).
     ReservationId,

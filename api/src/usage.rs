@@ -260,6 +260,9 @@ pub struct StoredUsage {
     /// The settlement batch it is in, once it is in one.
     pub batch_id: Option<BatchId>,
     pub dispute: Option<DisputeState>,
+    /// What the consumer's receipts said when it disputed the record (for whoever decides).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dispute_evidence: Option<String>,
 }
 
 /// Where a disputed record stands.

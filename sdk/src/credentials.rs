@@ -238,9 +238,7 @@ pub fn receipt(
             .map_err(|_| mismatch("contract"))?,
         consumer: identity::did_of(&key.verifying_key()),
         credential: credential.hash().parse().map_err(|_| mismatch("hash"))?,
-        session: format!("0x{}", identity::hex_encode(&session))
-            .parse()
-            .map_err(|_| mismatch("session"))?,
+        session: session.into(),
         at: presentation_time(),
         last,
         connection_millis: connected.as_millis() as u64,

@@ -40,6 +40,25 @@ fn refused(e: sdk::SdkError) -> String {
     }
 }
 
+/// The consumer disputes `record` once the agent has reported it.
+async fn dispute_once_reported(
+    consumer: &Participant,
+    record: &api::UsageRecordId,
+) -> api::usage::Disputed {
+    eventually_some(
+        "the agent to report the record",
+        Patience::secs(20),
+        || async {
+            consumer
+                .session
+                .dispute_usage(record, "not what my side saw")
+                .await
+                .ok()
+        },
+    )
+    .await
+}
+
 /// The agent's refusal of `credential` presented by `key`, once it refuses (`None`: admitted).
 async fn dial_refusal(
     key: &ed25519_dalek::SigningKey,
@@ -267,9 +286,7 @@ async fn consumers_connect_directly_with_valid_credentials_only() {
     assert_eq!(err.status(), Some(400), "{err}");
     assert!(err.to_string().contains("not signed"), "{err}");
     // The agent's record of the session names it; the provider reports an inflated copy.
-    let session_id: api::SessionId = format!("0x{}", identity::hex_encode(&session))
-        .parse()
-        .unwrap();
+    let session_id = api::SessionId::from(session);
     let metered = agent::metering::UsageLog::new(&state);
     let honest = eventually_some("the session's record", Patience::secs(10), || async {
         metered
@@ -281,18 +298,7 @@ async fn consumers_connect_directly_with_valid_credentials_only() {
     .await;
     assert_eq!((honest.bytes_in, honest.bytes_out), (9, 9));
     // Once the agent reported it, the consumer's dispute finds its receipt agreeing.
-    let d = eventually_some(
-        "the agent to report the session's record",
-        Patience::secs(20),
-        || async {
-            consumer
-                .session
-                .dispute_usage(&honest.id, "checking")
-                .await
-                .ok()
-        },
-    )
-    .await;
+    let d = dispute_once_reported(&consumer, &honest.id).await;
     assert!(d.evidence.unwrap_or_default().contains("agrees"));
     // An inflated copy with a fresh id charges the session no second time.
     let mut inflated = honest.clone();
@@ -330,9 +336,7 @@ async fn consumers_connect_directly_with_valid_credentials_only() {
     let low = sdk::credentials::receipt(key, &credential, session, &seen, started.elapsed(), true)
         .unwrap();
     consumer.session.submit_receipt(&low).await.unwrap();
-    let session_id: api::SessionId = format!("0x{}", identity::hex_encode(&session))
-        .parse()
-        .unwrap();
+    let session_id = api::SessionId::from(session);
     let record = eventually_some(
         "the second session's record",
         Patience::secs(10),
@@ -345,23 +349,20 @@ async fn consumers_connect_directly_with_valid_credentials_only() {
         },
     )
     .await;
-    let d = eventually_some(
-        "the agent to report the second session's record",
-        Patience::secs(20),
-        || async {
-            consumer
-                .session
-                .dispute_usage(&record.id, "less than that")
-                .await
-                .ok()
-        },
-    )
-    .await;
+    let d = dispute_once_reported(&consumer, &record.id).await;
     let evidence = d.evidence.unwrap_or_default();
     assert!(
         evidence.contains("600000 bytes in") && evidence.contains("signed receipt 1000"),
         "{evidence}"
     );
+    // The evidence stays with the record for whoever decides the dispute.
+    let listed = consumer.session.usage(c.id).await.unwrap();
+    let kept = listed
+        .records
+        .iter()
+        .find(|u| u.record.id == record.id)
+        .unwrap();
+    assert_eq!(kept.dispute_evidence.as_deref(), Some(evidence.as_str()));
 
     // A dishonest broker's admissions, written straight into its outbox: one it signed that
     // names another consumer than the contract's, one naming the right consumer but not signed

@@ -481,6 +481,7 @@ struct UsageRow {
     batch_id: Option<String>,
     disputed_at: Option<i64>,
     dispute_outcome: Option<String>,
+    dispute_evidence: Option<String>,
 }
 
 impl UsageRow {
@@ -510,6 +511,7 @@ impl UsageRow {
             received_at: d.u64("received_at", self.received_at)?,
             batch_id: d.opt_parse("batch_id", self.batch_id.as_deref())?,
             dispute,
+            dispute_evidence: self.dispute_evidence,
         })
     }
 }
@@ -522,7 +524,8 @@ pub async fn of_contract(
     let rows: Vec<UsageRow> = sqlx::query_as(
         // A record shows its batch once the chain settled it (not while the batch is being sent).
         "SELECT u.id, u.body, u.record_hash, u.amount, u.received_at, \
-         CASE WHEN b.state = 'settled' THEN u.batch_id END AS batch_id, u.disputed_at, u.dispute_outcome \
+         CASE WHEN b.state = 'settled' THEN u.batch_id END AS batch_id, u.disputed_at, u.dispute_outcome, \
+         u.dispute_evidence \
          FROM usage_records u LEFT JOIN settlement_batches b ON b.id = u.batch_id \
          WHERE u.contract_id = $1 ORDER BY u.from_ts, u.id",
     )
@@ -663,8 +666,11 @@ impl Market {
             .bind(&key)
             .fetch_one(self.store.pool())
             .await?;
-        let record: UsageRecord = serde_json::from_str(&body)
-            .map_err(|e| Corrupt::new("usage_records", "body", &key, e))?;
+        let record: UsageRecord = Decode {
+            table: "usage_records",
+            key: &key,
+        }
+        .json("body", &body)?;
         let Some(session) = record.session else {
             return Ok(None);
         };
@@ -678,8 +684,11 @@ impl Market {
         let Some(stored) = stored else {
             return Ok(None);
         };
-        let receipt: Receipt = serde_json::from_str(&stored)
-            .map_err(|e| Corrupt::new("usage_receipts", "body", &key, e))?;
+        let receipt: Receipt = Decode {
+            table: "usage_receipts",
+            key: &key,
+        }
+        .json("body", &stored)?;
         Ok(Some(match receipt.contradicts(&record) {
             Some(why) => why,
             None if receipt.last => "the consumer's signed receipt of the session agrees".into(),
