@@ -28,6 +28,8 @@ pub enum Domain {
     Receipt,
     Envelope,
     Admission,
+    /// What a provider's agent reports about itself to the broker's prober (benchmark, GPUs).
+    Attestation,
 }
 
 impl Domain {
@@ -41,6 +43,7 @@ impl Domain {
             Self::Receipt => "mercato-receipt/1",
             Self::Envelope => "mercato-envelope/1",
             Self::Admission => "mercato-admission/1",
+            Self::Attestation => "mercato-attestation/1",
         }
     }
 
@@ -120,6 +123,7 @@ mod tests {
             Domain::Receipt,
             Domain::Envelope,
             Domain::Admission,
+            Domain::Attestation,
         ];
         for signed in all {
             let sig = sign_hex(&key, signed, b"{\"same\":\"bytes\"}");
