@@ -130,6 +130,36 @@ pub struct Agent {
     replay: Mutex<peering::ReplayGuard>,
     /// Sessions open per credential hash.
     sessions: Counts<String>,
+    /// The broker's did (pinned by the session): the one key admitted for probes.
+    broker: std::sync::OnceLock<String>,
+}
+
+/// Probe sessions at once, and how long one may last: probing takes little of the provider.
+pub const MAX_PROBES: usize = 2;
+pub const PROBE_LIMIT: Duration = Duration::from_secs(10);
+const PROBE_SLOT: &str = "probe";
+
+/// What a connection was admitted as.
+enum Admitted {
+    Consumer(Admission, String, Slot<String>),
+    Probe(Slot<String>),
+}
+
+/// A short benchmark: SHA-256 over 1 KiB blocks for about 200 ms, in blocks per second.
+fn benchmark() -> u64 {
+    use sha2::Digest;
+    let block = [7u8; 1024];
+    let start = Instant::now();
+    let mut n = 0u64;
+    let mut h = [0u8; 32];
+    while start.elapsed() < Duration::from_millis(200) {
+        for _ in 0..64 {
+            h = sha2::Sha256::new().chain_update(h).chain_update(block).finalize().into();
+        }
+        n += 64;
+    }
+    std::hint::black_box(h);
+    (n as f64 / start.elapsed().as_secs_f64()) as u64
 }
 
 fn lock(t: &Mutex<AdmissionTable>) -> std::sync::MutexGuard<'_, AdmissionTable> {
@@ -247,6 +277,7 @@ impl Agent {
             contact: Arc::new(AtomicU64::new(now())),
             replay: Mutex::new(peering::ReplayGuard::new(now_ms())),
             sessions: Counts::default(),
+            broker: std::sync::OnceLock::new(),
         })
     }
 
@@ -376,6 +407,12 @@ impl Agent {
     }
 
     pub async fn serve(self, listener: TcpListener) -> std::io::Result<()> {
+        match self.session.broker_did().await {
+            Ok(did) => {
+                let _ = self.broker.set(did.to_string());
+            }
+            Err(e) => tracing::warn!(error = %e, "the broker's did is unknown: probes are refused"),
+        }
         tokio::spawn(Self::follow(
             self.session.clone(),
             self.table.clone(),
@@ -417,7 +454,36 @@ impl Agent {
         offline(&self.contact, self.config.offline_limit)
     }
 
-    fn decide(&self, remote: &[u8], hello: &[u8]) -> Decision<(Admission, String, Slot<String>)> {
+    /// The broker's probe: admitted only from the broker's own key, fresh, within `MAX_PROBES`.
+    fn decide_probe(&self, remote: &[u8], at: u64) -> Result<Admitted, String> {
+        let broker = self.broker.get().ok_or("the agent does not know the broker's did")?;
+        if identity::x25519_public(broker).map_or(true, |k| k != remote) {
+            return Err("probes are admitted from the broker's key only".into());
+        }
+        let mut replay = self.replay.lock().unwrap_or_else(|e| e.into_inner());
+        let t = now_ms();
+        replay.check(broker, at, t).map_err(|e| e.to_string())?;
+        let slot = Slot::take(&self.sessions, PROBE_SLOT.to_string(), MAX_PROBES)
+            .ok_or("a probe is already running")?;
+        replay.take(broker, at, t);
+        Ok(Admitted::Probe(slot))
+    }
+
+    /// Signs what this agent reports about itself for the broker's prober.
+    fn attest(&self, nonce: &str) -> peering::probe::SignedAttestation {
+        let (gpus, _) = discovery::gpus();
+        let a = peering::probe::Attestation {
+            provider: self.session.did().to_string(),
+            nonce: nonce.to_string(),
+            at: now(),
+            workload: "sha256-1k".into(),
+            ops_per_second: benchmark(),
+            gpus: gpus.into_iter().map(|g| g.model).collect(),
+        };
+        peering::probe::SignedAttestation::sign(&self.key, &a)
+    }
+
+    fn decide(&self, remote: &[u8], hello: &[u8]) -> Decision<Admitted> {
         let refuse = |why: String| {
             Decision::Refuse(
                 serde_json::to_vec(&Answer {
@@ -427,6 +493,19 @@ impl Agent {
                 .unwrap_or_default(),
             )
         };
+        if let Ok(p) = serde_json::from_slice::<peering::probe::ProbeHello>(hello) {
+            return match self.decide_probe(remote, p.probe) {
+                Ok(a) => Decision::Admit(
+                    a,
+                    serde_json::to_vec(&Answer {
+                        ok: true,
+                        reason: String::new(),
+                    })
+                    .unwrap_or_default(),
+                ),
+                Err(why) => refuse(why),
+            };
+        }
         let Ok(p) = serde_json::from_slice::<Presentation>(hello) else {
             return refuse("not a credential presentation".into());
         };
@@ -461,7 +540,7 @@ impl Agent {
         };
         replay.take(&admission.consumer, p.at, t);
         Decision::Admit(
-            (admission, hash, slot),
+            Admitted::Consumer(admission, hash, slot),
             serde_json::to_vec(&Answer {
                 ok: true,
                 reason: String::new(),
@@ -490,8 +569,16 @@ impl Agent {
             ))
         })??;
         drop(handshake);
-        let Some((ch, (admission, hash, _session_slot))) = admitted else {
-            return Ok(());
+        let (ch, admission, hash, _session_slot) = match admitted {
+            None => return Ok(()),
+            Some((ch, Admitted::Probe(_slot))) => {
+                // Bounded in time and requests; nothing billable runs.
+                let served =
+                    tokio::time::timeout(PROBE_LIMIT, peering::probe::serve(ch, |n| self.attest(n)))
+                        .await;
+                return served.unwrap_or(Ok(()));
+            }
+            Some((ch, Admitted::Consumer(a, hash, slot))) => (ch, a, hash, slot),
         };
         let session = Some(api::SessionId::from(ch.session()));
         let counters = Arc::new(Counters::default());

@@ -91,7 +91,8 @@ pub const MAX_CAP_WINDOW: u64 = 30 * 24 * 3600;
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Sla {
     pub availability: AvailabilityWindow,
-    pub certified_metrics: Vec<CertifiedMetric>,
+    /// What the provider declared about its metrics when the consumer bought (self-declared).
+    pub declared_metrics: Vec<CertifiedMetric>,
     pub region: String,
     pub country: String,
 }
@@ -301,7 +302,7 @@ pub fn build(
         issued_at: parties.now,
         sla: Sla {
             availability: offer.availability,
-            certified_metrics: offer.certified_metrics.clone(),
+            declared_metrics: offer.declared_metrics.clone(),
             region: offer.location.region.clone(),
             country: offer.location.country.clone(),
         },
@@ -372,7 +373,7 @@ mod tests {
             green_energy_percent: 0,
             availability: AvailabilityWindow::default(),
             partitionability: None,
-            certified_metrics: vec![],
+            declared_metrics: vec![],
             fluidos: Default::default(),
             signature: String::new(),
         }

@@ -19,14 +19,28 @@ pub struct SearchItem {
     pub location: Location,
     pub resources: Resources,
     pub green_energy_percent: u8,
+    /// From the broker's valid, unrevoked credentials about the provider (each names its
+    /// credential and issuer): what filters and ranking use.
     pub certified_metrics: Vec<CertifiedMetric>,
+    /// The provider's own claims, self-declared: shown, never used to filter or rank.
+    pub declared_metrics: Vec<CertifiedMetric>,
+    /// Whether the broker verified the provider's agent at its configured endpoint.
+    pub verified_provider: bool,
+    /// The provider's reputation, 0-1, from its record (`/v1/providers/{did}/reputation`).
+    pub reputation: f32,
     pub plan: Plan,
     /// The value the results are sorted by (ascending; negated for "highest first" sorts).
     pub sort_key: f64,
 }
 
 impl SearchItem {
-    pub fn new(offer: &Offer, plan_index: usize, sort_key: f64) -> Result<Self, IdError> {
+    pub fn new(
+        offer: &Offer,
+        plan_index: usize,
+        sort_key: f64,
+        certified: Option<&catalog::index::Certification>,
+        reputation: f32,
+    ) -> Result<Self, IdError> {
         Ok(Self {
             offer_id: offer.id.parse()?,
             version: offer.version,
@@ -39,7 +53,10 @@ impl SearchItem {
             location: offer.location.clone(),
             resources: offer.resources.clone(),
             green_energy_percent: offer.green_energy_percent,
-            certified_metrics: offer.certified_metrics.clone(),
+            certified_metrics: certified.map(|c| c.metrics.clone()).unwrap_or_default(),
+            declared_metrics: offer.declared_metrics.clone(),
+            verified_provider: certified.is_some_and(|c| c.verified),
+            reputation,
             plan: offer.plans[plan_index].clone(),
             sort_key,
         })

@@ -206,7 +206,7 @@ pub fn offer_from_flavor(flavor: &Value, provider: &str) -> Result<Offer, Flavor
             green_energy_percent: 0,
             availability: Default::default(),
             partitionability: None,
-            certified_metrics: Vec::new(),
+            declared_metrics: Vec::new(),
             fluidos: FluidosDetails::default(),
             signature: String::new(),
         },

@@ -65,7 +65,26 @@ struct Columns {
     green: Vec<u8>,
     cert_latency: Vec<f32>,
     cert_uptime: Vec<f32>,
+    /// `VERIFIED` when the provider holds a valid verified-provider credential.
+    cert_flags: Vec<u8>,
+    /// Who certified the row's metrics (`NONE16`: nobody).
+    cert_issuer: Vec<u16>,
     tiebreak: Vec<u64>,
+}
+
+const VERIFIED: u8 = 1;
+
+/// What the broker could verify about a provider: the figures of its valid, unrevoked
+/// credentials of one issuer. The catalog filters and ranks on these only; an offer's own
+/// `declaredMetrics` are the provider's claims and never used here.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Certification {
+    pub issuer: String,
+    pub latency_ms: Option<f64>,
+    pub uptime_percent: Option<f64>,
+    pub verified: bool,
+    /// The credentials behind the figures, as listings show them.
+    pub metrics: Vec<crate::model::CertifiedMetric>,
 }
 
 #[derive(Default)]
@@ -129,6 +148,8 @@ pub struct Index {
     rows_of: HashMap<String, Vec<u32>>,
     offers: HashMap<String, Arc<Offer>>,
     reputation: HashMap<String, f32>,
+    certified: HashMap<String, Arc<Certification>>,
+    issuers: Dict,
     dead: usize,
     /// Candidate sets at least this large are scanned on several threads (0 = the default).
     parallel_rows: usize,
@@ -196,6 +217,7 @@ struct Compiled<'q> {
     regions: Option<Vec<u16>>,
     archs: Option<Vec<u16>>,
     gpu_models: Option<Vec<u16>>,
+    issuers: Option<Vec<u16>>,
     tokens: Vec<String>,
     price_class: Option<usize>,
     bbox: Option<(f32, f32, f32, f32)>,
@@ -249,6 +271,52 @@ impl Index {
         self.reputation.insert(provider.to_string(), score);
     }
 
+    pub fn reputation(&self, provider: &str) -> Option<f32> {
+        self.reputation.get(provider).copied()
+    }
+
+    /// What is certified about `provider` (none: nothing any more); its rows change at once.
+    pub fn set_certification(&mut self, provider: &str, c: Option<Certification>) {
+        match c {
+            Some(c) => {
+                self.certified.insert(provider.to_string(), Arc::new(c));
+            }
+            None => {
+                self.certified.remove(provider);
+            }
+        }
+        let Some(code) = self.providers.get(provider) else {
+            return;
+        };
+        let (lat, up, flags, issuer) = self.cert_columns(provider);
+        if let Some(rows) = self.post.provider.get(&code) {
+            for &r in rows {
+                let r = r as usize;
+                self.cols.cert_latency[r] = lat;
+                self.cols.cert_uptime[r] = up;
+                self.cols.cert_flags[r] = flags;
+                self.cols.cert_issuer[r] = issuer;
+            }
+        }
+    }
+
+    pub fn certification(&self, provider: &str) -> Option<Arc<Certification>> {
+        self.certified.get(provider).cloned()
+    }
+
+    /// A provider's certified columns: latency, uptime, flags, issuer code.
+    fn cert_columns(&mut self, provider: &str) -> (f32, f32, u8, u16) {
+        match self.certified.get(provider).cloned() {
+            None => (f32::INFINITY, -1.0, 0, NONE16),
+            Some(c) => (
+                c.latency_ms.map_or(f32::INFINITY, |v| v as f32),
+                c.uptime_percent.map_or(-1.0, |v| v as f32),
+                if c.verified { VERIFIED } else { 0 },
+                self.issuers.code(&c.issuer) as u16,
+            ),
+        }
+    }
+
     /// Adds an offer or replaces its current version.
     pub fn upsert(&mut self, offer: Offer) {
         self.insert(Arc::new(offer));
@@ -260,6 +328,8 @@ impl Index {
         let country = self.countries.code(&offer.location.country) as u16;
         let region = self.regions.code(&offer.location.region) as u16;
         let words = row::words(&offer);
+        let (cert_latency, cert_uptime, cert_flags, cert_issuer) =
+            self.cert_columns(&offer.provider);
         let mut rows = Vec::with_capacity(offer.plans.len());
         for p in row::plan_rows(&offer) {
             let row = self.cols.offer.len() as u32;
@@ -293,8 +363,10 @@ impl Index {
             c.xyz
                 .push(unit_vector(f64::from(p.latitude), f64::from(p.longitude)));
             c.green.push(p.green);
-            c.cert_latency.push(p.cert_latency_ms);
-            c.cert_uptime.push(p.cert_uptime);
+            c.cert_latency.push(cert_latency);
+            c.cert_uptime.push(cert_uptime);
+            c.cert_flags.push(cert_flags);
+            c.cert_issuer.push(cert_issuer);
             c.tiebreak.push(p.tiebreak);
             for (i, list) in self.post.class.iter_mut().enumerate() {
                 if p.classes & (1 << i) != 0 {
@@ -342,8 +414,10 @@ impl Index {
         // The offers are shared, not copied: only the columns are rebuilt.
         let offers: Vec<Arc<Offer>> = self.offers.values().cloned().collect();
         let reputation = std::mem::take(&mut self.reputation);
+        let certified = std::mem::take(&mut self.certified);
         let parallel_rows = self.parallel_rows;
         *self = Self::new();
+        self.certified = certified;
         for offer in offers {
             self.insert(offer);
         }
@@ -358,7 +432,7 @@ impl Index {
         // offer, plan, classes, main class, provider, country, region, arch, gpu model,
         // six u32/f32 quantities, four prices, lat, lon, xyz, green, two metrics, tie-break
         let per_row =
-            8 + 2 + 1 + 1 + 1 + 4 + 2 + 2 + 2 + 2 + 4 * 6 + 16 + 4 + 4 + 12 + 1 + 4 + 4 + 8;
+            8 + 2 + 1 + 1 + 1 + 4 + 2 + 2 + 2 + 2 + 4 * 6 + 16 + 4 + 4 + 12 + 1 + 4 + 4 + 1 + 2 + 8;
         let postings: usize = self.post.class.iter().map(Vec::len).sum::<usize>()
             + self.post.provider.values().map(Vec::len).sum::<usize>()
             + self.post.country.values().map(Vec::len).sum::<usize>()
@@ -388,6 +462,7 @@ impl Index {
         let regions = narrow(codes(&self.regions, &q.regions));
         let archs = narrow(codes(&self.archs, &q.architectures));
         let gpu_models = narrow(codes(&self.gpu_models, &q.gpu_models));
+        let issuers = narrow(codes(&self.issuers, &q.certified_by));
         let tokens: Vec<String> = q
             .text
             .iter()
@@ -411,7 +486,8 @@ impl Index {
             || countries.is_some()
             || regions.is_some()
             || archs.is_some()
-            || gpu_models.is_some();
+            || gpu_models.is_some()
+            || issuers.is_some();
         let numeric = q.min_cpu_millicores.is_some()
             || q.min_memory_mib.is_some()
             || q.min_gpu_memory_mib.is_some()
@@ -421,6 +497,7 @@ impl Index {
             || q.min_green.is_some()
             || q.max_certified_latency_ms.is_some()
             || q.min_certified_uptime.is_some()
+            || q.verified_only
             || q.max_price.is_some();
         let sphere = q.near.map(|n| {
             (
@@ -441,6 +518,7 @@ impl Index {
             regions,
             archs,
             gpu_models,
+            issuers,
             tokens,
             price_class: query::price_class(q).map(class_index),
             bbox,
@@ -540,6 +618,9 @@ impl Index {
             && c.gpu_models
                 .as_ref()
                 .is_none_or(|s| s.contains(&k.gpu_model[row]))
+            && c.issuers
+                .as_ref()
+                .is_none_or(|s| s.contains(&k.cert_issuer[row]))
     }
 
     fn matches_numbers(&self, row: usize, c: &Compiled) -> bool {
@@ -561,6 +642,7 @@ impl Index {
                 .is_none_or(|v| f64::from(k.cert_latency[row]) <= v)
             && q.min_certified_uptime
                 .is_none_or(|v| f64::from(k.cert_uptime[row]) >= v)
+            && (!q.verified_only || k.cert_flags[row] & VERIFIED != 0)
             && q.max_price
                 .is_none_or(|v| f64::from(self.price_of(row, c)) <= v)
     }

@@ -33,9 +33,10 @@ pub struct Offer {
     /// How the resources may be split when sold (FLUIDOS partitionability: minimum and step).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partitionability: Option<Partitionability>,
-    /// Certified metrics (filled by the broker's certification); references to credentials.
-    #[serde(default)]
-    pub certified_metrics: Vec<CertifiedMetric>,
+    /// The provider's own claims about its metrics: shown as self-declared, never used to
+    /// filter or rank (certified figures come from the broker's credentials).
+    #[serde(default, alias = "certifiedMetrics")]
+    pub declared_metrics: Vec<CertifiedMetric>,
     /// FLUIDOS REAR flavor fields with no Mercato equivalent, kept so conversions lose nothing.
     #[serde(default, skip_serializing_if = "FluidosDetails::is_empty")]
     #[schema(value_type = Option<Object>)]
@@ -317,7 +318,8 @@ pub enum MetricKind {
     GpuPresent,
 }
 
-/// A metric the broker measured and certified, with the credential that proves it.
+/// A metric with the credential that backs it: certified when it comes from a valid credential
+/// of a trusted issuer, self-declared when a provider wrote it in its offer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CertifiedMetric {

@@ -23,6 +23,8 @@ pub const PARAMS: &[(&str, &str)] = &[
     ("minGreen", "minimum green-energy share, percent"),
     ("maxCertifiedLatencyMs", "maximum certified latency, ms"),
     ("minCertifiedUptime", "minimum certified uptime, percent"),
+    ("verified", "true: only providers whose agent the broker verified at its configured endpoint"),
+    ("certifiedBy", "did of an issuer whose certified figures count (repeatable, any)"),
     ("near", "latitude,longitude,radiusKm"),
     ("sort", "price (default), latency, uptime, green, reputation"),
     ("limit", "page size, 1-200 (default 20)"),
@@ -97,6 +99,19 @@ pub fn parse<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<
             }
             "maxCertifiedLatencyMs" => q.max_certified_latency_ms = Some(finite(k, v)?),
             "minCertifiedUptime" => q.min_certified_uptime = Some(finite(k, v)?),
+            "verified" => {
+                q.verified_only = match v {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(bad(k, format!("{v:?} is not true or false"))),
+                }
+            }
+            "certifiedBy" => {
+                if !v.starts_with("did:key:") || v.len() > 100 {
+                    return Err(bad(k, format!("{v:?} is not a did:key")));
+                }
+                q.certified_by.push(v.to_string())
+            }
             "near" => {
                 let parts: Vec<&str> = v.split(',').collect();
                 let [lat, lon, radius] = parts[..] else {
@@ -185,6 +200,10 @@ pub fn to_pairs(q: &Query) -> Vec<(&'static str, String)> {
         "minCertifiedUptime",
         q.min_certified_uptime.map(|v| v.to_string()),
     );
+    opt("verified", q.verified_only.then(|| "true".to_string()));
+    for d in &q.certified_by {
+        opt("certifiedBy", Some(d.clone()));
+    }
     opt(
         "near",
         q.near
@@ -244,6 +263,8 @@ mod tests {
             ("cursor", "abc", "not a cursor"),
             ("sort", "cheap", "is not price"),
             ("colour", "red", "unknown parameter"),
+            ("verified", "yes", "not true or false"),
+            ("certifiedBy", "broker", "not a did:key"),
         ] {
             let err = parse([(k, v)]).unwrap_err();
             assert_eq!(err.param, k);
@@ -272,6 +293,8 @@ mod tests {
             min_green: Some(1),
             max_certified_latency_ms: Some(1.0),
             min_certified_uptime: Some(1.0),
+            verified_only: true,
+            certified_by: vec!["did:key:z6Mkissuer".into()],
             near: Some(Near {
                 latitude: 1.0,
                 longitude: 1.0,

@@ -79,6 +79,10 @@ pub struct Query {
     pub min_green: Option<u8>,
     pub max_certified_latency_ms: Option<f64>,
     pub min_certified_uptime: Option<f64>,
+    /// Only providers whose agent the broker verified at their configured endpoint.
+    pub verified_only: bool,
+    /// Only figures certified by these issuers (dids; any of them).
+    pub certified_by: Vec<String>,
     pub near: Option<Near>,
     pub sort: SortKey,
     pub limit: usize,
@@ -105,6 +109,8 @@ impl Default for Query {
             min_green: None,
             max_certified_latency_ms: None,
             min_certified_uptime: None,
+            verified_only: false,
+            certified_by: Vec::new(),
             near: None,
             sort: SortKey::Price,
             limit: DEFAULT_LIMIT,

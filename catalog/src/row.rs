@@ -1,7 +1,7 @@
 //! The flat, queryable view of one plan: what the in-memory index holds in its columns and what
 //! the `plans` table holds in SQL, computed once here so both answer the same question the same way.
 
-use crate::model::{MetricKind, Offer, ResourceClass};
+use crate::model::{Offer, ResourceClass};
 use crate::query;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -25,10 +25,6 @@ pub struct PlanRow {
     pub latitude: f32,
     pub longitude: f32,
     pub green: u8,
-    /// Certified latency; infinite when not certified.
-    pub cert_latency_ms: f32,
-    /// Certified uptime; -1 when not certified.
-    pub cert_uptime: f32,
     pub tiebreak: u64,
 }
 
@@ -58,13 +54,6 @@ pub fn plan_rows(offer: &Offer) -> Vec<PlanRow> {
     let mask = classes.iter().fold(0u8, |m, c| m | (1 << (*c as u8)));
     let main_class = classes.first().copied().unwrap_or(ResourceClass::Compute);
     let r = &offer.resources;
-    let cert = |kind| {
-        offer
-            .certified_metrics
-            .iter()
-            .find(|m| m.kind == kind)
-            .map(|m| m.value as f32)
-    };
     offer
         .plans
         .iter()
@@ -89,8 +78,6 @@ pub fn plan_rows(offer: &Offer) -> Vec<PlanRow> {
             latitude: offer.location.latitude as f32,
             longitude: offer.location.longitude as f32,
             green: offer.green_energy_percent,
-            cert_latency_ms: cert(MetricKind::LatencyMs).unwrap_or(f32::INFINITY),
-            cert_uptime: cert(MetricKind::UptimePercent).unwrap_or(-1.0),
             tiebreak: query::tiebreak(&offer.id, &plan.id),
         })
         .collect()

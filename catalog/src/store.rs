@@ -418,8 +418,10 @@ impl CatalogStore {
                     .bind(f64::from(r.latitude))
                     .bind(f64::from(r.longitude))
                     .bind(i64::from(r.green))
-                    .bind(f64::from(r.cert_latency_ms))
-                    .bind(f64::from(r.cert_uptime))
+                    // Certified figures live in the broker's credentials, not in the stored
+                    // offer: these columns hold "not certified" (the SQL baseline never has any).
+                    .bind(f64::INFINITY)
+                    .bind(-1.0f64)
                     .bind(row::tiebreak_sql(r.tiebreak))
                     .bind(words.to_string());
             }
@@ -697,6 +699,9 @@ fn where_clause(q: &Query) -> (String, Vec<Param>) {
         &mut params,
     );
     cmp("cert_uptime", ">=", q.min_certified_uptime, &mut params);
+    if q.verified_only || !q.certified_by.is_empty() {
+        cmp("1", "=", Some(0.0), &mut params);
+    }
     cmp(price_expr(q), "<=", q.max_price, &mut params);
     if let Some(n) = q.near {
         let dlat = n.radius_km / 111.0;

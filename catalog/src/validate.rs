@@ -308,11 +308,11 @@ pub fn validate(o: &Offer, require_signature: bool) -> Result<(), OfferError> {
             }
         }
     }
-    for (i, m) in o.certified_metrics.iter().enumerate() {
-        c.finite_range(&format!("certifiedMetrics[{i}].value"), m.value, 0.0, 1e12);
-        c.text(&format!("certifiedMetrics[{i}].issuer"), &m.issuer, 1, 200);
+    for (i, m) in o.declared_metrics.iter().enumerate() {
+        c.finite_range(&format!("declaredMetrics[{i}].value"), m.value, 0.0, 1e12);
+        c.text(&format!("declaredMetrics[{i}].issuer"), &m.issuer, 1, 200);
         c.text(
-            &format!("certifiedMetrics[{i}].credential"),
+            &format!("declaredMetrics[{i}].credential"),
             &m.credential,
             1,
             200,

@@ -1,11 +1,11 @@
 //! The in-memory engine against a plain reference evaluation over the offers, on random queries,
 //! including pagination through cursors, facets, updates and withdrawals.
 
-use catalog::model::{MetricKind, Offer, ResourceClass};
+use catalog::model::{Offer, ResourceClass};
 use catalog::query::{self, Cursor, Near, Query, SortKey};
 use catalog::Index;
 use rand::{Rng, SeedableRng};
-use testkit::synth::{Generator, GPU_MODELS, REGIONS};
+use testkit::synth::{self, Generator, GPU_MODELS, REGIONS};
 
 fn reference(offers: &[Offer], q: &Query) -> Vec<(f64, u64, String, usize)> {
     let words: Vec<String> = q
@@ -54,16 +54,23 @@ fn reference(offers: &[Offer], q: &Query) -> Vec<(f64, u64, String, usize)> {
         if q.min_green.is_some_and(|g| o.green_energy_percent < g) {
             continue;
         }
-        let metric = |k| {
-            o.certified_metrics
-                .iter()
-                .find(|m| m.kind == k)
-                .map(|m| m.value as f32 as f64)
-        };
-        let cert_lat = metric(MetricKind::LatencyMs).unwrap_or(f64::INFINITY);
-        let cert_up = metric(MetricKind::UptimePercent).unwrap_or(-1.0);
+        // Certified figures come from the provider's certification, never from the offer.
+        let cert = synth::certification(&o.provider);
+        let cert_lat = cert
+            .as_ref()
+            .and_then(|c| c.latency_ms)
+            .map_or(f64::INFINITY, |v| v as f32 as f64);
+        let cert_up = cert
+            .as_ref()
+            .and_then(|c| c.uptime_percent)
+            .map_or(-1.0, |v| v as f32 as f64);
         if q.max_certified_latency_ms.is_some_and(|v| cert_lat > v)
             || q.min_certified_uptime.is_some_and(|v| cert_up < v)
+            || (q.verified_only && !cert.as_ref().is_some_and(|c| c.verified))
+            || (!q.certified_by.is_empty()
+                && !cert
+                    .as_ref()
+                    .is_some_and(|c| q.certified_by.contains(&c.issuer)))
         {
             continue;
         }
@@ -180,6 +187,12 @@ fn random_query(rng: &mut impl Rng, g: &Generator) -> Query {
     if rng.gen_bool(0.1) {
         q.min_certified_uptime = Some(rng.gen_range(95.0..100.0));
     }
+    if rng.gen_bool(0.1) {
+        q.verified_only = true;
+    }
+    if rng.gen_bool(0.05) {
+        q.certified_by.push(synth::SYNTH_ISSUER.into());
+    }
     if rng.gen_bool(0.15) {
         let (_, _, _, lat, lon) = REGIONS[rng.gen_range(0..REGIONS.len())];
         q.near = Some(Near {
@@ -236,9 +249,14 @@ fn random_queries_match_the_reference_through_every_page() {
     let offers: Vec<Offer> = (0..1500)
         .map(|i| g.offer(&format!("o{i}"), 1 + i % 4))
         .collect();
-    let index = Index::from_offers(offers.clone());
-    // The same index scanning every candidate set on all cores.
-    let mut parallel = Index::from_offers(offers.clone());
+    let mut index = Index::from_offers(offers.clone());
+    synth::certify_all(&mut index, offers.iter().map(|o| o.provider.as_str()));
+    // The same index scanning every candidate set on all cores, certified before its offers.
+    let mut parallel = Index::new();
+    synth::certify_all(&mut parallel, offers.iter().map(|o| o.provider.as_str()));
+    for o in &offers {
+        parallel.upsert(o.clone());
+    }
     parallel.set_parallel_threshold(1);
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut nonempty = 0;
@@ -378,4 +396,47 @@ fn an_unknown_value_matches_nothing_and_a_bad_cursor_is_refused_upstream() {
     };
     assert_eq!(index.facets(&q).total, 0);
     assert!(Cursor::decode("not-a-cursor").is_none());
+}
+
+#[test]
+fn certified_figures_come_from_the_certification_and_change_at_once() {
+    let mut g = Generator::new(21, 4, false);
+    let offers: Vec<Offer> = (0..40).map(|i| g.offer(&format!("o{i}"), 1)).collect();
+    let mut index = Index::from_offers(offers.clone());
+    let q = Query {
+        max_certified_latency_ms: Some(10.0),
+        limit: 200,
+        ..Query::default()
+    };
+    // An offer's own (declared) metrics never count.
+    assert_eq!(index.search(&q).total, 0);
+    let provider = offers[0].provider.clone();
+    let mine = offers.iter().filter(|o| o.provider == provider).count();
+    index.set_certification(
+        &provider,
+        Some(catalog::index::Certification {
+            issuer: "did:key:z6MkA".into(),
+            latency_ms: Some(2.0),
+            uptime_percent: Some(99.9),
+            verified: true,
+            metrics: Vec::new(),
+        }),
+    );
+    assert_eq!(index.search(&q).total, mine);
+    let verified = Query {
+        verified_only: true,
+        certified_by: vec!["did:key:z6MkA".into()],
+        limit: 200,
+        ..Query::default()
+    };
+    assert_eq!(index.search(&verified).total, mine);
+    let other = Query {
+        certified_by: vec!["did:key:z6MkB".into()],
+        ..verified.clone()
+    };
+    assert_eq!(index.search(&other).total, 0);
+    // Revoked: nothing certified any more, also for offers published afterwards.
+    index.set_certification(&provider, None);
+    assert_eq!(index.search(&q).total, 0);
+    assert_eq!(index.search(&verified).total, 0);
 }

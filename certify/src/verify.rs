@@ -30,7 +30,7 @@ pub enum Failure {
     Expired(String),
     #[error("the proof does not verify (the credential was changed after signing, or signed by another key): {0}")]
     Proof(String),
-    #[error("the provider's attestation signature does not verify: the attested figures are not the provider's")]
+    #[error("the attested figures are not the ones the provider signed")]
     Attestation,
     #[error("revoked: bit {index} of status list {list} is set")]
     Revoked { index: usize, list: String },
@@ -135,12 +135,25 @@ pub async fn verify(doc: &Value, trusted: &[String], now: u64) -> Result<Verifie
     check_proof(doc, from).await?;
     if let Claim::Attested {
         attested_by,
+        benchmark_workload,
+        benchmark_ops_per_second,
+        gpu_count,
+        gpu_models,
         attestation,
         attestation_signature,
-        ..
     } = &credential.credential_subject.claim
     {
+        // The figures stated must be the ones in the report the provider signed.
+        let report: Value = serde_json::from_str(attestation).unwrap_or_default();
+        let gpus: Vec<&str> = report["gpus"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
         let ok = *attested_by == credential.credential_subject.id
+            && report["workload"] == benchmark_workload.as_str()
+            && report["opsPerSecond"] == *benchmark_ops_per_second
+            && gpus.len() == *gpu_count as usize
+            && gpus.join(", ") == *gpu_models
             && identity::verify_hex(
                 attested_by,
                 identity::Domain::Attestation,
@@ -261,7 +274,7 @@ mod tests {
     async fn an_attestation_must_carry_the_providers_signature() {
         let issuer = issuer();
         let provider = ed25519_dalek::SigningKey::from_bytes(&[9u8; 32]);
-        let report = "workload: sha256\nops: 1000\ngpus: 1\n";
+        let report = r#"{"workload":"sha256","opsPerSecond":1000,"gpus":["NVIDIA H200"]}"#;
         let claim = |sig: String| Claim::Attested {
             attested_by: identity::did_of(&provider.verifying_key()).to_string(),
             benchmark_workload: "sha256".into(),

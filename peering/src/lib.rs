@@ -7,6 +7,7 @@
 pub mod admission;
 pub mod channel;
 pub mod envelope;
+pub mod probe;
 pub mod replay;
 pub mod seal;
 

@@ -249,7 +249,7 @@ impl Generator {
             green_energy_percent: [0u8, 20, 40, 60, 80, 100][zipf(rng, 6, 0.5)],
             availability: AvailabilityWindow::default(),
             partitionability: None,
-            certified_metrics: if rng.gen_bool(0.4) {
+            declared_metrics: if rng.gen_bool(0.4) {
                 vec![
                     CertifiedMetric {
                         kind: MetricKind::LatencyMs,
@@ -282,4 +282,33 @@ impl Generator {
 /// A generated price: whole base units.
 fn credits(base_units: f64) -> Credits {
     Credits::from_base_units(base_units as u128)
+}
+
+/// The issuer synthetic certifications name.
+pub const SYNTH_ISSUER: &str = "did:key:z6MkSynthBroker";
+
+/// What a broker certified about `provider`, fixed by the provider's name: 40% have certified
+/// latency and uptime, half of those are verified providers.
+pub fn certification(provider: &str) -> Option<catalog::index::Certification> {
+    let seed = provider
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    let mut rng = StdRng::seed_from_u64(seed);
+    rng.gen_bool(0.4).then(|| catalog::index::Certification {
+        issuer: SYNTH_ISSUER.into(),
+        latency_ms: Some(rng.gen_range(1.0..100.0)),
+        uptime_percent: Some(rng.gen_range(95.0..100.0)),
+        verified: rng.gen_bool(0.5),
+        metrics: Vec::new(),
+    })
+}
+
+/// Gives the index the synthetic certification of every provider it holds offers of.
+pub fn certify_all<'a>(index: &mut catalog::Index, providers: impl IntoIterator<Item = &'a str>) {
+    let mut seen = std::collections::HashSet::new();
+    for p in providers {
+        if seen.insert(p) {
+            index.set_certification(p, certification(p));
+        }
+    }
 }

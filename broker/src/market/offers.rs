@@ -13,6 +13,9 @@ use super::{Market, MarketError};
 use crate::events::{Audience, Pending};
 use crate::store::{now, Corrupt};
 
+/// The reputation of a provider with no record yet (the index's default too).
+pub const NEUTRAL_REPUTATION: f32 = 0.5;
+
 /// The catalog refused a write: not the caller's offer, no such offer, a version conflict.
 fn refusal(e: CatalogError) -> MarketError {
     match e {
@@ -47,7 +50,10 @@ impl Market {
                 .hits
                 .iter()
                 .map(|h| {
-                    SearchItem::new(&h.offer, h.plan_index, h.key)
+                    let provider = &h.offer.provider;
+                    let cert = index.certification(provider);
+                    let reputation = index.reputation(provider).unwrap_or(NEUTRAL_REPUTATION);
+                    SearchItem::new(&h.offer, h.plan_index, h.key, cert.as_deref(), reputation)
                         .map_err(|e| Corrupt::new("offers", "id", &h.offer.id, e))
                 })
                 .collect::<Result<Vec<_>, _>>()?;

@@ -957,7 +957,7 @@ mod tests {
             issued_at: 0,
             sla: api::document::Sla {
                 availability: Default::default(),
-                certified_metrics: vec![],
+                declared_metrics: vec![],
                 region: "eu".into(),
                 country: "IT".into(),
             },
