@@ -136,7 +136,8 @@ pub struct Agent {
 
 /// Probe sessions at once, and how long one may last: probing takes little of the provider.
 pub const MAX_PROBES: usize = 2;
-pub const PROBE_LIMIT: Duration = Duration::from_secs(10);
+/// Longer than the broker's own probe timeout (15 s), so the broker ends a slow probe first.
+pub const PROBE_LIMIT: Duration = Duration::from_secs(20);
 const PROBE_SLOT: &str = "probe";
 
 /// What a connection was admitted as.
@@ -154,7 +155,11 @@ fn benchmark() -> u64 {
     let mut h = [0u8; 32];
     while start.elapsed() < Duration::from_millis(200) {
         for _ in 0..64 {
-            h = sha2::Sha256::new().chain_update(h).chain_update(block).finalize().into();
+            h = sha2::Sha256::new()
+                .chain_update(h)
+                .chain_update(block)
+                .finalize()
+                .into();
         }
         n += 64;
     }
@@ -407,11 +412,8 @@ impl Agent {
     }
 
     pub async fn serve(self, listener: TcpListener) -> std::io::Result<()> {
-        match self.session.broker_did().await {
-            Ok(did) => {
-                let _ = self.broker.set(did.to_string());
-            }
-            Err(e) => tracing::warn!(error = %e, "the broker's did is unknown: probes are refused"),
+        if let Ok(did) = self.session.broker_did().await {
+            let _ = self.broker.set(did.to_string());
         }
         tokio::spawn(Self::follow(
             self.session.clone(),
@@ -426,6 +428,19 @@ impl Agent {
             self.config.state_dir.clone(),
         ));
         let me = Arc::new(self);
+        if me.broker.get().is_none() {
+            // Probes are refused until the broker's did is known: ask again until it is.
+            tracing::warn!("the broker's did is unknown yet: probes are refused until it is");
+            let me = me.clone();
+            tokio::spawn(async move {
+                while me.broker.get().is_none() {
+                    tokio::time::sleep(CONTACT_POLL).await;
+                    if let Ok(did) = me.session.broker_did().await {
+                        let _ = me.broker.set(did.to_string());
+                    }
+                }
+            });
+        }
         let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
         let per_source: Counts<IpAddr> = Counts::default();
         loop {
@@ -456,7 +471,10 @@ impl Agent {
 
     /// The broker's probe: admitted only from the broker's own key, fresh, within `MAX_PROBES`.
     fn decide_probe(&self, remote: &[u8], at: u64) -> Result<Admitted, String> {
-        let broker = self.broker.get().ok_or("the agent does not know the broker's did")?;
+        let broker = self
+            .broker
+            .get()
+            .ok_or("the agent does not know the broker's did")?;
         if identity::x25519_public(broker).map_or(true, |k| k != remote) {
             return Err("probes are admitted from the broker's key only".into());
         }
@@ -573,9 +591,11 @@ impl Agent {
             None => return Ok(()),
             Some((ch, Admitted::Probe(_slot))) => {
                 // Bounded in time and requests; nothing billable runs.
-                let served =
-                    tokio::time::timeout(PROBE_LIMIT, peering::probe::serve(ch, |n| self.attest(n)))
-                        .await;
+                let served = tokio::time::timeout(
+                    PROBE_LIMIT,
+                    peering::probe::serve(ch, |n| self.attest(n)),
+                )
+                .await;
                 return served.unwrap_or(Ok(()));
             }
             Some((ch, Admitted::Consumer(a, hash, slot))) => (ch, a, hash, slot),

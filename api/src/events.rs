@@ -56,10 +56,16 @@ pub enum Topic {
     ContractSuspended,
     #[serde(rename = "contract.resumed")]
     ContractResumed,
+    /// A certified-metric credential (W3C VC) issued and anchored; `credential.*` are the
+    /// peering credentials.
+    #[serde(rename = "certificate.issued")]
+    CertificateIssued,
+    #[serde(rename = "certificate.revoked")]
+    CertificateRevoked,
 }
 
 impl Topic {
-    pub const ALL: [Topic; 20] = [
+    pub const ALL: [Topic; 22] = [
         Self::OfferPublished,
         Self::OfferUpdated,
         Self::OfferWithdrawn,
@@ -80,6 +86,8 @@ impl Topic {
         Self::EscrowLow,
         Self::ContractSuspended,
         Self::ContractResumed,
+        Self::CertificateIssued,
+        Self::CertificateRevoked,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -104,6 +112,8 @@ impl Topic {
             Self::EscrowLow => "contract.escrow_low",
             Self::ContractSuspended => "contract.suspended",
             Self::ContractResumed => "contract.resumed",
+            Self::CertificateIssued => "certificate.issued",
+            Self::CertificateRevoked => "certificate.revoked",
         }
     }
 
@@ -314,6 +324,24 @@ pub enum EventBody {
     ContractSuspended(ContractSuspended),
     #[serde(rename = "contract.resumed")]
     ContractResumed(ContractResumed),
+    #[serde(rename = "certificate.issued")]
+    CertificateIssued(CertificateChanged),
+    #[serde(rename = "certificate.revoked")]
+    CertificateRevoked(CertificateChanged),
+}
+
+/// A certified-metric credential issued (anchored) or revoked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificateChanged {
+    pub id: String,
+    pub provider: Did,
+    pub metric: String,
+    /// SHA-256 of the credential's canonical bytes, as anchored (0x-hex).
+    pub hash: String,
+    pub cid: ContentId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 impl EventBody {
@@ -339,6 +367,8 @@ impl EventBody {
             Self::EscrowLow(_) => Topic::EscrowLow,
             Self::ContractSuspended(_) => Topic::ContractSuspended,
             Self::ContractResumed(_) => Topic::ContractResumed,
+            Self::CertificateIssued(_) => Topic::CertificateIssued,
+            Self::CertificateRevoked(_) => Topic::CertificateRevoked,
         }
     }
 

@@ -4,6 +4,7 @@
 //! web client's types from that document), so the sides cannot drift apart.
 
 pub mod auth;
+pub mod certificates;
 pub mod contracts;
 pub mod credentials;
 pub mod document;

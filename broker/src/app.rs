@@ -155,7 +155,20 @@ impl Broker {
         })?;
         let (trigger, shutdown) = shutdown::channel();
         let signals = Signals::default();
+        let origins = crate::config::login_origins(&config.public_urls, addr);
+        let base_url = config
+            .public_urls
+            .first()
+            .cloned()
+            .or_else(|| origins.first().cloned())
+            .unwrap_or_else(|| format!("http://{addr}"));
+        let certifier = crate::market::certification::Certifier::new(
+            &identity,
+            &base_url,
+            &config.prober_location,
+        );
         let market = Market {
+            certifier: Arc::new(certifier),
             store: store.clone(),
             ledger: ledger.clone(),
             content,
@@ -169,7 +182,7 @@ impl Broker {
             store.clone(),
             ledger.audience(),
             did.clone(),
-            crate::config::login_origins(&config.public_urls, addr),
+            origins,
             config.auth_rate_per_minute,
         );
 
@@ -215,6 +228,13 @@ impl Broker {
                 tokio::spawn(escrow_loop(
                     market.clone(),
                     config.settle_interval,
+                    shutdown.clone(),
+                )),
+            ),
+            (
+                "certification",
+                tokio::spawn(crate::market::certification::certify_loop(
+                    market.clone(),
                     shutdown.clone(),
                 )),
             ),

@@ -55,6 +55,8 @@ pub struct BrokerConfig {
     /// The broker's own Ed25519 key (its did:key signs credential envelopes; logins name it),
     /// created on first start; replicas of one marketplace share it. None: `<data_dir>/identity.hex`.
     pub identity_key: Option<PathBuf>,
+    /// Where the prober runs, as its credentials state it.
+    pub prober_location: String,
 }
 
 /// The origins (`scheme://host:port`) logins may be signed for: the public URLs given, or the
@@ -102,6 +104,7 @@ impl BrokerConfig {
             abort_at: None,
             public_urls: Vec::new(),
             identity_key: None,
+            prober_location: "broker".into(),
         }
     }
 

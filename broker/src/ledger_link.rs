@@ -9,7 +9,7 @@ use api::contracts::{ChainAgreement, ChainStatus};
 use api::ledger::{ContractAddresses, LedgerStatus};
 use api::{ContractId, Credits, Hash32};
 pub use contracts::bindings::Marketplace;
-use contracts::bindings::{CreditToken, ParticipantRegistry, UsageSettlement};
+use contracts::bindings::{CredentialRegistry, CreditToken, ParticipantRegistry, UsageSettlement};
 use contracts::eip712;
 use ledger::{ChainClient, ClientError, Deployment};
 
@@ -528,6 +528,55 @@ impl LedgerLink {
 pub use contracts::usage::skipped_charges;
 
 impl LedgerLink {
+    /// Anchors a credential: its hash and CID, with the broker's account as issuer.
+    pub async fn anchor_credential(&self, hash: B256, cid: &str) -> Result<B256, ChainError> {
+        let call = CredentialRegistry::anchorCall {
+            credentialHash: hash,
+            cid: cid.to_string(),
+        };
+        let receipt = self
+            .client
+            .send_call(self.deployment.contracts.credential_registry, &call)
+            .await?;
+        Ok(receipt.transaction_hash)
+    }
+
+    /// Revokes a credential's anchor; `reason` goes on chain as up to 32 bytes of text.
+    pub async fn revoke_credential(&self, hash: B256, reason: &str) -> Result<B256, ChainError> {
+        let mut r = [0u8; 32];
+        let n = reason.len().min(32);
+        r[..n].copy_from_slice(&reason.as_bytes()[..n]);
+        let call = CredentialRegistry::revokeCall {
+            credentialHash: hash,
+            reason: B256::from(r),
+        };
+        let receipt = self
+            .client
+            .send_call(self.deployment.contracts.credential_registry, &call)
+            .await?;
+        Ok(receipt.transaction_hash)
+    }
+
+    /// The anchor of `hash`: none, or whether it was revoked.
+    pub async fn credential_anchor(&self, hash: B256) -> Result<Option<bool>, ChainError> {
+        let a = CredentialRegistry::new(
+            self.deployment.contracts.credential_registry,
+            self.client.provider(),
+        )
+        .lookup(hash)
+        .call()
+        .await;
+        match a {
+            Ok(a) => Ok(Some(a.revokedAt != 0)),
+            // `lookup` reverts (UnknownCredential) for a hash never anchored.
+            Err(e) if e.as_revert_data().is_some() => Ok(None),
+            Err(alloy::contract::Error::TransportError(e)) if e.to_string().contains("revert") => {
+                Ok(None)
+            }
+            Err(e) => Err(self.read_err(e)),
+        }
+    }
+
     fn settlement(&self) -> UsageSettlement::UsageSettlementInstance<&DynProvider> {
         UsageSettlement::new(
             self.deployment.contracts.usage_settlement,

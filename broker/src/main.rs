@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use api::Did;
+use broker::market::certification::CertificationPolicy;
 use broker::market::credentials::CredentialPolicy;
 use broker::market::escrow::EscrowPolicy;
 use broker::market::purchase::FaultPoint;
@@ -75,6 +76,15 @@ struct Cli {
     /// Close (with refund) a contract suspended for its escrow for this long, in seconds.
     #[arg(long, env = "MERCATO_SUSPENDED_GRACE", default_value_t = 86_400)]
     suspended_grace: u64,
+    /// Probe each provider's agent this often, in seconds (certified latency, uptime, throughput).
+    #[arg(long, env = "MERCATO_PROBE_INTERVAL", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    probe_interval: u64,
+    /// How long a certified-metric credential is valid, in seconds.
+    #[arg(long, env = "MERCATO_CERT_VALIDITY", default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(60..))]
+    cert_validity: u64,
+    /// Where the prober runs, as its credentials state it (a region such as eu-west).
+    #[arg(long, env = "MERCATO_PROBER_LOCATION", default_value = "broker")]
+    prober_location: String,
     /// Requests a minute per client address to registration and login challenges.
     #[arg(long, env = "MERCATO_AUTH_RATE", default_value_t = broker::config::DEFAULT_AUTH_RATE, value_parser = clap::value_parser!(u32).range(1..))]
     auth_rate: u32,
@@ -161,7 +171,13 @@ async fn run() -> Result<()> {
                 dispute_window_secs: cli.dispute_window,
                 ..Default::default()
             },
+            certification: CertificationPolicy {
+                probe_interval: Duration::from_secs(cli.probe_interval),
+                validity: Duration::from_secs(cli.cert_validity),
+                ..Default::default()
+            },
         },
+        prober_location: cli.prober_location,
         settle_interval: Duration::from_secs(cli.settle_interval),
         operators: cli.operators,
         auth_rate_per_minute: cli.auth_rate,

@@ -82,8 +82,8 @@ impl Issuer {
                 vc,
                 resolver(),
                 SingleSecretSigner::new(self.key.clone()),
-                ProofOptions::from_method(ReferenceOrOwned::Reference(method.into())),
-                Default::default(),
+                ProofOptions::from_method(ReferenceOrOwned::Reference(method)),
+                (),
             )
             .await
             .map_err(|e| IssueError::Sign(e.to_string()))?;

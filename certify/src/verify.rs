@@ -114,7 +114,7 @@ pub async fn verify(doc: &Value, trusted: &[String], now: u64) -> Result<Verifie
             field("proofPurpose")
         )));
     }
-    if !trusted.is_empty() && !trusted.iter().any(|t| *t == credential.issuer) {
+    if !trusted.is_empty() && !trusted.contains(&credential.issuer) {
         return Err(Failure::UntrustedIssuer {
             issuer: credential.issuer.clone(),
             trusted: trusted.join(", "),

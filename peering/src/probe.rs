@@ -29,11 +29,14 @@ pub struct ProbeHello {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum ProbeRequest {
-    /// Answered with the same bytes: one round trip.
-    Echo { seq: u32 },
-    /// Answered with exactly `bytes` bytes (at most `MAX_TRANSFER`).
-    Transfer { bytes: u32 },
-    /// Answered with a `SignedAttestation` naming `nonce`.
+    /// Answered with the same bytes: one round trip. The nonce is fresh, so no answer can be
+    /// sent before the request arrives.
+    Echo { seq: u32, nonce: String },
+    /// Answered with exactly `bytes` bytes (at most `MAX_TRANSFER`) of the stream keyed by
+    /// `seed` (`transfer_stream`): nothing can be sent before the seed arrives, and the prober
+    /// checks every byte.
+    Transfer { bytes: u32, seed: String },
+    /// Answered with a `SignedAttestation` naming `nonce` (once a session).
     Attest { nonce: String },
 }
 
@@ -83,12 +86,38 @@ impl SignedAttestation {
     }
 }
 
+/// The transfer's bytes: SHA-256(seed ‖ block number) blocks, `len` bytes of them.
+pub fn transfer_stream(seed: &str, len: usize) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let mut out = Vec::with_capacity(len + 32);
+    let mut i = 0u64;
+    while out.len() < len {
+        out.extend_from_slice(
+            &Sha256::new()
+                .chain_update(seed.as_bytes())
+                .chain_update(i.to_be_bytes())
+                .finalize(),
+        );
+        i += 1;
+    }
+    out.truncate(len);
+    out
+}
+
+fn fresh_hex() -> String {
+    use rand::RngCore;
+    let mut b = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    identity::hex_encode(&b)
+}
+
 /// Agent side: answers the requests of an admitted probe session until the broker closes it or
 /// `MAX_REQUESTS` were answered. `attest` runs the benchmark and signs.
 pub async fn serve(
     mut ch: Channel,
     attest: impl Fn(&str) -> SignedAttestation,
 ) -> Result<(), ChannelError> {
+    let mut attested = false;
     for _ in 0..MAX_REQUESTS {
         let Some(m) = ch.recv().await? else {
             return Ok(());
@@ -98,19 +127,18 @@ pub async fn serve(
         };
         match req {
             ProbeRequest::Echo { .. } => ch.send(&m).await?,
-            ProbeRequest::Transfer { bytes } => {
-                let block = vec![0u8; 16 * 1024];
-                let mut left = bytes.min(MAX_TRANSFER) as usize;
-                while left > 0 {
-                    let n = left.min(block.len());
-                    ch.send(&block[..n]).await?;
-                    left -= n;
-                }
+            ProbeRequest::Transfer { bytes, seed } => {
+                let data = transfer_stream(&seed, bytes.min(MAX_TRANSFER) as usize);
+                ch.send(&data).await?;
             }
-            ProbeRequest::Attest { nonce } => {
+            // The benchmark takes the agent's CPU: once a session.
+            ProbeRequest::Attest { nonce } if !attested => {
+                attested = true;
                 let a = attest(&nonce);
-                ch.send(&serde_json::to_vec(&a).expect("serialises")).await?;
+                ch.send(&serde_json::to_vec(&a).expect("serialises"))
+                    .await?;
             }
+            ProbeRequest::Attest { .. } => return Ok(()),
         }
     }
     Ok(())
@@ -156,7 +184,12 @@ pub async fn probe(
         .await
         .map_err(|e| match e {
             ChannelError::Io(e) => ProbeError::Unreachable(e.to_string()),
-            ChannelError::Closed => ProbeError::Unreachable("closed during the handshake".into()),
+            // An agent holding another key cannot read the IK first message and hangs up; so
+            // does a busy one: the two look alike from here.
+            ChannelError::Closed => ProbeError::Unreachable(
+                "the agent closed the handshake (another key, overloaded, or not a Mercato agent)"
+                    .into(),
+            ),
             other => ProbeError::WrongKey(other.to_string()),
         })?;
     #[derive(Deserialize)]
@@ -173,32 +206,46 @@ pub async fn probe(
     let proto = |e: ChannelError| ProbeError::Protocol(e.to_string());
     let mut out = Measured::default();
     for seq in 0..echoes {
-        let req = serde_json::to_vec(&ProbeRequest::Echo { seq }).expect("serialises");
+        let req = serde_json::to_vec(&ProbeRequest::Echo {
+            seq,
+            nonce: fresh_hex(),
+        })
+        .expect("serialises");
         let t = Instant::now();
         ch.send(&req).await.map_err(proto)?;
         let back = ch.recv().await.map_err(proto)?;
         if back.as_deref() != Some(&req[..]) {
-            return Err(ProbeError::Protocol(format!("echo {seq} came back changed")));
+            return Err(ProbeError::Protocol(format!(
+                "echo {seq} came back changed"
+            )));
         }
         out.round_trips.push(t.elapsed().as_micros() as u64);
     }
     if transfer > 0 {
         let transfer = transfer.min(MAX_TRANSFER);
-        let req =
-            serde_json::to_vec(&ProbeRequest::Transfer { bytes: transfer }).expect("serialises");
+        let seed = fresh_hex();
+        let expected = transfer_stream(&seed, transfer as usize);
+        let req = serde_json::to_vec(&ProbeRequest::Transfer {
+            bytes: transfer,
+            seed,
+        })
+        .expect("serialises");
         let t = Instant::now();
         ch.send(&req).await.map_err(proto)?;
-        let mut got = 0u64;
-        while got < u64::from(transfer) {
+        let mut got = Vec::with_capacity(expected.len());
+        while got.len() < expected.len() {
             match ch.recv().await.map_err(proto)? {
-                Some(m) => got += m.len() as u64,
+                Some(m) => got.extend_from_slice(&m),
                 None => return Err(ProbeError::Protocol("closed during the transfer".into())),
             }
         }
-        if got != u64::from(transfer) {
-            return Err(ProbeError::Protocol("sent more than asked".into()));
+        let micros = t.elapsed().as_micros() as u64;
+        if got != expected {
+            return Err(ProbeError::Protocol(
+                "the transfer's bytes are not the stream asked for".into(),
+            ));
         }
-        out.transfer = Some((got, t.elapsed().as_micros() as u64));
+        out.transfer = Some((got.len() as u64, micros));
     }
     if let Some(nonce) = nonce {
         let req = serde_json::to_vec(&ProbeRequest::Attest {
@@ -211,9 +258,95 @@ pub async fn probe(
             .await
             .map_err(proto)?
             .ok_or_else(|| ProbeError::Protocol("closed before attesting".into()))?;
-        out.attestation = Some(
-            serde_json::from_slice(&m).map_err(|e| ProbeError::Protocol(e.to_string()))?,
-        );
+        out.attestation =
+            Some(serde_json::from_slice(&m).map_err(|e| ProbeError::Protocol(e.to_string()))?);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::channel::{respond, Decision};
+
+    /// An agent on a free port answering probes with `key`; returns its address.
+    async fn agent(key: SigningKey) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let key = key.clone();
+                tokio::spawn(async move {
+                    let admitted = respond(stream, &key, |_, hello| {
+                        match serde_json::from_slice::<ProbeHello>(hello) {
+                            Ok(_) => Decision::Admit((), br#"{"ok":true}"#.to_vec()),
+                            Err(_) => Decision::Refuse(br#"{"ok":false,"reason":"no"}"#.to_vec()),
+                        }
+                    })
+                    .await;
+                    if let Ok(Some((ch, ()))) = admitted {
+                        let signer = key.clone();
+                        let _ = serve(ch, move |nonce| {
+                            SignedAttestation::sign(
+                                &signer,
+                                &Attestation {
+                                    provider: identity::did_of(&signer.verifying_key()).to_string(),
+                                    nonce: nonce.into(),
+                                    at: 1,
+                                    workload: "sha256-1k".into(),
+                                    ops_per_second: 1000,
+                                    gpus: vec!["NVIDIA H200".into()],
+                                },
+                            )
+                        })
+                        .await;
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_probe_measures_round_trips_a_transfer_and_gets_a_signed_attestation() {
+        let provider = identity::generate();
+        let did = identity::did_of(&provider.verifying_key()).to_string();
+        let addr = agent(provider).await;
+        let broker = identity::generate();
+        let m = probe(&addr, &broker, &did, 0, 5, 100_000, Some("n1"))
+            .await
+            .unwrap();
+        assert_eq!(m.round_trips.len(), 5);
+        assert_eq!(m.transfer.unwrap().0, 100_000);
+        let a = m.attestation.unwrap();
+        assert_eq!(a.open(&did, "n1").unwrap().gpus, ["NVIDIA H200"]);
+        // Another nonce or provider is not this attestation.
+        assert!(a.open(&did, "n2").is_err());
+        let other = identity::did_of(&identity::generate().verifying_key()).to_string();
+        assert!(a.open(&other, "n1").is_err());
+        // A transfer is capped at MAX_TRANSFER.
+        let m = probe(&addr, &broker, &did, 0, 0, u32::MAX, None)
+            .await
+            .unwrap();
+        assert_eq!(m.transfer.unwrap().0, u64::from(MAX_TRANSFER));
+    }
+
+    #[tokio::test]
+    async fn an_agent_with_another_key_fails_the_probe() {
+        let provider = identity::generate();
+        let did = identity::did_of(&provider.verifying_key()).to_string();
+        let addr = agent(identity::generate()).await;
+        let e = probe(&addr, &identity::generate(), &did, 0, 1, 0, None)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("another key"), "{e}");
+        let closed = {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            l.local_addr().unwrap().to_string()
+        };
+        let e = probe(&closed, &identity::generate(), &did, 0, 1, 0, None)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, ProbeError::Unreachable(_)), "{e}");
+    }
 }

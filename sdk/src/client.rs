@@ -239,7 +239,7 @@ impl Client {
         decode(&method, path, &bytes)
     }
 
-    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, SdkError> {
+    pub(crate) async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, SdkError> {
         self.call(Method::GET, path, Body::None, None, &[]).await
     }
 

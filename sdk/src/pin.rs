@@ -33,6 +33,19 @@ fn changed(origin: &str, pinned: &Did, shown: &Did, how: &str) -> SdkError {
 }
 
 impl BrokerPin {
+    /// The broker dids this pin trusts: the one given, or every one pinned in the file.
+    pub fn trusted(&self) -> Vec<Did> {
+        match self {
+            Self::FirstUse => Vec::new(),
+            Self::Given(did) => vec![did.clone()],
+            Self::File(path) => std::fs::read(path)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<BTreeMap<String, Did>>(&b).ok())
+                .map(|m| m.into_values().collect())
+                .unwrap_or_default(),
+        }
+    }
+
     /// Checks `shown` (what the broker at `origin` says it is) against the pin, pinning it first
     /// where nothing is pinned yet.
     pub fn check(&self, origin: &str, shown: &Did) -> Result<(), SdkError> {

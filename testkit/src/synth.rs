@@ -290,9 +290,9 @@ pub const SYNTH_ISSUER: &str = "did:key:z6MkSynthBroker";
 /// What a broker certified about `provider`, fixed by the provider's name: 40% have certified
 /// latency and uptime, half of those are verified providers.
 pub fn certification(provider: &str) -> Option<catalog::index::Certification> {
-    let seed = provider
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    let seed = provider.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
     let mut rng = StdRng::seed_from_u64(seed);
     rng.gen_bool(0.4).then(|| catalog::index::Certification {
         issuer: SYNTH_ISSUER.into(),

@@ -282,7 +282,25 @@ async fn disputed_usage_waits_for_an_operator() {
         .resolve_dispute(&padded, false)
         .await
         .is_err());
+    let before = consumer
+        .session
+        .client()
+        .reputation(&provider.did())
+        .await
+        .unwrap();
     operator.resolve_dispute(&padded, false).await.unwrap();
+    // Decided against the provider: its reputation shows it, component and score.
+    let after = consumer
+        .session
+        .client()
+        .reputation(&provider.did())
+        .await
+        .unwrap();
+    assert_eq!(
+        after.components.disputes_lost,
+        before.components.disputes_lost + 1
+    );
+    assert!(after.score < before.score, "{before:?} {after:?}");
     eventually(
         "the voided record to settle at nothing",
         Patience::secs(30),

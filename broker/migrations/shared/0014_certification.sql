@@ -3,8 +3,10 @@
 CREATE TABLE probe_samples (
     provider TEXT NOT NULL,
     at BIGINT NOT NULL,
-    ok INTEGER NOT NULL CHECK (ok IN (0, 1)),
+    ok BIGINT NOT NULL CHECK (ok IN (0, 1)),
     round_trips TEXT NOT NULL,
+    -- The configuration whose endpoint was probed (a new one is probed at once).
+    config_cid TEXT NOT NULL,
     reason TEXT,
     PRIMARY KEY (provider, at)
 );
@@ -30,7 +32,16 @@ CREATE TABLE certificates (
 CREATE INDEX certificates_provider ON certificates (provider, metric);
 -- The signed status list as last issued (re-issued on every revocation).
 CREATE TABLE status_lists (
-    id INTEGER PRIMARY KEY,
+    id BIGINT PRIMARY KEY,
     document TEXT NOT NULL,
     issued_at BIGINT NOT NULL
 );
+-- One prober among the broker's replicas: the one holding the lease (renewed every round).
+CREATE TABLE prober_lease (
+    id BIGINT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    until BIGINT NOT NULL
+);
+CREATE INDEX probe_samples_at ON probe_samples (at);
+-- Reputation counts a provider's records.
+CREATE INDEX usage_provider ON usage_records (provider);

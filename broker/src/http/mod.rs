@@ -5,6 +5,7 @@
 
 pub mod accounts;
 pub mod auth;
+pub mod certs;
 pub mod contracts;
 pub mod credentials;
 pub mod events;
@@ -84,6 +85,13 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(accounts::faucet))
         .routes(routes!(providers::set_config))
         .routes(routes!(providers::config))
+        .routes(routes!(certs::list))
+        .routes(routes!(certs::status_list))
+        .routes(routes!(certs::get))
+        .routes(routes!(certs::revoke))
+        .routes(routes!(certs::probe))
+        .routes(routes!(certs::reputation))
+        .routes(routes!(certs::context))
         .routes(routes!(reservations::create))
         .routes(routes!(reservations::get))
         .routes(routes!(reservations::purchase))

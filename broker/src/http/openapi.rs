@@ -22,6 +22,7 @@ use utoipa::{Modify, OpenApi};
         (name = "offers", description = "The catalog"),
         (name = "accounts", description = "EVM accounts linked on chain"),
         (name = "providers", description = "Provider configurations"),
+        (name = "certification", description = "Certified metrics: W3C credentials of what the broker measured, their status list, provider reputation"),
         (name = "reservations", description = "Reserve and buy"),
         (name = "contracts", description = "Contracts, escrow and top-ups"),
         (name = "credentials", description = "Peering credentials"),
@@ -91,6 +92,13 @@ pub const PARTICULAR: &[(&str, &[u16])] = &[
     ("dispute_usage", &[409]),
     ("resolve_dispute", &[409]),
     ("events", &[]),
+    ("list_certificates", &[]),
+    ("get_certificate", &[404]),
+    ("certificate_status_list", &[]),
+    ("revoke_certificate", &[404, 409]),
+    ("probe_provider", &[404]),
+    ("provider_reputation", &[]),
+    ("credentials_context", &[]),
 ];
 
 fn reason(status: u16) -> &'static str {

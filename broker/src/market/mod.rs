@@ -9,6 +9,7 @@
 //! escrow watch (`escrow`) move contracts on.
 
 pub mod accounts;
+pub mod certification;
 pub mod chain_moves;
 pub mod contracts;
 pub mod credentials;
@@ -106,6 +107,7 @@ pub struct MarketPolicy {
     pub credentials: credentials::CredentialPolicy,
     pub escrow: escrow::EscrowPolicy,
     pub batches: settlement::BatchLimits,
+    pub certification: certification::CertificationPolicy,
 }
 
 impl Default for MarketPolicy {
@@ -115,6 +117,7 @@ impl Default for MarketPolicy {
             credentials: Default::default(),
             escrow: Default::default(),
             batches: Default::default(),
+            certification: Default::default(),
         }
     }
 }
@@ -150,6 +153,8 @@ pub struct Market {
     pub faucet: Option<ledger::ChainClient>,
     /// The broker's own key: its did:key signs the credential envelopes it issues.
     pub identity: Arc<ed25519_dalek::SigningKey>,
+    /// The broker as an issuer of certified-metric credentials (the same key).
+    pub certifier: Arc<certification::Certifier>,
 }
 
 impl Market {
@@ -161,6 +166,8 @@ impl Market {
         content: Arc<dyn ContentStore>,
         policy: MarketPolicy,
     ) -> Self {
+        let identity = identity::generate();
+        let certifier = certification::Certifier::new(&identity, "http://127.0.0.1", "broker");
         Self {
             store,
             ledger,
@@ -169,7 +176,8 @@ impl Market {
             policy,
             signals: Signals::default(),
             faucet: None,
-            identity: Arc::new(identity::generate()),
+            identity: Arc::new(identity),
+            certifier: Arc::new(certifier),
         }
     }
 

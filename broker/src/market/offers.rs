@@ -30,7 +30,7 @@ fn refusal(e: CatalogError) -> MarketError {
 
 impl Market {
     /// Runs `f` on the index on a blocking thread.
-    async fn on_index<T: Send + 'static>(
+    pub(super) async fn on_index<T: Send + 'static>(
         &self,
         f: impl FnOnce(&catalog::Index) -> T + Send + 'static,
     ) -> T {

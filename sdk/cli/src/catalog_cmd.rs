@@ -118,6 +118,12 @@ pub struct SearchArgs {
     /// Minimum uptime certified by a metric credential, percent (99.9).
     #[arg(long)]
     min_certified_uptime: Option<f64>,
+    /// Only providers whose agent the broker verified at their configured endpoint.
+    #[arg(long)]
+    verified: bool,
+    /// Only figures certified by this issuer (did; repeatable, any).
+    #[arg(long = "certified-by")]
+    certified_by: Vec<String>,
     /// Within a distance: latitude,longitude,radiusKm.
     #[arg(long)]
     near: Option<String>,
@@ -180,6 +186,10 @@ impl SearchArgs {
             "minCertifiedUptime",
             self.min_certified_uptime.map(|v| v.to_string()),
         );
+        opt("verified", self.verified.then(|| "true".to_string()));
+        for d in &self.certified_by {
+            opt("certifiedBy", Some(d.clone()));
+        }
         opt("near", self.near.clone());
         opt("sort", Some(SortKey::from(self.sort).as_str().to_string()));
         opt("limit", Some(self.limit.to_string()));
@@ -206,7 +216,17 @@ async fn search(ctx: &Ctx, args: &SearchArgs) -> Result<()> {
     ctx.out.emit(&page, |page| {
         let mut table = Table::new();
         table.set_header([
-            "offer", "plan", "classes", "region", "cpu", "mem GiB", "gpu", "price/h", "green %",
+            "offer",
+            "plan",
+            "classes",
+            "region",
+            "cpu",
+            "mem GiB",
+            "gpu",
+            "price/h",
+            "green %",
+            "certified",
+            "rep.",
         ]);
         for item in &page.items {
             let u = &item.plan.unit;
@@ -235,6 +255,8 @@ async fn search(ctx: &Ctx, args: &SearchArgs) -> Result<()> {
                     "-".into()
                 },
                 item.green_energy_percent.to_string(),
+                certified(item),
+                format!("{:.2}", item.reputation),
             ]);
         }
         let mut text = format!("{table}\n{} of {} plans", page.items.len(), page.total);
@@ -243,6 +265,28 @@ async fn search(ctx: &Ctx, args: &SearchArgs) -> Result<()> {
         }
         text
     })
+}
+
+/// The certified figures of a listing (from credentials), `-` when none; verified providers
+/// are marked ✓.
+fn certified(item: &api::offers::SearchItem) -> String {
+    let mut parts: Vec<String> = item
+        .certified_metrics
+        .iter()
+        .filter_map(|m| match m.kind {
+            catalog::model::MetricKind::LatencyMs => Some(format!("{:.2} ms", m.value)),
+            catalog::model::MetricKind::UptimePercent => Some(format!("{:.2}% up", m.value)),
+            _ => None,
+        })
+        .collect();
+    if item.verified_provider {
+        parts.insert(0, "✓".into());
+    }
+    if parts.is_empty() {
+        "-".into()
+    } else {
+        parts.join(" ")
+    }
 }
 
 async fn facets(ctx: &Ctx, args: &SearchArgs) -> Result<()> {

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use sdk::Client;
 
 mod catalog_cmd;
+mod certs_cmd;
 mod market;
 mod output;
 mod peer;
@@ -96,6 +97,11 @@ enum Command {
     /// Usage of contracts and proofs of its settlement.
     #[command(subcommand)]
     Usage(market::UsageCommand),
+    /// Certified metrics: the broker's W3C credentials about providers; verify one offline.
+    #[command(subcommand)]
+    Certs(certs_cmd::CertsCommand),
+    /// A provider's reputation from its record, with every component.
+    Reputation { provider: api::Did },
     /// Follow the broker's events (what this participant may see), one JSON object a line.
     Events {
         /// Start after this event (0: from the beginning).
@@ -220,6 +226,8 @@ async fn run() -> Result<()> {
         Command::Connect(args) => peer::connect(&ctx, args).await,
         Command::Statements { contract, csv } => market::statement(&ctx, contract, csv).await,
         Command::Usage(cmd) => market::usage(&ctx, cmd).await,
+        Command::Certs(cmd) => certs_cmd::certs(&ctx, cmd).await,
+        Command::Reputation { provider } => certs_cmd::reputation(&ctx, &provider).await,
         Command::Events { after } => events(&ctx, after).await,
     }
 }
