@@ -3,6 +3,7 @@
 //! types, the SDK and the tests read them, and the OpenAPI document is generated from them (the
 //! web client's types from that document), so the sides cannot drift apart.
 
+pub mod audit;
 pub mod auth;
 pub mod certificates;
 pub mod contracts;
@@ -12,6 +13,7 @@ pub mod events;
 pub mod ids;
 pub mod ledger;
 pub mod offers;
+pub mod pricing;
 pub mod problem;
 pub mod providers;
 pub mod reservations;

@@ -161,6 +161,10 @@ pub struct SearchParams {
     max_certified_latency_ms: Option<f64>,
     /// Minimum certified uptime, percent.
     min_certified_uptime: Option<f64>,
+    /// Only providers the broker certified as answering at their configured endpoint.
+    verified: Option<bool>,
+    /// Only certified figures of this issuer (a did:key); none match for another issuer.
+    certified_by: Option<String>,
     /// latitude,longitude,radiusKm.
     #[param(pattern = r"^-?[0-9.]+,-?[0-9.]+,[0-9.]+$")]
     near: Option<String>,

@@ -110,6 +110,74 @@ impl UsageRecord {
     }
 }
 
+/// A settlement batch's records as the content store keeps them, under the CID the chain's
+/// `BatchSettled` logs: each record as its provider signed it, with the amount its leaf charges,
+/// in leaf order (contracts in id order, each contract's records in id order). From it anyone
+/// rebuilds the batch's Merkle root and re-prices every record.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BatchDocument {
+    /// Always `mercato.settlement-batch/v1`.
+    pub kind: String,
+    pub batch: BatchId,
+    pub records: Vec<BatchEntry>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BatchEntry {
+    pub amount: Credits,
+    /// The record exactly as stored (its bytes are what the leaf's body hash commits to).
+    #[schema(value_type = Object)]
+    pub record: Box<serde_json::value::RawValue>,
+}
+
+impl BatchEntry {
+    pub fn new(amount: Credits, record: &UsageRecord) -> Self {
+        let body = serde_json::to_string(record).expect("a usage record serialises");
+        Self {
+            amount,
+            record: serde_json::value::RawValue::from_string(body).expect("valid JSON"),
+        }
+    }
+
+    pub fn parse(&self) -> Result<UsageRecord, serde_json::Error> {
+        serde_json::from_str(self.record.get())
+    }
+}
+
+impl BatchDocument {
+    pub const KIND: &'static str = "mercato.settlement-batch/v1";
+
+    pub fn new(batch: BatchId, records: Vec<BatchEntry>) -> Self {
+        Self {
+            kind: Self::KIND.into(),
+            batch,
+            records,
+        }
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a batch document serialises")
+    }
+
+    /// The Merkle sum tree of parsed records with their amounts (grouped by contract, in order).
+    pub fn tree_of(
+        records: &[(UsageRecord, Credits)],
+    ) -> Result<contracts::merkle::BatchTree, contracts::merkle::MerkleError> {
+        use alloy::primitives::{B256, U256};
+        let mut groups: Vec<(B256, Vec<(B256, U256)>)> = Vec::new();
+        for (r, amount) in records {
+            let leaf = (r.leaf_hash(), U256::from(amount.base_units()));
+            match groups.last_mut() {
+                Some((c, rs)) if *c == r.contract.0 => rs.push(leaf),
+                _ => groups.push((r.contract.0, vec![leaf])),
+            }
+        }
+        contracts::merkle::BatchTree::new(&groups)
+    }
+}
+
 /// What the consumer's end of a channel session saw, signed by the consumer: evidence a record
 /// can be checked against. The consumer signs one as the session runs and at its end; a later
 /// one of a session replaces an earlier one. `POST /v1/contracts/{id}/receipts`.

@@ -20,7 +20,7 @@ use crate::events::rabbit::RabbitBus;
 use crate::events::{relay, Bus};
 use crate::ledger_link::LedgerLink;
 use crate::market::purchase::{self, Driver};
-use crate::market::{chain_moves, escrow, settlement, Market, Signals};
+use crate::market::{escrow, settlement, Market, Signals};
 use crate::shutdown::{self, Shutdown, Trigger};
 use crate::store::{now, Store, StoreError};
 
@@ -346,13 +346,11 @@ async fn settle_loop(market: Market, interval: Duration, shutdown: Shutdown) {
 }
 
 /// Watches every active contract's escrow, on its own so a busy settlement never delays it,
-/// following the Marketplace's events rather than reading every contract each pass.
+/// following the ledger index (which it brings up to the chain) rather than reading every
+/// contract each pass.
 async fn escrow_loop(market: Market, interval: Duration, shutdown: Shutdown) {
     let mut view = escrow::ChainView::default();
     loop {
-        if let Err(e) = chain_moves::follow(&market).await {
-            tracing::warn!(error = %e, "following the Marketplace's events failed; retrying");
-        }
         if let Err(e) = escrow::watch_once(&market, &mut view, now()).await {
             tracing::warn!(error = %e, "escrow watch failed; retrying");
         }

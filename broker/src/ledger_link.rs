@@ -23,16 +23,6 @@ pub struct ChainMove {
     pub amount: Credits,
 }
 
-/// A move with where its log sits on chain.
-#[derive(Debug, Clone)]
-pub struct PlacedMove {
-    pub contract: ContractId,
-    pub block: u64,
-    pub block_hash: B256,
-    pub log_index: u64,
-    pub mv: ChainMove,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MoveKind {
     /// The deposit, into escrow.
@@ -369,95 +359,49 @@ impl LedgerLink {
         })
     }
 
-    /// Every movement of credits the Marketplace logged in blocks `from..=to`, oldest first,
-    /// with where each log sits.
-    pub async fn moves_between(&self, from: u64, to: u64) -> Result<Vec<PlacedMove>, ChainError> {
+    /// Every log of the six contracts in blocks `from..=to`, oldest first.
+    pub async fn all_logs(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<alloy::rpc::types::Log>, ChainError> {
+        let addresses: Vec<Address> = self.sources().iter().map(|(a, _)| *a).collect();
+        Ok(self.client.logs(&addresses, from, to).await?)
+    }
+
+    /// Each contract's address with the name its events are decoded under.
+    pub fn sources(&self) -> [(Address, contracts::events::Source); 6] {
+        use contracts::events::Source;
+        let c = &self.deployment.contracts;
+        [
+            (c.credit_token, Source::Token),
+            (c.participant_registry, Source::Registry),
+            (c.marketplace, Source::Marketplace),
+            (c.billing_models, Source::Billing),
+            (c.usage_settlement, Source::Settlement),
+            (c.credential_registry, Source::Credentials),
+        ]
+    }
+
+    /// A block's time.
+    pub async fn block_time(&self, number: u64) -> Result<u64, ChainError> {
         use alloy::providers::Provider;
-        let unreachable = |e: String| {
-            ChainError::Client(ClientError::Unreachable {
-                url: self.client.url().to_string(),
-                reason: e,
-            })
-        };
-        let logs = self
+        let block = self
             .client
-            .logs(&[self.deployment.contracts.marketplace], from, to)
-            .await?;
-        let period: B256 = {
-            let mut b = [0u8; 32];
-            b[..6].copy_from_slice(b"period");
-            B256::from(b)
-        };
-        let missing = |what: &'static str| ChainError::Unexpected {
-            what,
-            value: "none".into(),
-        };
-        let mut times = std::collections::HashMap::new();
-        let mut out = Vec::new();
-        for log in logs {
-            let (kind, amount) = if let Ok(e) = log.log_decode::<Marketplace::ContractOpened>() {
-                (MoveKind::Opened, e.inner.data.deposit)
-            } else if let Ok(e) = log.log_decode::<Marketplace::ToppedUp>() {
-                (MoveKind::ToppedUp, e.inner.data.amount)
-            } else if let Ok(e) = log.log_decode::<Marketplace::Charged>() {
-                let r = e.inner.data.r#ref;
-                let kind = if r == period {
-                    MoveKind::Period
-                } else {
-                    MoveKind::Usage { batch: r }
-                };
-                (kind, e.inner.data.amount)
-            } else if let Ok(e) = log.log_decode::<Marketplace::PeriodRefunded>() {
-                (MoveKind::PeriodRefunded, e.inner.data.amount)
-            } else if let Ok(e) = log.log_decode::<Marketplace::OverchargeRefunded>() {
-                let batch = e.inner.data.r#ref;
-                (MoveKind::Overcharge { batch }, e.inner.data.amount)
-            } else if let Ok(e) = log.log_decode::<Marketplace::ContractClosed>() {
-                (MoveKind::Closed, e.inner.data.refund)
-            } else {
-                continue; // suspensions, close requests, earned periods: no escrow moves
-            };
-            let contract = ContractId(
-                *log.topics()
-                    .get(1)
-                    .ok_or_else(|| missing("log.topics[1]"))?,
-            );
-            let block = log.block_number.ok_or_else(|| missing("log.blockNumber"))?;
-            let block_hash = log.block_hash.ok_or_else(|| missing("log.blockHash"))?;
-            let log_index = log.log_index.ok_or_else(|| missing("log.logIndex"))?;
-            let at = match (log.block_timestamp, times.get(&block)) {
-                (Some(t), _) => t,
-                (None, Some(t)) => *t,
-                (None, None) => {
-                    let header = self
-                        .client
-                        .provider()
-                        .get_block_by_number(block.into())
-                        .await
-                        .map_err(|e| unreachable(e.to_string()))?
-                        .ok_or(ChainError::Unexpected {
-                            what: "block of a log",
-                            value: block.to_string(),
-                        })?
-                        .header;
-                    times.insert(block, header.timestamp);
-                    header.timestamp
-                }
-            };
-            out.push(PlacedMove {
-                contract,
-                block,
-                block_hash,
-                log_index,
-                mv: ChainMove {
-                    at,
-                    tx: log.transaction_hash.unwrap_or_default(),
-                    kind,
-                    amount: credits("Marketplace event amount", amount)?,
-                },
-            });
-        }
-        Ok(out)
+            .provider()
+            .get_block_by_number(number.into())
+            .await
+            .map_err(|e| {
+                ChainError::Client(ClientError::Unreachable {
+                    url: self.client.url().to_string(),
+                    reason: e.to_string(),
+                })
+            })?
+            .ok_or(ChainError::Unexpected {
+                what: "block of a log",
+                value: number.to_string(),
+            })?;
+        Ok(block.header.timestamp)
     }
 
     /// A block's hash (none past the head).
@@ -502,26 +446,6 @@ impl LedgerLink {
                 value: "no ContractClosed event".into(),
             })?;
         Ok((receipt.transaction_hash, credits("refund", refund)?))
-    }
-}
-
-/// The contracts whose Marketplace events fall in blocks `from..=to` (every contract event
-/// carries the contract id as its first topic).
-impl LedgerLink {
-    pub async fn contracts_touched(
-        &self,
-        from: u64,
-        to: u64,
-    ) -> Result<std::collections::HashSet<ContractId>, ChainError> {
-        let logs = self
-            .client
-            .logs(&[self.deployment.contracts.marketplace], from, to)
-            .await?;
-        Ok(logs
-            .iter()
-            .filter_map(|l| l.topics().get(1).copied())
-            .map(ContractId)
-            .collect())
     }
 }
 

@@ -10,6 +10,7 @@ use api::Did;
 use broker::market::certification::CertificationPolicy;
 use broker::market::credentials::CredentialPolicy;
 use broker::market::escrow::EscrowPolicy;
+use broker::market::ledger_index::IndexPolicy;
 use broker::market::purchase::FaultPoint;
 use broker::market::settlement::BatchLimits;
 use broker::market::MarketPolicy;
@@ -82,6 +83,10 @@ struct Cli {
     /// How long a certified-metric credential is valid, in seconds.
     #[arg(long, env = "MERCATO_CERT_VALIDITY", default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(60..))]
     cert_validity: u64,
+    /// Blocks the ledger index leaves unread below the chain's head (0 on the embedded chain; set
+    /// it to the depth below which the external chain does not reorganise).
+    #[arg(long, env = "MERCATO_CONFIRMATIONS", default_value_t = 0)]
+    confirmations: u64,
     /// Where the prober runs, as its credentials state it (a region such as eu-west).
     #[arg(long, env = "MERCATO_PROBER_LOCATION", default_value = "broker")]
     prober_location: String,
@@ -175,6 +180,9 @@ async fn run() -> Result<()> {
                 probe_interval: Duration::from_secs(cli.probe_interval),
                 validity: Duration::from_secs(cli.cert_validity),
                 ..Default::default()
+            },
+            index: IndexPolicy {
+                confirmations: cli.confirmations,
             },
         },
         prober_location: cli.prober_location,

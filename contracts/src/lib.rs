@@ -5,6 +5,7 @@
 pub mod billing;
 pub mod bindings;
 pub mod eip712;
+pub mod events;
 pub mod merkle;
 pub mod purchase;
 pub mod usage;

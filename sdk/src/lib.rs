@@ -4,6 +4,7 @@
 //! checks in full first, EIP-712 purchase terms and top-ups); the broker only relays. The
 //! consumer's side of peering (`credentials`) connects straight to the provider.
 
+pub mod audit;
 pub mod certs;
 pub mod client;
 pub mod credentials;

@@ -69,6 +69,20 @@ pub async fn open_contract(
     deposit: u64,
 ) -> Result<B256, ClientError> {
     let id = keccak256(name.as_bytes());
+    let terms = (keccak256(id), format!("bafkrei{name}"));
+    open_contract_with(relayer, d, consumer, provider, id, terms, deposit).await
+}
+
+/// Opens contract `id` as `open_contract` does, with the given terms hash and CID.
+pub async fn open_contract_with(
+    relayer: &ChainClient,
+    d: &Deployment,
+    consumer: &PrivateKeySigner,
+    provider: Address,
+    id: B256,
+    (terms_hash, terms_cid): (B256, String),
+    deposit: u64,
+) -> Result<B256, ClientError> {
     let token = CreditToken::new(d.contracts.credit_token, relayer.provider());
     let permit_nonce = token
         .nonces(consumer.address())
@@ -82,8 +96,8 @@ pub async fn open_contract(
         contract_id: id,
         consumer: consumer.address(),
         provider,
-        terms_hash: keccak256(id),
-        terms_cid: format!("bafkrei{name}"),
+        terms_hash,
+        terms_cid,
         deposit: U256::from(deposit),
         period_price: U256::ZERO,
         period: 0,

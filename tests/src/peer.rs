@@ -130,3 +130,29 @@ pub async fn provider_with_agent(
         _agent: agent,
     }
 }
+
+/// Sends `n` bytes through the consumer's channel to the provider's echo service and reads them
+/// back (2·n bytes of metered traffic).
+pub async fn use_bytes(
+    consumer: &crate::market::Participant,
+    credential: &peering::Credential,
+    n: usize,
+) {
+    let data = vec![7u8; n];
+    // The agent admits a credential once it has checked it against the signed contract.
+    let mut ch = crate::eventually_some(
+        "the agent to admit the credential",
+        crate::Patience::secs(30),
+        || async {
+            sdk::credentials::dial(consumer.session.key(), credential)
+                .await
+                .ok()
+        },
+    )
+    .await;
+    ch.send(&data).await.unwrap();
+    let mut got = 0;
+    while got < n {
+        got += ch.recv().await.unwrap().unwrap().len();
+    }
+}

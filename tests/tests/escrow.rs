@@ -8,29 +8,9 @@ use api::{ChainStatus, ContractId, ContractState, Credits, Role, Topic, UsageRec
 use e2e::market::{
     buy_by_policy, now, offer, ppu_offer, request, units, until_closed, Participant,
 };
-use e2e::peer::provider_with_agent;
+use e2e::peer::{provider_with_agent, use_bytes};
 use e2e::{eventually, eventually_some, BrokerProcess, Patience};
 use sdk::events::EventStream;
-
-async fn use_bytes(consumer: &Participant, credential: &peering::Credential, n: usize) {
-    let data = vec![7u8; n];
-    // The agent admits a credential once it has checked it against the signed contract.
-    let mut ch = eventually_some(
-        "the agent to admit the credential",
-        Patience::secs(30),
-        || async {
-            sdk::credentials::dial(consumer.session.key(), credential)
-                .await
-                .ok()
-        },
-    )
-    .await;
-    ch.send(&data).await.unwrap();
-    let mut got = 0;
-    while got < n {
-        got += ch.recv().await.unwrap().unwrap().len();
-    }
-}
 
 /// Reads the stream until the event `topic` about `contract` comes.
 async fn until_event(events: &mut EventStream, topic: Topic, contract: ContractId) {

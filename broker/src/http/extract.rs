@@ -168,6 +168,7 @@ roles! {
     Consumers => [Consumer];
     Providers => [Provider];
     Operators => [Operator];
+    Auditors => [Auditor, Operator];
     Parties => [Consumer, Provider];
     Anyone => [];
 }

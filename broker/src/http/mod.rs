@@ -4,6 +4,7 @@
 //! (`openapi`) and served at `/v1/openapi.json`.
 
 pub mod accounts;
+pub mod audit;
 pub mod auth;
 pub mod certs;
 pub mod contracts;
@@ -92,6 +93,16 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(certs::probe))
         .routes(routes!(certs::reputation))
         .routes(routes!(certs::context))
+        .routes(routes!(audit::contracts))
+        .routes(routes!(audit::flows))
+        .routes(routes!(audit::earnings))
+        .routes(routes!(audit::rankings))
+        .routes(routes!(audit::settlements))
+        .routes(routes!(audit::usage))
+        .routes(routes!(audit::credentials))
+        .routes(routes!(audit::configs))
+        .routes(routes!(audit::index))
+        .routes(routes!(audit::selfcheck))
         .routes(routes!(reservations::create))
         .routes(routes!(reservations::get))
         .routes(routes!(reservations::purchase))

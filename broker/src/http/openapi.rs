@@ -28,6 +28,7 @@ use utoipa::{Modify, OpenApi};
         (name = "credentials", description = "Peering credentials"),
         (name = "usage", description = "Usage, settlement proofs, disputes, statements"),
         (name = "events", description = "Server-sent events"),
+        (name = "audit", description = "Auditors' questions, answered from the index of every ledger event (auditors and operators)"),
     )
 )]
 pub struct ApiDoc;
@@ -99,6 +100,16 @@ pub const PARTICULAR: &[(&str, &[u16])] = &[
     ("probe_provider", &[404]),
     ("provider_reputation", &[]),
     ("credentials_context", &[]),
+    ("audit_contracts", &[404]),
+    ("audit_flows", &[404]),
+    ("audit_earnings", &[404]),
+    ("audit_rankings", &[]),
+    ("audit_settlements", &[]),
+    ("audit_usage", &[404]),
+    ("audit_credentials", &[]),
+    ("audit_configs", &[404]),
+    ("audit_index", &[]),
+    ("audit_selfcheck", &[]),
 ];
 
 fn reason(status: u16) -> &'static str {

@@ -269,6 +269,24 @@ struct Stored {
     credential: Credential,
 }
 
+impl Stored {
+    /// The event that tells everyone of a change to this certificate.
+    fn event(&self, kind: fn(CertificateChanged) -> EventBody, reason: Option<String>) -> Pending {
+        Pending {
+            subject: self.view.provider.to_string(),
+            audience: Audience::Everyone,
+            body: kind(CertificateChanged {
+                id: self.view.id.clone(),
+                provider: self.view.provider.clone(),
+                metric: self.view.metric.clone(),
+                hash: self.view.hash.clone(),
+                cid: self.view.cid.clone(),
+                reason,
+            }),
+        }
+    }
+}
+
 fn decode(r: CertRow, now: u64) -> Result<Stored, crate::store::Corrupt> {
     let d = Decode {
         table: "certificates",
@@ -834,18 +852,7 @@ impl Market {
         .bind(c.view.status_index as i64)
         .execute(&mut *db)
         .await?;
-        let event = Pending {
-            subject: c.view.provider.to_string(),
-            audience: Audience::Everyone,
-            body: EventBody::CertificateIssued(CertificateChanged {
-                id: id.to_string(),
-                provider: c.view.provider.clone(),
-                metric: c.view.metric.clone(),
-                hash: c.view.hash.clone(),
-                cid: c.view.cid.clone(),
-                reason: None,
-            }),
-        };
+        let event = c.event(EventBody::CertificateIssued, None);
         self.commit(db, vec![event], now).await
     }
 
@@ -943,18 +950,7 @@ impl Market {
                 "certificate {id} is already revoked"
             )));
         }
-        let event = Pending {
-            subject: c.view.provider.to_string(),
-            audience: Audience::Everyone,
-            body: EventBody::CertificateRevoked(CertificateChanged {
-                id: id.to_string(),
-                provider: c.view.provider.clone(),
-                metric: c.view.metric.clone(),
-                hash: c.view.hash.clone(),
-                cid: c.view.cid.clone(),
-                reason: Some(reason.to_string()),
-            }),
-        };
+        let event = c.event(EventBody::CertificateRevoked, Some(reason.to_string()));
         self.commit(db, vec![event], now).await?;
         self.reissue_status_list().await?;
         self.refresh_provider(&c.view.provider).await?;

@@ -9,8 +9,8 @@ use api::contracts::{ChainAgreement, ChainStatus, Runway};
 use api::events::{ContractResumed, ContractSuspended, EscrowLow, EventBody};
 use api::{ContractId, ContractState, Credits};
 
-use super::credentials;
 use super::records::{self, Change, ContractRecord};
+use super::{credentials, ledger_index};
 use super::{Market, MarketError};
 use crate::events::Pending;
 use crate::store::{Decode, Store};
@@ -207,33 +207,33 @@ async fn mark(
     market.commit(tx, events, now).await
 }
 
-/// The agreements the watch keeps, brought up to date from the Marketplace's events: a pass
-/// reads from the chain only the contracts whose events appeared since the previous pass (and
-/// those it has not seen yet), not every active contract.
+/// The agreements the watch keeps, brought up to date from the ledger index: a pass reads from
+/// the chain only the contracts whose events the index gained since the previous pass (and those
+/// it has not seen yet), not every active contract.
 #[derive(Debug, Default)]
 pub struct ChainView {
-    next_block: Option<u64>,
+    /// The index's next block and reorganisation count at the last refresh.
+    seen: Option<(u64, u64)>,
     agreements: std::collections::HashMap<ContractId, ChainAgreement>,
     /// Chain reads of agreements so far (for tests and logs).
     pub reads: u64,
 }
 
 impl ChainView {
-    /// Forgets what changed on chain since the last refresh.
+    /// Brings the index up to the chain, then forgets what changed since the last refresh.
     pub async fn refresh(&mut self, market: &Market) -> Result<(), MarketError> {
-        let latest = market.ledger.client.block_number().await?;
-        match self.next_block {
-            Some(from) if from <= latest => {
-                for id in market.ledger.contracts_touched(from, latest).await? {
+        let progress = ledger_index::follow(market).await?;
+        let reorgs = ledger_index::reorg_count(&market.store).await?;
+        match self.seen {
+            Some((from, seen_reorgs)) if seen_reorgs == reorgs && from <= progress.next_block => {
+                for id in ledger_index::contracts_touched_since(&market.store, from).await? {
                     self.agreements.remove(&id);
                 }
             }
-            // The same head: nothing new.
-            Some(from) if from == latest + 1 => {}
             // First pass, or the chain went back (a reorganisation or a reset): read afresh.
             _ => self.agreements.clear(),
         }
-        self.next_block = Some(latest + 1);
+        self.seen = Some((progress.next_block, reorgs));
         Ok(())
     }
 

@@ -2,18 +2,20 @@
 //! (`reservations`), accept, close, top up and show contracts (`contracts`), link accounts
 //! (`accounts`), register provider configurations (`providers`), publish and search offers
 //! (`offers`), peering credentials (`credentials`), usage, disputes and proofs (`usage`),
-//! statements (`statements`, from the charges table `chain_moves` fed by the chain's events). Their SQL lives with them (`records` for reservations and
-//! contracts); the pure parts (the contract document in `api::document`, pricing, batch planning,
-//! runway) need no I/O. In the
+//! statements (`statements`), auditors' questions (`audit`), all reading the ledger index
+//! (`ledger_index`: every event of the six contracts, reorganisation-safe). Their SQL lives with
+//! them (`records` for reservations and contracts); the pure parts (the contract document in
+//! `api::document`, pricing, batch planning, runway) need no I/O. In the
 //! background the purchase driver (`purchase`), the settlement batcher (`settlement`) and the
 //! escrow watch (`escrow`) move contracts on.
 
 pub mod accounts;
+pub mod audit;
 pub mod certification;
-pub mod chain_moves;
 pub mod contracts;
 pub mod credentials;
 pub mod escrow;
+pub mod ledger_index;
 pub mod offers;
 pub mod providers;
 pub mod purchase;
@@ -108,6 +110,7 @@ pub struct MarketPolicy {
     pub escrow: escrow::EscrowPolicy,
     pub batches: settlement::BatchLimits,
     pub certification: certification::CertificationPolicy,
+    pub index: ledger_index::IndexPolicy,
 }
 
 impl Default for MarketPolicy {
@@ -118,6 +121,7 @@ impl Default for MarketPolicy {
             escrow: Default::default(),
             batches: Default::default(),
             certification: Default::default(),
+            index: Default::default(),
         }
     }
 }

@@ -11,7 +11,7 @@
 
 use alloy::primitives::{keccak256, B256, U256};
 use api::events::{EventBody, UsageSettled};
-use api::usage::{ProofStep, UsageProof};
+use api::usage::{BatchDocument, BatchEntry, ProofStep, UsageProof};
 use api::{BatchId, ChainStatus, ContractId, Credits, Hash32, Principal, TxHash, UsageRecordId};
 use contracts::merkle::{BatchTree, Step};
 
@@ -358,22 +358,24 @@ async fn build_and_send(
         .await?;
         bodies.extend(rows);
     }
-    let mut records_json = String::from("[");
-    for (i, id) in ids.iter().enumerate() {
-        let body = bodies
-            .get(*id)
-            .ok_or_else(|| Corrupt::new("usage_records", "body", id, "missing"))?;
-        if i > 0 {
-            records_json.push(',');
+    // The document keeps each record as its provider signed it, with its leaf's amount, so
+    // anyone can rebuild the root and re-price every record.
+    let mut entries = Vec::with_capacity(plan.record_count());
+    for (_, rs) in &plan.leaves {
+        for (id, _, amount) in rs {
+            let body = bodies
+                .get(id.as_str())
+                .ok_or_else(|| Corrupt::new("usage_records", "body", id, "missing"))?;
+            let record = serde_json::value::RawValue::from_string(body.clone())
+                .map_err(|e| Corrupt::new("usage_records", "body", id, e))?;
+            entries.push(BatchEntry {
+                amount: *amount,
+                record,
+            });
         }
-        records_json.push_str(body);
     }
-    records_json.push(']');
-    let cid = market
-        .content
-        .put(records_json.as_bytes())
-        .await?
-        .to_string();
+    let document = BatchDocument::new(BatchId(plan.id), entries);
+    let cid = market.content.put(&document.to_bytes()).await?.to_string();
     let charges = plan.charges();
     let total: Credits = charges.iter().map(|(_, a)| *a).sum();
     let mut tx = store.begin().await?;

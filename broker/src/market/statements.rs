@@ -31,8 +31,8 @@ impl Market {
     ) -> Result<Statement, MarketError> {
         let moves = if c.state.opened() {
             // Caught up first: the table is never older than the chain it is compared with.
-            super::chain_moves::follow(self).await?;
-            super::chain_moves::of_contract(&self.store, c.id).await?
+            super::ledger_index::follow(self).await?;
+            super::ledger_index::of_contract(&self.store, c.id).await?
         } else {
             Vec::new()
         };

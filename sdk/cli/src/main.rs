@@ -9,6 +9,7 @@ use api::{ContractId, Credits, Role};
 use clap::{Parser, Subcommand, ValueEnum};
 use sdk::Client;
 
+mod audit_cmd;
 mod catalog_cmd;
 mod certs_cmd;
 mod market;
@@ -102,6 +103,11 @@ enum Command {
     Certs(certs_cmd::CertsCommand),
     /// A provider's reputation from its record, with every component.
     Reputation { provider: api::Did },
+    /// Auditors: the ledger's contracts, flows, earnings, rankings, settlements, usage,
+    /// credentials and configurations from the broker's index; `verify` from the chain and the
+    /// content store alone.
+    #[command(subcommand)]
+    Audit(audit_cmd::AuditCommand),
     /// Follow the broker's events (what this participant may see), one JSON object a line.
     Events {
         /// Start after this event (0: from the beginning).
@@ -228,6 +234,7 @@ async fn run() -> Result<()> {
         Command::Usage(cmd) => market::usage(&ctx, cmd).await,
         Command::Certs(cmd) => certs_cmd::certs(&ctx, cmd).await,
         Command::Reputation { provider } => certs_cmd::reputation(&ctx, &provider).await,
+        Command::Audit(cmd) => audit_cmd::audit(&ctx, cmd).await,
         Command::Events { after } => events(&ctx, after).await,
     }
 }
