@@ -480,7 +480,7 @@ impl LedgerEvent {
             Self::CredentialRevoked { .. } => "CredentialRevoked",
             Self::RoleGranted { .. } => "RoleGranted",
             Self::RoleRevoked { .. } => "RoleRevoked",
-            Self::Other { name } => *name,
+            Self::Other { name } => name,
         }
     }
 

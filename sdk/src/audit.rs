@@ -366,7 +366,7 @@ pub async fn verify(s: &Sources, progress: &(dyn Fn(Stage) + Sync)) -> Result<Re
     let mut done = 0u64;
     let tick = |done: &mut u64| {
         *done += 1;
-        if *done % 50 == 0 || *done == total {
+        if (*done).is_multiple_of(50) || *done == total {
             progress(Stage::Content { done: *done, total });
         }
     };

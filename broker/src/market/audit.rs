@@ -695,6 +695,12 @@ fn c(units: u128) -> Credits {
 }
 
 impl Market {
+    /// The end of a range given without `to`: now, or the chain's latest block time when that is
+    /// later (a development chain mining many blocks a second runs ahead of the clock), inclusive.
+    async fn audit_now(&self, now: u64) -> Result<u64, MarketError> {
+        Ok(now.max(self.ledger.chain_time().await?) + 1)
+    }
+
     /// The index brought up to the chain, and the ledger's participants.
     async fn audit_view(&self) -> Result<Directory, MarketError> {
         ledger_index::follow(self).await?;
@@ -751,7 +757,7 @@ impl Market {
         q: &AuditContractsQuery,
         now: u64,
     ) -> Result<AuditContractPage, MarketError> {
-        let (from, to) = time_range(q.from, q.to, now).map_err(bad)?;
+        let (from, to) = time_range(q.from, q.to, self.audit_now(now).await?).map_err(bad)?;
         let page = Page::new(
             &format!(
                 "contracts|{:?}|{:?}|{:?}|{from}|{to}",
@@ -786,7 +792,7 @@ impl Market {
 
     /// Every flow of a participant's credits in a time range.
     pub async fn audit_flows(&self, q: &FlowsQuery, now: u64) -> Result<FlowPage, MarketError> {
-        let (from, to) = time_range(q.from, q.to, now).map_err(bad)?;
+        let (from, to) = time_range(q.from, q.to, self.audit_now(now).await?).map_err(bad)?;
         let page = Page::new(
             &format!("flows|{}|{from}|{to}", q.participant),
             q.limit,
@@ -827,7 +833,7 @@ impl Market {
         q: &EarningsQuery,
         now: u64,
     ) -> Result<EarningsReport, MarketError> {
-        let (from, to) = time_range(q.from, q.to, now).map_err(bad)?;
+        let (from, to) = time_range(q.from, q.to, self.audit_now(now).await?).map_err(bad)?;
         let per = q.per.unwrap_or(Bucket::Day);
         let dir = self.audit_view().await?;
         let account = q.provider.as_deref().map(|p| dir.account(p)).transpose()?;
@@ -889,7 +895,7 @@ impl Market {
         q: &RankingsQuery,
         now: u64,
     ) -> Result<Ranking, MarketError> {
-        let (from, to) = time_range(q.from, q.to, now).map_err(bad)?;
+        let (from, to) = time_range(q.from, q.to, self.audit_now(now).await?).map_err(bad)?;
         let (side, by) = (
             q.side.unwrap_or(Side::Provider),
             q.by.unwrap_or(RankBy::Sales),
@@ -967,7 +973,7 @@ impl Market {
         q: &SettlementsQuery,
         now: u64,
     ) -> Result<SettlementPage, MarketError> {
-        let (from, to) = time_range(q.from, q.to, now).map_err(bad)?;
+        let (from, to) = time_range(q.from, q.to, self.audit_now(now).await?).map_err(bad)?;
         let page = Page::new(
             &format!("settlements|{:?}|{from}|{to}", q.contract),
             q.limit,
