@@ -383,8 +383,8 @@ impl LedgerLink {
         ]
     }
 
-    /// A block's time.
-    pub async fn block_time(&self, number: u64) -> Result<u64, ChainError> {
+    /// A block's header (none past the head).
+    async fn header(&self, number: u64) -> Result<Option<alloy::rpc::types::Header>, ChainError> {
         use alloy::providers::Provider;
         let block = self
             .client
@@ -396,29 +396,22 @@ impl LedgerLink {
                     url: self.client.url().to_string(),
                     reason: e.to_string(),
                 })
-            })?
-            .ok_or(ChainError::Unexpected {
-                what: "block of a log",
-                value: number.to_string(),
             })?;
-        Ok(block.header.timestamp)
+        Ok(block.map(|b| b.header))
+    }
+
+    /// A block's time.
+    pub async fn block_time(&self, number: u64) -> Result<u64, ChainError> {
+        let header = self.header(number).await?.ok_or(ChainError::Unexpected {
+            what: "block of a log",
+            value: number.to_string(),
+        })?;
+        Ok(header.timestamp)
     }
 
     /// A block's hash (none past the head).
     pub async fn block_hash(&self, number: u64) -> Result<Option<B256>, ChainError> {
-        use alloy::providers::Provider;
-        let block = self
-            .client
-            .provider()
-            .get_block_by_number(number.into())
-            .await
-            .map_err(|e| {
-                ChainError::Client(ClientError::Unreachable {
-                    url: self.client.url().to_string(),
-                    reason: e.to_string(),
-                })
-            })?;
-        Ok(block.map(|b| b.header.hash))
+        Ok(self.header(number).await?.map(|h| h.hash))
     }
 
     /// Closes the contract (the broker may at any time) and returns the refund paid back.

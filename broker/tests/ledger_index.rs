@@ -118,11 +118,7 @@ async fn followers_read_only_what_changed_write_each_event_once_and_follow_the_c
     );
     // The index equals a fresh index of the same chain.
     let fresh = f.market(
-        common::open_store(&format!(
-            "sqlite://{}?mode=rwc",
-            f.dir.path().join("fresh.sqlite").display()
-        ))
-        .await,
+        f.sqlite_named("fresh").await,
         f.broker.clone(),
         MarketPolicy::default(),
     );
@@ -162,11 +158,7 @@ async fn two_followers_write_each_event_once_and_a_deep_reorganisation_is_named(
     let store = f.sqlite().await;
     let one = f.market(store.clone(), f.broker.clone(), MarketPolicy::default());
     let two = f.market(
-        common::open_store(&format!(
-            "sqlite://{}?mode=rwc",
-            f.dir.path().join("b.sqlite").display()
-        ))
-        .await,
+        f.sqlite_named("b").await,
         f.broker.clone(),
         MarketPolicy::default(),
     );
@@ -188,11 +180,7 @@ async fn two_followers_write_each_event_once_and_a_deep_reorganisation_is_named(
 
     // With two confirmations, the newest two blocks wait.
     let confirmed = f.market(
-        common::open_store(&format!(
-            "sqlite://{}?mode=rwc",
-            f.dir.path().join("confirmed.sqlite").display()
-        ))
-        .await,
+        f.sqlite_named("confirmed").await,
         f.broker.clone(),
         MarketPolicy {
             index: IndexPolicy { confirmations: 2 },
@@ -236,11 +224,7 @@ async fn two_followers_write_each_event_once_and_a_deep_reorganisation_is_named(
     let p1 = ledger_index::follow(&one).await.unwrap();
     assert!(p1.reorg.is_some());
     let fresh = f.market(
-        common::open_store(&format!(
-            "sqlite://{}?mode=rwc",
-            f.dir.path().join("fresh.sqlite").display()
-        ))
-        .await,
+        f.sqlite_named("fresh").await,
         f.broker.clone(),
         MarketPolicy::default(),
     );

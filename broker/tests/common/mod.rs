@@ -79,9 +79,14 @@ impl Fixture {
 
     /// A SQLite store in the fixture's directory.
     pub async fn sqlite(&self) -> Store {
+        self.sqlite_named("b").await
+    }
+
+    /// The SQLite store `name` in the fixture's directory (opened again: another pool on it).
+    pub async fn sqlite_named(&self, name: &str) -> Store {
         open_store(&format!(
             "sqlite://{}?mode=rwc",
-            self.dir.path().join("b.sqlite").display()
+            self.dir.path().join(format!("{name}.sqlite")).display()
         ))
         .await
     }
