@@ -464,12 +464,12 @@ async fn auditors_query_the_index_and_verify_the_ledger_from_chain_and_content_a
     .unwrap();
 
     // 4. An anchor whose content is another credential.
-    let fake_hash = B256::repeat_byte(0x77);
+    let forged_hash = B256::repeat_byte(0x77);
     attacker
         .send_call(
             d.credential_registry,
             &CredentialRegistry::anchorCall {
-                credentialHash: fake_hash,
+                credentialHash: forged_hash,
                 cid: certified.cid.to_string(),
             },
         )
@@ -516,7 +516,7 @@ async fn auditors_query_the_index_and_verify_the_ledger_from_chain_and_content_a
     assert!(
         named(
             Check::Credential,
-            &fake_hash.to_string(),
+            &forged_hash.to_string(),
             "not to its anchor"
         ),
         "{all}"

@@ -26,7 +26,6 @@ CREATE INDEX ledger_events_account ON ledger_events (account, block_number);
 CREATE INDEX ledger_events_counterparty ON ledger_events (counterparty, block_number);
 CREATE INDEX ledger_events_name ON ledger_events (name, at);
 CREATE INDEX ledger_events_batch ON ledger_events (batch_id);
-CREATE INDEX ledger_events_key ON ledger_events (event_key);
 
 -- The hash of every block the index read events from, and of the last block of each range: a
 -- stored hash the chain no longer has is a reorganisation, and the highest one it still has is

@@ -1080,13 +1080,19 @@ impl Market {
             )));
         }
         let mut items = Vec::with_capacity(folds.len());
+        // Settled records per contract, in one query rather than one per contract.
+        let settled: HashMap<String, i64> = sqlx::query_as::<_, (String, i64)>(
+            "SELECT contract_id, COUNT(*) FROM usage_records WHERE batch_id IS NOT NULL GROUP BY contract_id",
+        )
+        .fetch_all(self.store.pool())
+        .await?
+        .into_iter()
+        .collect();
         for f in &folds {
-            let (settled,): (i64,) = sqlx::query_as(
-                "SELECT COUNT(*) FROM usage_records WHERE contract_id = $1 AND batch_id IS NOT NULL",
-            )
-            .bind(ContractId(f.id).to_string())
-            .fetch_one(self.store.pool())
-            .await?;
+            let settled = settled
+                .get(&ContractId(f.id).to_string())
+                .copied()
+                .unwrap_or(0);
             items.push(UsageAudit {
                 contract_id: ContractId(f.id),
                 bought: c(f.deposit + f.topped_up),

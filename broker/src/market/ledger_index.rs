@@ -529,11 +529,6 @@ pub async fn contracts_touched_since(
         .collect()
 }
 
-/// How far the index has read.
-pub async fn next_block(store: &Store, ledger: &LedgerLink) -> Result<u64, MarketError> {
-    cursor(store, ledger).await
-}
-
 /// How many reorganisations the index has rolled back.
 pub async fn reorg_count(store: &Store) -> Result<u64, MarketError> {
     let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM ledger_reorgs")
