@@ -86,6 +86,8 @@ pub struct AuditContract {
     pub provider_did: Option<Did>,
     pub terms_hash: Hash32,
     pub terms_cid: String,
+    /// Where both parties' signatures of the document are kept, as the chain logged it.
+    pub signatures_cid: Option<String>,
     pub deposit: Credits,
     /// Price of a reserved period (zero for pay-per-use).
     pub period_price: Credits,
@@ -252,6 +254,8 @@ pub struct RankingsQuery {
     pub to: Option<u64>,
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
+    /// `nextCursor` of the previous page of the same query.
+    pub cursor: Option<String>,
     pub format: Option<AuditFormat>,
 }
 
@@ -274,6 +278,8 @@ pub struct Ranking {
     pub side: Side,
     pub by: RankBy,
     pub items: Vec<RankingRow>,
+    /// The next page, when there is one.
+    pub next_cursor: Option<String>,
     /// Across every participant of the side, not only those listed.
     pub total_contracts: u64,
     pub total_sales: Credits,

@@ -94,7 +94,7 @@ pub struct Reputation {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReputationComponents {
-    /// Contracts that ran and closed.
+    /// Contracts that ran and closed (as the chain has them).
     pub contracts_completed: u64,
     /// Proposals the provider let lapse (failed without its signature); a purchase the chain
     /// refused for the consumer's funds is not counted against the provider.
@@ -102,6 +102,7 @@ pub struct ReputationComponents {
     /// Contracts that ended early: closed by the escrow watch (funds ran out) or while the
     /// provider's credential was held by an operator.
     pub contracts_ended_early: u64,
+    /// Contracts open on chain.
     pub contracts_active: u64,
     /// Usage records disputed and voided by an operator (decided against the provider).
     pub disputes_lost: u64,

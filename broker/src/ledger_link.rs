@@ -7,7 +7,7 @@ use alloy::providers::DynProvider;
 use alloy::sol_types::Eip712Domain;
 use api::contracts::{ChainAgreement, ChainStatus};
 use api::ledger::{ContractAddresses, LedgerStatus};
-use api::{ContractId, Credits, Hash32};
+use api::{ContentId, ContractId, Credits, Hash32};
 pub use contracts::bindings::Marketplace;
 use contracts::bindings::{CredentialRegistry, CreditToken, ParticipantRegistry, UsageSettlement};
 use contracts::eip712;
@@ -310,12 +310,18 @@ impl LedgerLink {
         Ok((receipt.transaction_hash, version))
     }
 
-    /// Opens the contract with the consumer's authorisations (one transaction: permit + open).
-    pub async fn open(&self, auth: &OpenAuthorization) -> Result<B256, ChainError> {
+    /// Opens the contract with the consumer's authorisations (one transaction: permit + open),
+    /// logging where both parties' signatures of the document are kept.
+    pub async fn open(
+        &self,
+        auth: &OpenAuthorization,
+        signatures_cid: &ContentId,
+    ) -> Result<B256, ChainError> {
         let sig = &auth.permit_signature;
         let call = Marketplace::openWithPermitCall {
             req: auth.request.clone(),
             consumerSig: auth.open_signature.clone(),
+            signaturesCid: signatures_cid.to_string(),
             permitDeadline: auth.permit_deadline,
             v: 27 + u8::from(sig.v()),
             r: sig.r().into(),

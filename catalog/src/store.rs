@@ -190,14 +190,35 @@ impl Backend {
             Err(StoreError::UnsupportedUrl(url.to_string()))
         }
     }
+
+    /// The backend of an open connection.
+    pub fn of_connection(conn: &sqlx::AnyConnection) -> Self {
+        if conn.backend_name().eq_ignore_ascii_case("sqlite") {
+            Self::Sqlite
+        } else {
+            Self::Postgres
+        }
+    }
+
+    /// The `n`th (from 1) bind parameter of a statement that names each parameter once, in bind
+    /// order. SQLite takes `$N` as a name and looks every one up by name when it prepares a
+    /// statement, which costs more than the rows of a multi-row INSERT; plain `?` is positional.
+    pub fn param(self, n: usize) -> String {
+        match self {
+            Self::Sqlite => "?".into(),
+            Self::Postgres => format!("${n}"),
+        }
+    }
 }
 
-/// What every SQLite connection needs for concurrent use: WAL, a busy timeout, normal sync.
+/// What every SQLite connection needs for concurrent use: WAL, a busy timeout, normal sync; and
+/// a page cache of up to 32 MiB (the default 2 MiB thrashes on the index's bulk writes).
 pub async fn prepare_sqlite(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
     for pragma in [
         "PRAGMA journal_mode = WAL",
         "PRAGMA busy_timeout = 5000",
         "PRAGMA synchronous = NORMAL",
+        "PRAGMA cache_size = -32768",
     ] {
         sqlx::query(pragma).execute(&mut *conn).await?;
     }
@@ -291,7 +312,7 @@ impl CatalogStore {
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         rows: &[SqlRow<'_>],
     ) -> Result<(), StoreError> {
-        Self::insert_plan_rows(tx, rows, rows_per_statement(self.backend)).await
+        Self::insert_plan_rows(tx, self.backend, rows, rows_per_statement(self.backend)).await
     }
 
     /// `publish` inside the caller's transaction (from `begin_write`).
@@ -328,7 +349,8 @@ impl CatalogStore {
             .await?;
         let seq = Self::record(tx, offer, now).await?;
         let rows = sql_rows(offer);
-        Self::insert_plan_rows(tx, &rows, 64).await?;
+        let backend = Backend::of_connection(tx);
+        Self::insert_plan_rows(tx, backend, &rows, 64).await?;
         Ok(seq)
     }
 
@@ -370,6 +392,7 @@ impl CatalogStore {
 
     async fn insert_plan_rows(
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        backend: Backend,
         rows: &[SqlRow<'_>],
         per_statement: usize,
     ) -> Result<(), StoreError> {
@@ -384,7 +407,7 @@ impl CatalogStore {
                     if j > 0 {
                         sql.push(',');
                     }
-                    sql.push_str(&format!("${}", i * PLAN_PARAMS + j + 1));
+                    sql.push_str(&backend.param(i * PLAN_PARAMS + j + 1));
                 }
                 sql.push(')');
             }

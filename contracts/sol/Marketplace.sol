@@ -163,6 +163,9 @@ contract Marketplace is AccessControlDefaultAdminRules, EIP712, Nonces, Reentran
         uint256 periodPrice,
         uint64 period
     );
+    /// Where both parties' signatures of the document are kept (named by the broker, which holds
+    /// them; anyone can check them against the document and the parties' registered dids).
+    event TermsSigned(bytes32 indexed contractId, string signaturesCid);
     event ToppedUp(bytes32 indexed contractId, address indexed by, uint256 amount, uint256 escrow);
     event Charged(bytes32 indexed contractId, bytes32 indexed ref, uint256 amount, uint256 fee, uint256 escrow);
     event Suspended(bytes32 indexed contractId, bytes32 reason);
@@ -236,8 +239,14 @@ contract Marketplace is AccessControlDefaultAdminRules, EIP712, Nonces, Reentran
     // ---- opening ------------------------------------------------------------------------------
 
     /// @notice Opens a contract; the consumer has approved `deposit` to this contract beforehand.
-    function open(OpenRequest calldata req, bytes calldata consumerSig) external onlyRole(BROKER_ROLE) nonReentrant {
+    ///         `signaturesCid` names where both parties' signatures of the document are kept.
+    function open(OpenRequest calldata req, bytes calldata consumerSig, string calldata signaturesCid)
+        external
+        onlyRole(BROKER_ROLE)
+        nonReentrant
+    {
         _open(req, consumerSig);
+        _signed(req.contractId, signaturesCid);
     }
 
     /// @notice Opens a contract in one transaction with the consumer's EIP-2612 permit for `deposit`.
@@ -246,6 +255,7 @@ contract Marketplace is AccessControlDefaultAdminRules, EIP712, Nonces, Reentran
     function openWithPermit(
         OpenRequest calldata req,
         bytes calldata consumerSig,
+        string calldata signaturesCid,
         uint256 permitDeadline,
         uint8 v,
         bytes32 r,
@@ -254,6 +264,12 @@ contract Marketplace is AccessControlDefaultAdminRules, EIP712, Nonces, Reentran
         try IERC20Permit(address(token)).permit(req.consumer, address(this), req.deposit, permitDeadline, v, r, s) {}
             catch {}
         _open(req, consumerSig);
+        _signed(req.contractId, signaturesCid);
+    }
+
+    function _signed(bytes32 contractId, string calldata signaturesCid) private {
+        if (bytes(signaturesCid).length == 0) revert InvalidTerms();
+        emit TermsSigned(contractId, signaturesCid);
     }
 
     function _open(OpenRequest calldata req, bytes calldata consumerSig) private {

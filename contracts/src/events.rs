@@ -110,6 +110,11 @@ pub enum LedgerEvent {
         period_price: U256,
         period: u64,
     },
+    /// Where both parties' signatures of the contract's document are kept.
+    TermsSigned {
+        contract: B256,
+        signatures_cid: String,
+    },
     ToppedUp {
         contract: B256,
         by: Address,
@@ -344,6 +349,10 @@ impl LedgerEvent {
                 period_price: e.periodPrice,
                 period: e.period,
             },
+            E::TermsSigned(e) => Self::TermsSigned {
+                contract: e.contractId,
+                signatures_cid: e.signaturesCid,
+            },
             E::ToppedUp(e) => Self::ToppedUp {
                 contract: e.contractId,
                 by: e.by,
@@ -461,6 +470,7 @@ impl LedgerEvent {
             Self::ParticipantActiveChanged { .. } => "ParticipantActiveChanged",
             Self::ConfigUpdated { .. } => "ConfigUpdated",
             Self::ContractOpened { .. } => "ContractOpened",
+            Self::TermsSigned { .. } => "TermsSigned",
             Self::ToppedUp { .. } => "ToppedUp",
             Self::Charged { .. } => "Charged",
             Self::Suspended { .. } => "Suspended",
@@ -488,6 +498,7 @@ impl LedgerEvent {
     pub fn contract(&self) -> Option<B256> {
         match self {
             Self::ContractOpened { contract, .. }
+            | Self::TermsSigned { contract, .. }
             | Self::ToppedUp { contract, .. }
             | Self::Charged { contract, .. }
             | Self::Suspended { contract, .. }
@@ -571,21 +582,6 @@ impl LedgerEvent {
         }
     }
 
-    /// A hash the event is keyed by that is not a contract or batch: the credential's hash, the
-    /// did's hash, the terms hash, a role.
-    pub fn key(&self) -> Option<B256> {
-        match self {
-            Self::CredentialAnchored { hash, .. } | Self::CredentialRevoked { hash, .. } => {
-                Some(*hash)
-            }
-            Self::ParticipantRegistered { did_hash, .. } => Some(*did_hash),
-            Self::ContractOpened { terms_hash, .. } => Some(*terms_hash),
-            Self::RoleGranted { role, .. } | Self::RoleRevoked { role, .. } => Some(*role),
-            Self::BatchSettled { root, .. } => Some(*root),
-            _ => None,
-        }
-    }
-
     /// The content-store CID (or the did) the event carries.
     pub fn text(&self) -> Option<&str> {
         match self {
@@ -593,6 +589,7 @@ impl LedgerEvent {
                 Some(cid.as_str())
             }
             Self::ContractOpened { terms_cid, .. } => Some(terms_cid.as_str()),
+            Self::TermsSigned { signatures_cid, .. } => Some(signatures_cid.as_str()),
             Self::BatchSettled { records_cid, .. } => Some(records_cid.as_str()),
             Self::ParticipantRegistered { did, .. } => Some(did.as_str()),
             _ => None,

@@ -23,6 +23,9 @@ pub struct AnvilOptions {
     pub chain_id: u64,
     /// Explicit binary; otherwise MERCATO_ANVIL, then node_modules, then PATH.
     pub binary: Option<PathBuf>,
+    /// Seconds between dumps of the chain's state to the data directory; `None` dumps it only
+    /// when the chain stops (benchmarks: a dump of a large chain stalls the node meanwhile).
+    pub state_interval: Option<u64>,
 }
 
 impl AnvilOptions {
@@ -33,6 +36,7 @@ impl AnvilOptions {
             port: DEFAULT_PORT,
             chain_id: DEV_CHAIN_ID,
             binary: None,
+            state_interval: Some(1),
         }
     }
 }
@@ -178,8 +182,13 @@ impl DevChain {
             .arg(DEV_ACCOUNTS.to_string())
             .arg("--state")
             .arg(dir.join(STATE_FILE))
-            .arg("--state-interval")
-            .arg("1")
+            .args(
+                options
+                    .state_interval
+                    .map(|s| ["--state-interval".to_string(), s.to_string()])
+                    .into_iter()
+                    .flatten(),
+            )
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)

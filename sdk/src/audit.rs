@@ -4,6 +4,8 @@
 //! `verify` reads every event of the deployment's six contracts and checks:
 //! - each contract's document, fetched by the CID the chain logged, hashes to the terms hash the
 //!   consumer authorised on chain, and names the chain's parties, marketplace, chain and deposit;
+//!   the signatures envelope the Marketplace logged for it (`TermsSigned`) carries both parties'
+//!   valid signatures of those bytes, by the dids registered for the chain's parties;
 //! - each settlement batch's records, fetched by CID: every record is signed by the provider
 //!   registered for its contract's provider account, the records (with their amounts) rebuild
 //!   the Merkle root on chain, every contract was charged exactly its records' sum, and no record
@@ -22,7 +24,7 @@ use std::sync::Arc;
 
 use alloy::primitives::{keccak256, Address, B256, U256};
 use alloy::providers::{Provider, ProviderBuilder};
-use api::document::ContractDocument;
+use api::document::{ContractDocument, SignedDocument};
 use api::pricing::{charge, PricingContext};
 use api::usage::BatchDocument;
 use content::{Cid, ContentError, ContentStore};
@@ -182,6 +184,8 @@ struct Opened {
     terms_cid: String,
     deposit: U256,
     block: u64,
+    /// Where both parties' signatures are kept (the `TermsSigned` event of the opening).
+    signatures_cid: Option<String>,
 }
 
 /// Verifies the ledger from the chain and the content store alone.
@@ -278,7 +282,6 @@ pub async fn verify(s: &Sources, progress: &(dyn Fn(Stage) + Sync)) -> Result<Re
         credentials: 0,
         configurations: 0,
         not_checked: vec![
-            "the provider's signature of each contract document: the chain does not log where the broker keeps it (the consumer's authorisation of the terms hash is checked by the Marketplace at opening)".into(),
             "records not settled yet, and disputed records, which the chain never saw".into(),
             "the free network allowance where records of a contract reached the broker in another order than they settled".into(),
         ],
@@ -329,8 +332,17 @@ pub async fn verify(s: &Sources, progress: &(dyn Fn(Stage) + Sync)) -> Result<Re
                         terms_cid: terms_cid.clone(),
                         deposit: *deposit,
                         block: l.block,
+                        signatures_cid: None,
                     },
                 );
+            }
+            LedgerEvent::TermsSigned {
+                contract,
+                signatures_cid,
+            } => {
+                if let Some(o) = opened.get_mut(contract) {
+                    o.signatures_cid = Some(signatures_cid.clone());
+                }
             }
             LedgerEvent::Charged {
                 contract,
@@ -440,6 +452,15 @@ pub async fn verify(s: &Sources, progress: &(dyn Fn(Stage) + Sync)) -> Result<Re
                 "its deposit {} is not the {} escrowed",
                 doc.deposit, o.deposit
             ));
+        }
+        match signature_faults(&*s.content, o, &doc, &bytes).await {
+            Ok(faults) => wrong.extend(faults),
+            Err(Fetch::Tampered(why)) => {
+                differ(Check::Tampering, subject.clone(), why, Some(o.block))
+            }
+            Err(Fetch::Missing(why) | Fetch::Unavailable(why)) => {
+                return Err(VerifyError::Content(why))
+            }
         }
         if !wrong.is_empty() {
             differ(Check::Document, subject, wrong.join("; "), Some(o.block));
@@ -690,6 +711,64 @@ enum Fetch {
     Missing(String),
     Tampered(String),
     Unavailable(String),
+}
+
+/// What is wrong with both parties' signatures of a contract's document, from the envelope the
+/// chain names (an error only when the envelope cannot be read as it was stored).
+async fn signature_faults(
+    store: &dyn ContentStore,
+    o: &Opened,
+    doc: &ContractDocument,
+    document: &[u8],
+) -> Result<Vec<String>, Fetch> {
+    let Some(cid) = &o.signatures_cid else {
+        return Ok(vec![
+            "the chain names no signatures envelope for it (no TermsSigned event)".into(),
+        ]);
+    };
+    let bytes = match fetch(store, cid).await {
+        Ok(b) => b,
+        Err(Fetch::Missing(why)) => return Ok(vec![format!("its signatures envelope: {why}")]),
+        Err(e) => return Err(e),
+    };
+    let signed: SignedDocument = match serde_json::from_slice(&bytes) {
+        Ok(s) => s,
+        Err(e) => {
+            return Ok(vec![format!(
+                "its signatures envelope {cid} is unreadable: {e}"
+            )])
+        }
+    };
+    let mut wrong = Vec::new();
+    if signed.document_cid.to_string() != o.terms_cid {
+        wrong.push(format!(
+            "its signatures envelope is of document {}, not {}",
+            signed.document_cid, o.terms_cid
+        ));
+    }
+    for (role, did, signature, party) in [
+        (
+            "consumer",
+            &signed.consumer,
+            &signed.consumer_signature,
+            &doc.consumer.did,
+        ),
+        (
+            "provider",
+            &signed.provider,
+            &signed.provider_signature,
+            &doc.provider.did,
+        ),
+    ] {
+        if did != party {
+            wrong.push(format!("the {role} who signed is {did}, not {party}"));
+        } else if let Err(e) = signature.verify(did, identity::Domain::ContractDocument, document) {
+            wrong.push(format!(
+                "the {role}'s signature of the document is invalid: {e}"
+            ));
+        }
+    }
+    Ok(wrong)
 }
 
 async fn fetch(store: &dyn ContentStore, cid: &str) -> Result<Vec<u8>, Fetch> {

@@ -69,18 +69,23 @@ pub async fn open_contract(
     deposit: u64,
 ) -> Result<B256, ClientError> {
     let id = keccak256(name.as_bytes());
-    let terms = (keccak256(id), format!("bafkrei{name}"));
+    let terms = (
+        keccak256(id),
+        format!("bafkrei{name}"),
+        format!("bafkrei{name}-signatures"),
+    );
     open_contract_with(relayer, d, consumer, provider, id, terms, deposit).await
 }
 
-/// Opens contract `id` as `open_contract` does, with the given terms hash and CID.
+/// Opens contract `id` as `open_contract` does, with the given terms hash, document CID and
+/// signatures envelope CID.
 pub async fn open_contract_with(
     relayer: &ChainClient,
     d: &Deployment,
     consumer: &PrivateKeySigner,
     provider: Address,
     id: B256,
-    (terms_hash, terms_cid): (B256, String),
+    (terms_hash, terms_cid, signatures_cid): (B256, String, String),
     deposit: u64,
 ) -> Result<B256, ClientError> {
     let token = CreditToken::new(d.contracts.credit_token, relayer.provider());
@@ -116,6 +121,7 @@ pub async fn open_contract_with(
     let call = Marketplace::openWithPermitCall {
         req: terms.open_request(),
         consumerSig: open,
+        signaturesCid: signatures_cid,
         permitDeadline: terms.deadline,
         v: 27 + u8::from(permit.v()),
         r: permit.r().into(),

@@ -12,7 +12,7 @@ use std::path::Path;
 use alloy::primitives::{keccak256, B256, U256};
 use api::audit::*;
 use api::usage::{BatchDocument, BatchEntry};
-use api::{ContractState, Credits, Role, UsageRecordId};
+use api::{ContractId, ContractState, Credits, Role, UsageRecordId};
 use contracts::bindings::roles;
 use contracts::{CredentialRegistry, Marketplace, UsageSettlement};
 use e2e::market::{buy_by_policy, ppu_offer, request, units, until_closed, Participant};
@@ -457,8 +457,48 @@ async fn auditors_query_the_index_and_verify_the_ledger_from_chain_and_content_a
         &consumer.evm,
         second.provider,
         forged_id,
-        (keccak256(&original), changed_cid.to_string()),
+        (
+            keccak256(&original),
+            changed_cid.to_string(),
+            "bafkreinoenvelope".to_string(),
+        ),
         1_000,
+    )
+    .await
+    .unwrap();
+
+    // 3b. A contract the provider never accepted: the consumer's signature is real, the
+    // provider's is made with another key.
+    let mut unaccepted = api::document::ContractDocument::parse(&original).unwrap();
+    unaccepted.contract_id = ContractId(keccak256(b"unaccepted-contract"));
+    let unaccepted_bytes = unaccepted.to_bytes();
+    let unaccepted_cid = store.put(&unaccepted_bytes).await.unwrap();
+    let sign = |key| {
+        api::Ed25519Signature::sign(key, identity::Domain::ContractDocument, &unaccepted_bytes)
+    };
+    let envelope = api::document::SignedDocument {
+        document_cid: unaccepted_cid.into(),
+        consumer: unaccepted.consumer.did.clone(),
+        consumer_signature: sign(consumer.session.key()),
+        provider: unaccepted.provider.did.clone(),
+        provider_signature: sign(consumer.session.key()),
+    };
+    let envelope_cid = store
+        .put(&serde_json::to_vec(&envelope).unwrap())
+        .await
+        .unwrap();
+    testkit::dev::open_contract_with(
+        &attacker,
+        &dep,
+        &consumer.evm,
+        second.provider,
+        unaccepted.contract_id.0,
+        (
+            keccak256(&unaccepted_bytes),
+            unaccepted_cid.to_string(),
+            envelope_cid.to_string(),
+        ),
+        unaccepted.deposit.base_units() as u64,
     )
     .await
     .unwrap();
@@ -510,6 +550,14 @@ async fn auditors_query_the_index_and_verify_the_ledger_from_chain_and_content_a
             Check::Document,
             &forged_id.to_string(),
             "changed after signing"
+        ),
+        "{all}"
+    );
+    assert!(
+        named(
+            Check::Document,
+            &unaccepted.contract_id.to_string(),
+            "the provider's signature of the document is invalid"
         ),
         "{all}"
     );

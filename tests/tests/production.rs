@@ -1,6 +1,8 @@
 //! The whole flow from the command line in production mode: PostgreSQL, RabbitMQ and an IPFS
 //! daemon (through the Kubo RPC client). A provider onboards and publishes, a consumer buys with
-//! `mercato buy` while the provider's `mercato provider accept --watch` signs, then closes.
+//! `mercato buy` while the provider's `mercato provider accept --watch` signs, then closes. An
+//! auditor then reads the contract from the ledger index kept in PostgreSQL, and `mercato audit
+//! verify` re-derives the ledger from the chain and the IPFS node alone.
 
 use std::process::{Command, Stdio};
 
@@ -31,6 +33,8 @@ async fn the_cli_flow_runs_on_postgres_rabbitmq_and_ipfs() {
     let rabbit = RabbitServer::start().expect("RabbitMQ starts");
     let ipfs = IpfsDaemon::start().expect("js-ipfs starts (scripts/test installs it)");
     let dir = tempfile::tempdir().unwrap();
+    let op_key = identity::generate();
+    let op_did = identity::did_of(&op_key.verifying_key()).to_string();
     let broker = BrokerProcess::start_with(
         &dir.path().join("broker"),
         &[
@@ -40,6 +44,8 @@ async fn the_cli_flow_runs_on_postgres_rabbitmq_and_ipfs() {
             &rabbit.url(),
             "--ipfs-api",
             &ipfs.api,
+            "--operator",
+            &op_did,
         ],
     );
     let url = broker.url.as_str();
@@ -191,6 +197,52 @@ async fn the_cli_flow_runs_on_postgres_rabbitmq_and_ipfs() {
     let closed: Contract = ok(url, c, &["contracts", "close", &id]);
     assert_eq!(closed.state, ContractState::Closed);
     assert_eq!(closed.refund, Some(Credits::ZERO));
+
+    // An auditor reads the contract from the ledger index (in PostgreSQL): closed, with the
+    // signatures envelope the chain logged.
+    let client = sdk::Client::new(url).unwrap();
+    let auditor_key = identity::generate();
+    sdk::Session::new(client.clone(), op_key)
+        .grant(&auditor_key, api::Role::Auditor)
+        .await
+        .unwrap();
+    let auditor = sdk::Session::new(client, auditor_key);
+    let page: api::audit::AuditContractPage = auditor
+        .audit("contracts", &api::audit::AuditContractsQuery::default())
+        .await
+        .unwrap();
+    let audited = page
+        .items
+        .iter()
+        .find(|a| a.contract_id == bought.id)
+        .expect("the contract in the index");
+    assert_eq!(audited.state, api::audit::LedgerContractState::Closed);
+    assert_eq!(audited.signatures_cid, Some(sig_cid.to_string()));
+    // The ledger re-derived from the chain and the IPFS node alone, with no broker.
+    let verified = mercato(
+        url,
+        &[
+            "--json",
+            "audit",
+            "verify",
+            "--rpc-url",
+            &broker.chain_url(),
+            "--deployment",
+            dir.path()
+                .join("broker")
+                .join("ledger")
+                .join("deployment.json")
+                .to_str()
+                .unwrap(),
+            "--ipfs-api",
+            &ipfs.api,
+        ],
+    );
+    let report: sdk::audit::Report = serde_json::from_str(&verified.stdout)
+        .unwrap_or_else(|e| panic!("no report ({e}): {}{}", verified.stdout, verified.stderr));
+    assert!(verified.ok && report.differences.is_empty(), "{report:?}");
+    assert_eq!(report.contracts, 1);
+    assert!(report.configurations >= 1);
 
     // RabbitMQ carried the contract's life.
     let mut consumer = ch

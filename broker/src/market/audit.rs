@@ -30,6 +30,7 @@ pub struct ContractFold {
     pub provider: Address,
     pub terms_hash: B256,
     pub terms_cid: String,
+    pub signatures_cid: Option<String>,
     pub deposit: u128,
     pub period_price: u128,
     pub period: u64,
@@ -110,6 +111,7 @@ pub fn fold_contracts(events: &[IndexedEvent]) -> Result<Vec<ContractFold>, Chai
                 provider: *provider,
                 terms_hash: *terms_hash,
                 terms_cid: terms_cid.clone(),
+                signatures_cid: None,
                 deposit: units("deposit", *deposit)?,
                 period_price: units("period price", *period_price)?,
                 period: *period,
@@ -132,6 +134,9 @@ pub fn fold_contracts(events: &[IndexedEvent]) -> Result<Vec<ContractFold>, Chai
         };
         let f = &mut folds[i];
         match &e.event {
+            LedgerEvent::TermsSigned { signatures_cid, .. } => {
+                f.signatures_cid = Some(signatures_cid.clone())
+            }
             LedgerEvent::ToppedUp { amount, .. } => f.topped_up += units("top-up", *amount)?,
             LedgerEvent::Charged {
                 reference, amount, ..
@@ -436,7 +441,7 @@ fn state_name(s: LedgerContractState) -> &'static str {
 }
 
 impl CsvRow for AuditContract {
-    const HEADER: &'static str = "contract,consumer,provider,consumer_did,provider_did,terms_hash,terms_cid,deposit,period_price,period,opened_block,opened_at,opened_tx,closed_block,closed_at,topped_up,charged,fees,returned,refunded,escrow,state";
+    const HEADER: &'static str = "contract,consumer,provider,consumer_did,provider_did,terms_hash,terms_cid,signatures_cid,deposit,period_price,period,opened_block,opened_at,opened_tx,closed_block,closed_at,topped_up,charged,fees,returned,refunded,escrow,state";
     fn row(&self) -> Vec<String> {
         vec![
             self.contract_id.to_string(),
@@ -446,6 +451,7 @@ impl CsvRow for AuditContract {
             opt(&self.provider_did),
             self.terms_hash.to_string(),
             self.terms_cid.clone(),
+            opt(&self.signatures_cid),
             self.deposit.to_string(),
             self.period_price.to_string(),
             self.period.to_string(),
@@ -733,6 +739,7 @@ impl Market {
             provider_did: dir.did(f.provider),
             terms_hash: Hash32(f.terms_hash),
             terms_cid: f.terms_cid.clone(),
+            signatures_cid: f.signatures_cid.clone(),
             deposit: c(f.deposit),
             period_price: c(f.period_price),
             period: f.period,
@@ -900,10 +907,12 @@ impl Market {
             q.side.unwrap_or(Side::Provider),
             q.by.unwrap_or(RankBy::Sales),
         );
-        let limit = q.limit.unwrap_or(DEFAULT_PAGE);
-        if limit == 0 || limit > MAX_PAGE {
-            return Err(bad(format!("limit must be 1 to {MAX_PAGE}")));
-        }
+        let page = Page::new(
+            &format!("rankings|{side:?}|{by:?}|{from}|{to}"),
+            q.limit,
+            q.cursor.as_deref(),
+        )
+        .map_err(bad)?;
         let dir = self.audit_view().await?;
         let events = self.contract_events(None).await?;
         let mut party: HashMap<B256, Address> = HashMap::new();
@@ -947,21 +956,23 @@ impl Market {
         let (total_contracts, total_sales) = rows
             .iter()
             .fold((0u64, 0u128), |(n, s), r| (n + r.1, s + r.2));
+        let ranked: Vec<RankingRow> = rows
+            .into_iter()
+            .enumerate()
+            .map(|(i, (account, contracts, sales))| RankingRow {
+                rank: i as u32 + 1,
+                account,
+                did: dir.did(account),
+                contracts,
+                sales: c(sales),
+            })
+            .collect();
+        let (items, next_cursor) = page.cut(ranked);
         Ok(Ranking {
             side,
             by,
-            items: rows
-                .into_iter()
-                .take(limit as usize)
-                .enumerate()
-                .map(|(i, (account, contracts, sales))| RankingRow {
-                    rank: i as u32 + 1,
-                    account,
-                    did: dir.did(account),
-                    contracts,
-                    sales: c(sales),
-                })
-                .collect(),
+            items,
+            next_cursor,
             total_contracts,
             total_sales: c(total_sales),
         })

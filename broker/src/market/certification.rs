@@ -7,6 +7,7 @@
 //! contradicts; revocation flips the credential's bit in the status list (re-issued at once) and
 //! revokes its anchor.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -1176,16 +1177,29 @@ impl Market {
                 Ok::<u64, MarketError>(n.max(0) as u64)
             }
         };
-        let contracts_completed = count(
-            "SELECT COUNT(*) FROM contracts c WHERE c.provider = $1 AND c.state = 'closed' \
-             AND NOT EXISTS (SELECT 1 FROM credential_holds h WHERE h.contract_id = c.id)",
-        )
-        .await?;
-        let contracts_ended_early = count(
-            "SELECT COUNT(*) FROM contracts c WHERE c.provider = $1 AND c.state IN ('closing', 'closed') \
+        // Contracts as the chain has them (from the ledger index): a database that lost or
+        // invented contracts does not move the score. Which ones the broker ended early (the
+        // provider's agent lost the consumer's credential) only the broker knows.
+        if let Err(e) = super::ledger_index::follow(self).await {
+            tracing::warn!(error = %e, "the ledger index is behind; reputation reads it as it is");
+        }
+        let on_chain = super::ledger_index::provider_contracts(&self.store, &p).await?;
+        let ended: Vec<(String,)> = sqlx::query_as(
+            "SELECT c.id FROM contracts c WHERE c.provider = $1 AND c.state IN ('closing', 'closed') \
              AND EXISTS (SELECT 1 FROM credential_holds h WHERE h.contract_id = c.id)",
         )
+        .bind(&p)
+        .fetch_all(self.store.pool())
         .await?;
+        let ended: HashSet<String> = ended.into_iter().map(|(id,)| id).collect();
+        let (mut contracts_completed, mut contracts_active, mut contracts_ended_early) = (0, 0, 0);
+        for (id, closed) in &on_chain {
+            match (ended.contains(&id.to_string()), closed) {
+                (true, _) => contracts_ended_early += 1,
+                (false, true) => contracts_completed += 1,
+                (false, false) => contracts_active += 1,
+            }
+        }
         // Failed without the provider's signature: proposals it let lapse. A purchase the
         // chain refused (the consumer's funds) is not the provider's failure, and counting it
         // would let a consumer without credits lower any provider's score.
@@ -1193,9 +1207,6 @@ impl Market {
             "SELECT COUNT(*) FROM contracts WHERE provider = $1 AND state = 'failed' AND provider_signature IS NULL",
         )
         .await?;
-        let contracts_active =
-            count("SELECT COUNT(*) FROM contracts WHERE provider = $1 AND state = 'active'")
-                .await?;
         let disputes_lost = count(
             "SELECT COUNT(*) FROM usage_records WHERE provider = $1 AND dispute_outcome = 'voided'",
         )

@@ -14,6 +14,8 @@
 //!   depth, and is logged as an error.
 //! - **Confirmations.** Only blocks `confirmations` deep are read (0 on the embedded chain).
 
+use std::time::{Duration, Instant};
+
 use alloy::primitives::{Address, B256, U256};
 use alloy::rpc::types::Log;
 use api::ContractId;
@@ -22,10 +24,13 @@ use contracts::events::{period_ref, LedgerEvent, Source};
 use super::{Market, MarketError};
 use crate::ledger_link::{credits, ChainError, ChainMove, LedgerLink, MoveKind};
 use crate::store::{Corrupt, Decode, Store};
+use catalog::store::Backend;
 
 const CURSOR: &str = "ledger";
-/// Blocks per log query.
-const RANGE: u64 = 2_000;
+/// Blocks per log query (and per write): small enough that reading the next range overlaps
+/// writing this one.
+pub const RANGE: u64 = 500;
+const FIRST_RANGE: u64 = 32;
 /// Rows per INSERT statement (17 columns: well under SQLite's and PostgreSQL's bind limits).
 const ROWS_PER_INSERT: usize = 400;
 
@@ -46,6 +51,18 @@ pub struct Progress {
     pub reorg: Option<Reorg>,
     /// The next block to read.
     pub next_block: u64,
+    /// Time spent reading the chain (logs and block hashes) and writing the database; the two
+    /// overlap, so their sum is more than the time taken.
+    pub reading: Duration,
+    pub writing: Duration,
+}
+
+/// A range of blocks read from the chain, not yet written.
+struct Fetched {
+    from: u64,
+    to: u64,
+    end_hash: B256,
+    events: Vec<IndexedEvent>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,7 +109,7 @@ pub async fn follow_with(
     confirmations: u64,
 ) -> Result<Progress, MarketError> {
     let mut progress = Progress::default();
-    loop {
+    'pass: loop {
         let next = cursor(store, ledger).await?;
         if let Some(reorg) = check_reorg(store, ledger, next, confirmations).await? {
             progress.reorg = Some(reorg);
@@ -107,12 +124,60 @@ pub async fn follow_with(
             progress.next_block = next;
             return Ok(progress);
         }
-        let to = (next + RANGE - 1).min(safe);
-        match read_range(store, ledger, next, to).await? {
-            Some(n) => progress.added += n,
-            // Another process moved the cursor, or the chain moved under the read: look again.
-            None => continue,
+        // Ranges are read on their own task, up to two ahead of the one being written, so
+        // reading the node runs beside writing the database.
+        let (sender, mut ranges) = tokio::sync::mpsc::channel(2);
+        let reader = {
+            let ledger = ledger.clone();
+            tokio::spawn(async move {
+                let mut from = next;
+                // The first ranges are short, so that writing starts soon.
+                let mut span = FIRST_RANGE;
+                while from <= safe {
+                    let to = (from + span - 1).min(safe);
+                    span = (span * 2).min(RANGE);
+                    let started = Instant::now();
+                    let read = fetch(&ledger, from, to).await;
+                    let more = matches!(read, Ok(Some(_)));
+                    if sender.send((read, started.elapsed())).await.is_err() || !more {
+                        return;
+                    }
+                    from = to + 1;
+                }
+            })
+        };
+        let _stop_reader = AbortOnDrop(reader);
+        let mut first = true;
+        while let Some((read, reading)) = ranges.recv().await {
+            progress.reading += reading;
+            // The chain moved under the read: look again.
+            let Some(range) = read? else { continue 'pass };
+            // A range read ahead is written only if the last block kept is still the chain's.
+            if !first {
+                if let Some(reorg) = check_reorg(store, ledger, range.from, confirmations).await? {
+                    progress.reorg = Some(reorg);
+                    continue 'pass;
+                }
+            }
+            first = false;
+            let started = Instant::now();
+            let written = write_range(store, &range).await?;
+            progress.writing += started.elapsed();
+            match written {
+                Some(n) => progress.added += n,
+                // Another process moved the cursor: look again.
+                None => continue 'pass,
+            }
         }
+    }
+}
+
+/// Stops a task when dropped (the reader, when the writer stops early or fails).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -239,14 +304,8 @@ async fn check_reorg(
     Ok(Some(reorg))
 }
 
-/// Reads `from..=to` and writes it with the cursor; `None` when the cursor was moved by another
-/// process or the chain changed during the read.
-async fn read_range(
-    store: &Store,
-    ledger: &LedgerLink,
-    from: u64,
-    to: u64,
-) -> Result<Option<usize>, MarketError> {
+/// Reads `from..=to`; `None` when the chain changed during the read.
+async fn fetch(ledger: &LedgerLink, from: u64, to: u64) -> Result<Option<Fetched>, MarketError> {
     let Some(end_hash) = ledger.block_hash(to).await? else {
         return Ok(None);
     };
@@ -260,8 +319,18 @@ async fn read_range(
     {
         return Ok(None);
     }
-    let mut blocks: Vec<(u64, B256)> = events.iter().map(|e| (e.block, e.block_hash)).collect();
-    blocks.push((to, end_hash));
+    Ok(Some(Fetched {
+        from,
+        to,
+        end_hash,
+        events,
+    }))
+}
+
+/// Writes a range read with the cursor; `None` when another process moved the cursor since.
+async fn write_range(store: &Store, f: &Fetched) -> Result<Option<usize>, MarketError> {
+    let mut blocks: Vec<(u64, B256)> = f.events.iter().map(|e| (e.block, e.block_hash)).collect();
+    blocks.push((f.to, f.end_hash));
     blocks.dedup();
 
     let mut tx = store.begin().await?;
@@ -272,9 +341,9 @@ async fn read_range(
          WHERE chain_cursor.next_block = $4",
     )
     .bind(CURSOR)
-    .bind((to + 1) as i64)
-    .bind(end_hash.to_string())
-    .bind(from as i64)
+    .bind((f.to + 1) as i64)
+    .bind(f.end_hash.to_string())
+    .bind(f.from as i64)
     .execute(&mut *tx)
     .await?
     .rows_affected();
@@ -282,18 +351,27 @@ async fn read_range(
         return Ok(None);
     }
     let mut added = 0;
-    for chunk in events.chunks(ROWS_PER_INSERT) {
-        added += insert_events(&mut tx, chunk).await?;
+    for chunk in f.events.chunks(ROWS_PER_INSERT) {
+        added += insert_events(&mut tx, store.backend(), chunk).await?;
     }
-    for (n, h) in blocks {
-        sqlx::query(
-            "INSERT INTO ledger_blocks (number, hash) VALUES ($1, $2) \
-             ON CONFLICT (number) DO UPDATE SET hash = $2",
-        )
-        .bind(n as i64)
-        .bind(h.to_string())
-        .execute(&mut *tx)
-        .await?;
+    for chunk in blocks.chunks(ROWS_PER_INSERT) {
+        let mut sql = String::from("INSERT INTO ledger_blocks (number, hash) VALUES ");
+        for i in 0..chunk.len() {
+            if i > 0 {
+                sql.push(',');
+            }
+            let (n, h) = (
+                store.backend().param(2 * i + 1),
+                store.backend().param(2 * i + 2),
+            );
+            sql.push_str(&format!("({n},{h})"));
+        }
+        sql.push_str(" ON CONFLICT (number) DO UPDATE SET hash = excluded.hash");
+        let mut q = sqlx::query(&sql);
+        for (n, h) in chunk {
+            q = q.bind(*n as i64).bind(h.to_string());
+        }
+        q.execute(&mut *tx).await?;
     }
     tx.commit().await?;
     Ok(Some(added))
@@ -301,12 +379,13 @@ async fn read_range(
 
 async fn insert_events(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    backend: Backend,
     events: &[IndexedEvent],
 ) -> Result<usize, MarketError> {
-    const COLUMNS: usize = 17;
+    const COLUMNS: usize = 16;
     let mut sql = String::from(
         "INSERT INTO ledger_events (block_number, log_index, block_hash, tx_hash, at, source, name, \
-         contract_id, batch_id, account, counterparty, amount, fee, event_key, content, topics, data) VALUES ",
+         contract_id, batch_id, account, counterparty, amount, fee, content, topics, data) VALUES ",
     );
     for i in 0..events.len() {
         if i > 0 {
@@ -317,7 +396,7 @@ async fn insert_events(
             if c > 0 {
                 sql.push(',');
             }
-            sql.push_str(&format!("${}", i * COLUMNS + c + 1));
+            sql.push_str(&backend.param(i * COLUMNS + c + 1));
         }
         sql.push(')');
     }
@@ -329,8 +408,8 @@ async fn insert_events(
         q = q
             .bind(e.block as i64)
             .bind(e.log_index as i64)
-            .bind(e.block_hash.to_string())
-            .bind(e.tx.to_string())
+            .bind(e.block_hash.to_vec())
+            .bind(e.tx.to_vec())
             .bind(e.at as i64)
             .bind(e.source.contract_name())
             .bind(e.event.name())
@@ -340,16 +419,9 @@ async fn insert_events(
             .bind(counterparty.map(hex_address))
             .bind(amount.map(|a| a.to_string()))
             .bind(fee.map(|a| a.to_string()))
-            .bind(e.event.key().map(|k| k.to_string()))
             .bind(e.event.text().map(str::to_string))
-            .bind(
-                e.topics
-                    .iter()
-                    .map(|t| t.to_string())
-                    .collect::<Vec<_>>()
-                    .join(","),
-            )
-            .bind(alloy::primitives::hex::encode_prefixed(&e.data));
+            .bind(e.topics.iter().flat_map(|t| t.0).collect::<Vec<u8>>())
+            .bind(e.data.clone());
     }
     Ok(q.execute(&mut **tx).await?.rows_affected() as usize)
 }
@@ -432,12 +504,12 @@ pub fn escrow_move(event: &LedgerEvent) -> Option<(MoveKind, U256)> {
 pub(crate) struct EventRow {
     pub block_number: i64,
     pub log_index: i64,
-    pub block_hash: String,
-    pub tx_hash: String,
+    pub block_hash: Vec<u8>,
+    pub tx_hash: Vec<u8>,
     pub at: i64,
     pub source: String,
-    pub topics: String,
-    pub data: String,
+    pub topics: Vec<u8>,
+    pub data: Vec<u8>,
 }
 
 pub(crate) const EVENT_COLUMNS: &str =
@@ -453,23 +525,31 @@ impl EventRow {
         };
         let source = Source::parse(&self.source)
             .ok_or_else(|| Corrupt::new("ledger_events", "source", &key, &self.source))?;
-        let topics = if self.topics.is_empty() {
-            Vec::new()
-        } else {
-            self.topics
-                .split(',')
-                .map(|t| d.parse::<B256>("topics", t))
-                .collect::<Result<Vec<_>, _>>()?
+        let hash = |column: &'static str, bytes: &[u8]| {
+            B256::try_from(bytes)
+                .map_err(|_| Corrupt::new("ledger_events", column, &key, "not 32 bytes"))
         };
-        let data = alloy::primitives::hex::decode(&self.data)
-            .map_err(|e| Corrupt::new("ledger_events", "data", &key, e))?;
+        if !self.topics.len().is_multiple_of(32) {
+            return Err(Corrupt::new(
+                "ledger_events",
+                "topics",
+                &key,
+                "not a multiple of 32 bytes",
+            ));
+        }
+        let topics = self
+            .topics
+            .chunks(32)
+            .map(|t| hash("topics", t))
+            .collect::<Result<Vec<_>, _>>()?;
+        let data = self.data;
         let event = LedgerEvent::decode(source, &topics, &data)
             .map_err(|e| Corrupt::new("ledger_events", "topics", &key, e))?;
         Ok(IndexedEvent {
             block: d.u64("block_number", self.block_number)?,
-            block_hash: d.parse("block_hash", &self.block_hash)?,
+            block_hash: hash("block_hash", &self.block_hash)?,
             log_index: d.u64("log_index", self.log_index)?,
-            tx: d.parse("tx_hash", &self.tx_hash)?,
+            tx: hash("tx_hash", &self.tx_hash)?,
             at: d.u64("at", self.at)?,
             source,
             event,
@@ -535,4 +615,32 @@ pub async fn reorg_count(store: &Store) -> Result<u64, MarketError> {
         .fetch_one(store.pool())
         .await?;
     Ok(n.max(0) as u64)
+}
+
+/// The contracts the ledger opened with the account registered for `provider` (none when the
+/// did is not registered): each with whether the chain closed it.
+pub async fn provider_contracts(
+    store: &Store,
+    provider: &str,
+) -> Result<Vec<(ContractId, bool)>, MarketError> {
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT contract_id, MAX(CASE WHEN name = 'ContractClosed' THEN 1 ELSE 0 END) \
+         FROM ledger_events WHERE contract_id IN ( \
+           SELECT contract_id FROM ledger_events WHERE name = 'ContractOpened' AND counterparty IN ( \
+             SELECT account FROM ledger_events WHERE name = 'ParticipantRegistered' AND content = $1)) \
+         GROUP BY contract_id",
+    )
+    .bind(provider)
+    .fetch_all(store.pool())
+    .await?;
+    rows.into_iter()
+        .map(|(c, closed)| {
+            let id = Decode {
+                table: "ledger_events",
+                key: &c,
+            }
+            .parse::<B256>("contract_id", &c)?;
+            Ok((ContractId(id), closed == 1))
+        })
+        .collect()
 }

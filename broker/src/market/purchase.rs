@@ -288,7 +288,18 @@ impl Driver {
                 )
                 .await;
         }
-        match ledger.open(&c.authorization.open_authorization()).await {
+        let signatures = c.signatures_cid.as_ref().ok_or_else(|| {
+            crate::store::Corrupt::new(
+                "contracts",
+                "signatures_cid",
+                c.id,
+                "opening without the signatures envelope",
+            )
+        })?;
+        match ledger
+            .open(&c.authorization.open_authorization(), signatures)
+            .await
+        {
             Ok(hash) => {
                 self.checkpoint(FaultPoint::Opened);
                 self.activate(c, Some(TxHash(hash))).await

@@ -317,6 +317,7 @@ impl Chain {
                 Marketplace::openCall {
                     req,
                     consumerSig: sig,
+                    signaturesCid: "bafkreisignatures".into(),
                 },
             )
             .await

@@ -168,6 +168,7 @@ async fn tokens_are_conserved_over_random_operation_sequences() {
                         Marketplace::openCall {
                             req,
                             consumerSig: sig,
+                            signaturesCid: "bafkreisignatures".into(),
                         },
                     )
                     .await;

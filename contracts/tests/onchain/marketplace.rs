@@ -59,6 +59,7 @@ async fn opening_with_a_permit_needs_no_prior_approval() {
             Marketplace::openWithPermitCall {
                 req,
                 consumerSig: sig,
+                signaturesCid: "bafkreisignatures".into(),
                 permitDeadline: permit_deadline,
                 v: 27 + ps.v() as u8,
                 r: ps.r().into(),
@@ -80,6 +81,7 @@ async fn opening_refuses_anything_the_consumer_did_not_sign() {
     let open = |req, sig| Marketplace::openCall {
         req,
         consumerSig: sig,
+        signaturesCid: "bafkreisignatures".into(),
     };
 
     // Not the broker.
@@ -138,6 +140,15 @@ async fn opening_refuses_anything_the_consumer_did_not_sign() {
         .open_request(id(8), consumer, provider, credits(1), credits(2), 60)
         .await;
     assert_revert::<E>(c.broker.call(m, open(r6, s6)).await, |e| {
+        matches!(e, E::InvalidTerms(_))
+    });
+    // No signatures envelope named: an auditor could not check the provider's acceptance.
+    let unsigned = Marketplace::openCall {
+        req: req.clone(),
+        consumerSig: sig.clone(),
+        signaturesCid: String::new(),
+    };
+    assert_revert::<E>(c.broker.call(m, unsigned).await, |e| {
         matches!(e, E::InvalidTerms(_))
     });
     // Expired authorisation.
@@ -692,6 +703,7 @@ async fn closed_contracts_and_expired_or_unfunded_authorisations_change_nothing(
             Marketplace::openWithPermitCall {
                 req,
                 consumerSig: sig,
+                signaturesCid: "bafkreisignatures".into(),
                 permitDeadline: U256::from(c.now().await + 60),
                 v: 27,
                 r: bytes32("bad"),

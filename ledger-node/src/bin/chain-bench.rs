@@ -155,6 +155,7 @@ async fn marketplace_gas(url: &str, d: &Deployment) -> Result<Gas> {
         Marketplace::openCall {
             req: m.into(),
             consumerSig: sig,
+            signaturesCid: "bafkreisignatures".into(),
         }
     };
     let ids: Vec<B256> = (0..10u64).map(|i| keccak256(i.to_be_bytes())).collect();

@@ -85,12 +85,10 @@ pub enum AuditCommand {
         /// sales or contracts.
         #[arg(long, value_parser = rank_by)]
         by: Option<RankBy>,
-        #[arg(long)]
-        limit: Option<u32>,
         #[command(flatten)]
         window: Window,
-        #[arg(long, conflicts_with = "json")]
-        csv: bool,
+        #[command(flatten)]
+        paging: Paging,
     },
     /// Settlement batches: records CID, Merkle root, what each contract was charged.
     Settlements {
@@ -323,19 +321,19 @@ pub async fn audit(ctx: &Ctx, cmd: AuditCommand) -> Result<()> {
         AuditCommand::Rankings {
             side,
             by,
-            limit,
             window,
-            csv,
+            paging,
         } => {
             let q = RankingsQuery {
                 side,
                 by,
                 from: window.from,
                 to: window.to,
-                limit,
+                limit: paging.limit,
+                cursor: paging.cursor,
                 format: None,
             };
-            query(ctx, "rankings", &q, csv, |r: &Ranking| {
+            query(ctx, "rankings", &q, paging.csv, |r: &Ranking| {
                 let mut t = Table::new();
                 t.set_header(["#", "account", "did", "contracts", "sales"]);
                 for row in &r.items {
@@ -350,9 +348,10 @@ pub async fn audit(ctx: &Ctx, cmd: AuditCommand) -> Result<()> {
                     ]);
                 }
                 format!(
-                    "{t}\nin all: {} contract(s), {}",
+                    "{t}\nin all: {} contract(s), {} {}",
                     r.total_contracts,
-                    credits(r.total_sales)
+                    credits(r.total_sales),
+                    page_note(&r.next_cursor)
                 )
             })
             .await
