@@ -128,7 +128,7 @@ async fn followers_read_only_what_changed_write_each_event_once_and_follow_the_c
 }
 
 /// Every indexed event's place, block hash and name.
-async fn rows(market: &Market) -> Vec<(i64, i64, String, String)> {
+async fn rows(market: &Market) -> Vec<(i64, i64, Vec<u8>, String)> {
     sqlx::query_as(
         "SELECT block_number, log_index, block_hash, name FROM ledger_events ORDER BY block_number, log_index",
     )
