@@ -49,6 +49,8 @@ pub enum StartError {
     },
     #[error("content store: {0}")]
     Content(ContentError),
+    #[error("--web-dir {0}: no index.html there; build the front end (scripts/run does) or leave the option out")]
+    NoWebBuild(std::path::PathBuf),
     #[error("the broker's identity key: {0}")]
     Identity(identity::keyfile::KeyError),
     #[error("cannot create the data directory: {0}")]
@@ -117,6 +119,13 @@ async fn connect_ledger(config: &BrokerConfig) -> Result<(LedgerLink, Option<Dev
 
 impl Broker {
     pub async fn start(config: &BrokerConfig) -> Result<Self, StartError> {
+        let web = match &config.web_dir {
+            Some(dir) => Some(
+                crate::http::web::WebAssets::open(dir)
+                    .ok_or_else(|| StartError::NoWebBuild(dir.clone()))?,
+            ),
+            None => None,
+        };
         std::fs::create_dir_all(&config.data_dir).map_err(StartError::DataDir)?;
         let identity = identity::keyfile::load_or_generate(&config.identity_key())
             .map_err(StartError::Identity)?;
@@ -261,7 +270,7 @@ impl Broker {
                 )),
             ));
         }
-        let app = crate::http::router(market, auth, shutdown.clone())
+        let app = crate::http::router(market, auth, shutdown.clone(), web)
             .into_make_service_with_connect_info::<SocketAddr>();
         // No Nagle delay: event streams and small answers go out at once.
         let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {

@@ -57,6 +57,9 @@ pub struct BrokerConfig {
     pub identity_key: Option<PathBuf>,
     /// Where the prober runs, as its credentials state it.
     pub prober_location: String,
+    /// The web front end's build (a directory with `index.html`), served at `/`; none: the API
+    /// only.
+    pub web_dir: Option<PathBuf>,
 }
 
 /// The origins (`scheme://host:port`) logins may be signed for: the public URLs given, or the
@@ -105,6 +108,7 @@ impl BrokerConfig {
             public_urls: Vec::new(),
             identity_key: None,
             prober_location: "broker".into(),
+            web_dir: None,
         }
     }
 

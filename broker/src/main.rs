@@ -111,6 +111,10 @@ struct Cli {
     /// replicas of one marketplace are given the same file [default: <data-dir>/identity.hex]
     #[arg(long, env = "MERCATO_IDENTITY_KEY")]
     identity_key: Option<PathBuf>,
+    /// The web front end's build to serve at / (a directory with index.html; scripts/run builds
+    /// web/ into web/dist)
+    #[arg(long, env = "MERCATO_WEB_DIR")]
+    web_dir: Option<PathBuf>,
 }
 
 /// Crash tests only: abort at a purchase step (accepted, opening, opened, active).
@@ -195,6 +199,7 @@ async fn run() -> Result<()> {
         abort_at,
         public_urls: cli.public_urls,
         identity_key: cli.identity_key,
+        web_dir: cli.web_dir,
         ..BrokerConfig::embedded(cli.listen, cli.data_dir)
     };
     let broker = Broker::start(&config).await?;
@@ -204,6 +209,14 @@ async fn run() -> Result<()> {
     println!("marketplace {}", d.contracts.marketplace);
     println!("broker identity {}", broker.did);
     println!("data in {}", config.data_dir.display());
+    match &config.web_dir {
+        Some(dir) => println!(
+            "web front end at http://{}/ (from {})",
+            broker.addr,
+            dir.display()
+        ),
+        None => println!("no web front end (--web-dir not given); the API is at /v1"),
+    }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}

@@ -18,6 +18,7 @@ pub mod providers;
 pub mod reservations;
 pub mod system;
 pub mod usage;
+pub mod web;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -144,8 +145,14 @@ pub fn document() -> utoipa::openapi::OpenApi {
     doc
 }
 
-/// The API over `market` and `auth`; open event streams end at `shutdown`.
-pub fn router(market: Market, auth: Auth, shutdown: Shutdown) -> Router {
+/// The API over `market` and `auth`, and the web front end's build when there is one; open
+/// event streams end at `shutdown`.
+pub fn router(
+    market: Market,
+    auth: Auth,
+    shutdown: Shutdown,
+    web: Option<web::WebAssets>,
+) -> Router {
     let (router, mut doc) = routes().split_for_parts();
     openapi::complete(&mut doc);
     let openapi = serde_json::to_vec(&doc)
@@ -158,7 +165,7 @@ pub fn router(market: Market, auth: Auth, shutdown: Shutdown) -> Router {
         shutdown,
     }));
     router
-        .fallback(not_found)
+        .fallback(move |method, uri| not_found(web.clone(), method, uri))
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(bounded))
@@ -167,8 +174,24 @@ pub fn router(market: Market, auth: Auth, shutdown: Shutdown) -> Router {
         .with_state(state)
 }
 
-async fn not_found(uri: axum::http::Uri) -> Failure {
-    Failure::not_found(format!("no resource at {}", uri.path()))
+/// No API route: a page or file of the web front end, or a problem.
+async fn not_found(
+    web: Option<web::WebAssets>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+) -> Response {
+    let path = uri.path();
+    let api = ["/v1/", "/ns/"].iter().any(|p| path.starts_with(p));
+    match web {
+        Some(web) if !api => web.answer(&method, &uri).await,
+        None if path == "/" => Failure::not_found(
+            "this broker serves no web front end: it was started without a build of web/ \
+             (scripts/run builds it), or use the mercato CLI"
+                .to_string(),
+        )
+        .into_response(),
+        _ => Failure::not_found(format!("no resource at {path}")).into_response(),
+    }
 }
 
 async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Failure {
