@@ -23,6 +23,31 @@ ensure_npm() {
   fi
 }
 
+# The web front end's packages (web/package-lock.json), installed when the lock changed.
+ensure_web_npm() {
+  local want have=""
+  want="$(sha256sum web/package-lock.json | cut -d' ' -f1)"
+  [ -f web/node_modules/.mercato-lock ] && have="$(cat web/node_modules/.mercato-lock)"
+  if [ "$want" != "$have" ]; then
+    say "installing the web front end's pinned packages (npm ci in web/)"
+    (cd web && npm ci --no-audit --no-fund --loglevel=error)
+    echo "$want" > web/node_modules/.mercato-lock
+  fi
+}
+
+# Builds web/ into web/dist when its sources, lock or API document changed since the last build.
+build_web() {
+  ensure_web_npm
+  local want have=""
+  want="$(cd web && find src index.html package-lock.json vite.config.ts tsconfig.json -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)"
+  [ -f web/dist/.mercato-sources ] && have="$(cat web/dist/.mercato-sources)"
+  if [ "$want" != "$have" ] || ! [ -f web/dist/index.html ]; then
+    say "building the web front end"
+    (cd web && npm run --silent build >/dev/null)
+    echo "$want" > web/dist/.mercato-sources
+  fi
+}
+
 anvil_path() {
   local arch
   case "$(uname -m)" in x86_64) arch=amd64 ;; aarch64|arm64) arch=arm64 ;; *) arch="$(uname -m)" ;; esac

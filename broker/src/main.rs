@@ -115,6 +115,10 @@ struct Cli {
     /// web/ into web/dist)
     #[arg(long, env = "MERCATO_WEB_DIR")]
     web_dir: Option<PathBuf>,
+    /// Print the HTTP API's OpenAPI document and exit (the web client's types are generated
+    /// from it)
+    #[arg(long)]
+    print_openapi: bool,
 }
 
 /// Crash tests only: abort at a purchase step (accepted, opening, opened, active).
@@ -141,6 +145,10 @@ async fn run() -> Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
+    if cli.print_openapi {
+        println!("{}", serde_json::to_string_pretty(&broker::http::document())?);
+        return Ok(());
+    }
     let chain = match (cli.rpc_url, cli.deployment, cli.key_file) {
         (Some(rpc_url), Some(deployment), Some(key_file)) => ChainConfig::External {
             rpc_url,

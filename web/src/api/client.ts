@@ -1,0 +1,55 @@
+// The broker's API, typed by `schema.ts` (generated from the broker's OpenAPI document by
+// `npm run gen:api`; never edited by hand).
+import type { components, paths } from "./schema";
+
+export type Schemas = components["schemas"];
+export type SearchPage = Schemas["SearchPage"];
+export type SearchItem = Schemas["SearchItem"];
+export type Facets = Schemas["Facets"];
+export type SearchQuery = NonNullable<paths["/v1/offers"]["get"]["parameters"]["query"]>;
+
+/** An answer the broker refused, with its problem's reason. */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+function queryString(q: Record<string, unknown>): string {
+  const params = new URLSearchParams();
+  for (const [key, value] of Object.entries(q)) {
+    if (value === undefined || value === null || value === "") continue;
+    for (const v of Array.isArray(value) ? value : [value]) params.append(key, String(v));
+  }
+  const text = params.toString();
+  return text ? `?${text}` : "";
+}
+
+async function get<T>(path: string, signal?: AbortSignal): Promise<T> {
+  let response: Response;
+  try {
+    response = await fetch(path, { headers: { accept: "application/json" }, signal });
+  } catch (e) {
+    if (e instanceof DOMException && e.name === "AbortError") throw e;
+    throw new ApiError(0, "the broker does not answer; check that it runs, then try again");
+  }
+  if (!response.ok) {
+    let detail = response.statusText;
+    try {
+      const problem = (await response.json()) as Schemas["Problem"];
+      detail = problem.detail ?? problem.title ?? detail;
+    } catch {
+      // Not a problem document: the status says enough.
+    }
+    throw new ApiError(response.status, detail);
+  }
+  return (await response.json()) as T;
+}
+
+export const api = {
+  search: (q: SearchQuery, signal?: AbortSignal) => get<SearchPage>(`/v1/offers${queryString(q)}`, signal),
+  facets: (q: SearchQuery, signal?: AbortSignal) => get<Facets>(`/v1/offers/facets${queryString(q)}`, signal),
+};
