@@ -39,7 +39,7 @@ ensure_web_npm() {
 build_web() {
   ensure_web_npm
   local want have=""
-  want="$(cd web && find src index.html package-lock.json vite.config.ts tsconfig.json -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)"
+  want="$(cd web && find src public index.html package-lock.json vite.config.ts tsconfig.json -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)"
   [ -f web/dist/.mercato-sources ] && have="$(cat web/dist/.mercato-sources)"
   if [ "$want" != "$have" ] || ! [ -f web/dist/index.html ]; then
     say "building the web front end"

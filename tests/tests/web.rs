@@ -1,0 +1,69 @@
+//! The web front end in a real browser: the broker serves web/dist (built by scripts/test, or
+//! `npm run build` in web/) and Debian's chromium, driven by playwright-core, uses it against the
+//! embedded stack. Screenshots go to web/test-artifacts/.
+
+use std::path::Path;
+use std::process::Command;
+
+use api::Role;
+use e2e::market::Participant;
+use e2e::BrokerProcess;
+
+const OFFERS: usize = 30;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_marketplace_lists_filters_and_refuses_bad_filters_in_a_browser() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let dist = root.join("web/dist");
+    assert!(
+        dist.join("index.html").is_file(),
+        "no web build at {}: run scripts/test (or npm ci && npm run build in web/)",
+        dist.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start_with(
+        &dir.path().join("broker"),
+        &["--web-dir", dist.to_str().unwrap()],
+    );
+
+    // A provider with offers of every class (the synthetic catalog's mix).
+    let provider = Participant::new(&broker.url, Role::Provider).await;
+    let mut generator = testkit::synth::Generator::new(11, 1, false);
+    let mut plans = 0;
+    let mut gpu = 0;
+    for i in 0..OFFERS {
+        let mut offer = generator.offer(&format!("web-{i}"), 1 + i % 2);
+        offer.availability = Default::default();
+        plans += offer.plans.len();
+        if offer.resources.gpu.is_some() {
+            gpu += offer.plans.len();
+        }
+        provider.session.publish_offer(offer).await.unwrap();
+    }
+    assert!(gpu > 0, "the synthetic mix has GPU offers");
+
+    let artifacts = root.join("web/test-artifacts");
+    let out = Command::new("node")
+        .current_dir(root.join("web"))
+        .args([
+            "e2e/marketplace.mjs",
+            &broker.url,
+            artifacts.to_str().unwrap(),
+            &plans.to_string(),
+        ])
+        .output()
+        .expect("node runs (scripts/test installs the web packages)");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let figures: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(figures["total"], plans);
+    assert_eq!(figures["gpu"], gpu);
+    eprintln!("marketplace in the browser: {figures}");
+    for shot in ["marketplace.png", "marketplace-phone.png"] {
+        assert!(artifacts.join(shot).metadata().unwrap().len() > 1000, "{shot}");
+    }
+    broker.stop();
+}

@@ -1,0 +1,75 @@
+// The marketplace in a real browser (Debian's chromium, driven by playwright-core):
+//   node e2e/marketplace.mjs BROKER_URL ARTIFACTS_DIR EXPECTED_TOTAL
+// Checks that the page lists every plan, that a class filter narrows to its facet's count, and
+// that bad filters are all named at once without a search; writes screenshots (desktop and phone
+// width) to ARTIFACTS_DIR. Prints one JSON line with the figures; exits 1 on any failure.
+import { chromium } from "playwright-core";
+import fs from "node:fs";
+import path from "node:path";
+
+const [url, artifacts, expectedTotal] = process.argv.slice(2);
+if (!url || !artifacts || !expectedTotal) {
+  console.error("usage: node e2e/marketplace.mjs BROKER_URL ARTIFACTS_DIR EXPECTED_TOTAL");
+  process.exit(2);
+}
+fs.mkdirSync(artifacts, { recursive: true });
+
+const fail = (message) => {
+  throw new Error(message);
+};
+
+const browser = await chromium.launch({
+  executablePath: process.env.MERCATO_CHROMIUM || "/usr/bin/chromium",
+  headless: true,
+  // The suite may run as root, where Chromium's sandbox cannot start.
+  args: ["--no-sandbox"],
+});
+try {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+  const problems = [];
+  page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
+  page.on("console", (m) => m.type() === "error" && problems.push(`console: ${m.text()}`));
+
+  // First page: every plan counted, the first page of them listed.
+  await page.goto(url);
+  const rows = page.getByTestId("plan");
+  await rows.first().waitFor({ timeout: 15000 });
+  const resultsMs = await page.evaluate(() => performance.now());
+  const status = page.getByText(/^\d+ plan\(s\)$/);
+  await status.waitFor();
+  const total = Number((await status.textContent()).split(" ")[0]);
+  if (total !== Number(expectedTotal)) fail(`the page counts ${total} plans, the catalog has ${expectedTotal}`);
+  const shown = await rows.count();
+  if (shown !== Math.min(20, total)) fail(`${shown} rows on the first page of ${total}`);
+  await page.screenshot({ path: path.join(artifacts, "marketplace.png"), fullPage: true });
+
+  // The GPU filter narrows to the count its facet announced.
+  const facets = await page.getByLabel("Facets").textContent();
+  const gpuFacet = Number(/gpu: (\d+)/.exec(facets)?.[1] ?? NaN);
+  if (!(gpuFacet > 0)) fail(`no GPU plans in the facets: ${facets}`);
+  await page.getByRole("checkbox", { name: "gpu" }).check();
+  await page.getByRole("button", { name: "Search" }).click();
+  await page.getByText(`${gpuFacet} plan(s)`, { exact: true }).waitFor({ timeout: 10000 });
+
+  // Bad filters: every reason at once, and no search.
+  await page.getByLabel("Price ceiling (credits per unit-hour)").fill("cheap");
+  await page.getByLabel("Country").fill("Germany");
+  await page.getByRole("button", { name: "Search" }).click();
+  const alert = page.getByRole("alert");
+  await alert.waitFor();
+  const reasons = await alert.locator("li").allTextContents();
+  if (reasons.length !== 2 || !reasons.some((r) => r.startsWith("Price ceiling")) || !reasons.some((r) => r.startsWith("Country")))
+    fail(`the form named ${JSON.stringify(reasons)}`);
+  if (!(await page.getByText(`${gpuFacet} plan(s)`, { exact: true }).isVisible())) fail("a bad search changed the results");
+
+  // Keyboard: the search field is reachable by Tab and labelled.
+  await page.keyboard.press("Tab");
+  // A phone's width: the same page, stacked.
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.screenshot({ path: path.join(artifacts, "marketplace-phone.png"), fullPage: true });
+
+  if (problems.length) fail(problems.join("; "));
+  console.log(JSON.stringify({ resultsMs: Math.round(resultsMs), total, gpu: gpuFacet }));
+} finally {
+  await browser.close();
+}
