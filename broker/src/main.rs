@@ -146,7 +146,10 @@ async fn run() -> Result<()> {
         .init();
     let cli = Cli::parse();
     if cli.print_openapi {
-        println!("{}", serde_json::to_string_pretty(&broker::http::document())?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&broker::http::document())?
+        );
         return Ok(());
     }
     let chain = match (cli.rpc_url, cli.deployment, cli.key_file) {

@@ -1,13 +1,14 @@
 //! The web front end in a real browser: the broker serves web/dist (built by scripts/test, or
 //! `npm run build` in web/) and Debian's chromium, driven by playwright-core, uses it against the
-//! embedded stack. Screenshots go to web/test-artifacts/.
+//! embedded stack, with the example offers (`examples/offers/`, published as they are with the
+//! CLI) and a synthetic mix. Screenshots go to web/test-artifacts/.
 
 use std::path::Path;
 use std::process::Command;
 
 use api::Role;
 use e2e::market::Participant;
-use e2e::BrokerProcess;
+use e2e::{mercato, BrokerProcess};
 
 const OFFERS: usize = 30;
 
@@ -26,11 +27,42 @@ async fn the_marketplace_lists_filters_and_refuses_bad_filters_in_a_browser() {
         &["--web-dir", dist.to_str().unwrap()],
     );
 
+    // The examples, published as they are with the CLI (prices written in credits).
+    let key = dir.path().join("p.hex");
+    let key = key.to_str().unwrap();
+    for args in [
+        vec!["keys", "new"],
+        vec!["register", "--role", "provider"],
+        vec!["account", "link"],
+    ] {
+        let mut all = vec!["--key-file", key];
+        all.extend(args);
+        let a = mercato(&broker.url, &all);
+        assert!(a.ok, "{}", a.err());
+    }
+    let mut plans = 0;
+    let mut gpu = 0;
+    for class in ["compute", "gpu", "network", "data"] {
+        let file = root.join(format!("examples/offers/{class}.yaml"));
+        let a = mercato(
+            &broker.url,
+            &[
+                "--key-file",
+                key,
+                "--json",
+                "offers",
+                "publish",
+                file.to_str().unwrap(),
+            ],
+        );
+        assert!(a.ok, "examples/offers/{class}.yaml: {}", a.err());
+        plans += 2;
+        gpu += usize::from(class == "gpu") * 2;
+    }
+
     // A provider with offers of every class (the synthetic catalog's mix).
     let provider = Participant::new(&broker.url, Role::Provider).await;
     let mut generator = testkit::synth::Generator::new(11, 1, false);
-    let mut plans = 0;
-    let mut gpu = 0;
     for i in 0..OFFERS {
         let mut offer = generator.offer(&format!("web-{i}"), 1 + i % 2);
         offer.availability = Default::default();
@@ -63,7 +95,10 @@ async fn the_marketplace_lists_filters_and_refuses_bad_filters_in_a_browser() {
     assert_eq!(figures["gpu"], gpu);
     eprintln!("marketplace in the browser: {figures}");
     for shot in ["marketplace.png", "marketplace-phone.png"] {
-        assert!(artifacts.join(shot).metadata().unwrap().len() > 1000, "{shot}");
+        assert!(
+            artifacts.join(shot).metadata().unwrap().len() > 1000,
+            "{shot}"
+        );
     }
     broker.stop();
 }

@@ -157,7 +157,12 @@ mod tests {
         let (ty, cache) = (header(header::CONTENT_TYPE), header(header::CACHE_CONTROL));
         let status = r.status();
         let body = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
-        (status, ty, cache, String::from_utf8_lossy(&body).into_owned())
+        (
+            status,
+            ty,
+            cache,
+            String::from_utf8_lossy(&body).into_owned(),
+        )
     }
 
     #[tokio::test]

@@ -369,8 +369,66 @@ pub fn read_document<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> 
         .with_context(|| format!("{} is not a valid document", path.display()))
 }
 
+/// An offer file: YAML or JSON. Amounts may be written as credits (`0.5 credits`) or as base
+/// units; the provider (the session's did) and the version (the next) may be left out.
+pub fn read_offer(path: &std::path::Path) -> Result<catalog::Offer> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut value: serde_yaml::Value = serde_yaml::from_str(&text)
+        .with_context(|| format!("{} is not YAML or JSON", path.display()))?;
+    credits_to_base_units(&mut value, &mut Vec::new())
+        .with_context(|| format!("{} has an amount that is not one", path.display()))?;
+    if let serde_yaml::Value::Mapping(m) = &mut value {
+        for (key, filled) in [
+            ("provider", serde_yaml::Value::from("")),
+            ("version", serde_yaml::Value::from(1)),
+        ] {
+            let key = serde_yaml::Value::from(key);
+            if !m.contains_key(&key) {
+                m.insert(key, filled);
+            }
+        }
+    }
+    serde_yaml::from_value(value)
+        .with_context(|| format!("{} is not a valid offer", path.display()))
+}
+
+/// Rewrites every string `<amount> credits` in `value` as base units (`0.5 credits` →
+/// `"50000000"`), naming the field of one that is not an amount of credits.
+fn credits_to_base_units(value: &mut serde_yaml::Value, at: &mut Vec<String>) -> Result<()> {
+    match value {
+        serde_yaml::Value::String(s) => {
+            let text = s.trim();
+            if let Some(amount) = text
+                .strip_suffix("credits")
+                .or_else(|| text.strip_suffix("credit"))
+            {
+                let c = Credits::parse_human(amount.trim())
+                    .with_context(|| format!("{}: {text:?}", at.join(".")))?;
+                *s = c.base_units().to_string();
+            }
+        }
+        serde_yaml::Value::Mapping(m) => {
+            for (k, v) in m.iter_mut() {
+                at.push(k.as_str().unwrap_or("?").to_string());
+                credits_to_base_units(v, at)?;
+                at.pop();
+            }
+        }
+        serde_yaml::Value::Sequence(items) => {
+            for (i, v) in items.iter_mut().enumerate() {
+                at.push(i.to_string());
+                credits_to_base_units(v, at)?;
+                at.pop();
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 async fn publish(ctx: &Ctx, file: &std::path::Path) -> Result<()> {
-    let offer: catalog::Offer = read_document(file)?;
+    let offer = read_offer(file)?;
     let done = ctx.session()?.publish_offer(offer).await?;
     ctx.out.emit(&done, |p| {
         format!("published {} version {}", p.id, p.version)
@@ -380,4 +438,43 @@ async fn publish(ctx: &Ctx, file: &std::path::Path) -> Result<()> {
 async fn withdraw(ctx: &Ctx, id: &OfferId) -> Result<()> {
     let done = ctx.session()?.withdraw_offer(id).await?;
     ctx.out.emit(&done, |w| format!("withdrew {}", w.id))
+}
+
+#[cfg(test)]
+mod offer_file_tests {
+    use super::*;
+
+    fn examples() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/offers")
+    }
+
+    #[test]
+    fn every_example_offer_reads_with_prices_in_credits() {
+        for class in ["compute", "gpu", "network", "data"] {
+            let mut offer = read_offer(&examples().join(format!("{class}.yaml"))).unwrap();
+            // What publishing fills in: the provider's did.
+            offer.provider = identity::did_of(&identity::generate().verifying_key()).to_string();
+            catalog::validate::validate(&offer, false).unwrap_or_else(|e| panic!("{class}: {e}"));
+            assert!(offer
+                .resources
+                .classes()
+                .iter()
+                .any(|c| c.as_str() == class));
+        }
+        let gpu = read_offer(&examples().join("gpu.yaml")).unwrap();
+        let reserved = gpu.plans[0].pricing.reserved.as_ref().unwrap();
+        assert_eq!(reserved.price, Credits::from_base_units(250_000_000));
+    }
+
+    #[test]
+    fn an_amount_that_is_not_one_is_named_with_its_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("offer.yaml");
+        let text = std::fs::read_to_string(examples().join("compute.yaml"))
+            .unwrap()
+            .replace("0.12 credits", "0.123456789 credits");
+        std::fs::write(&file, text).unwrap();
+        let e = format!("{:#}", read_offer(&file).unwrap_err());
+        assert!(e.contains("plans.0.pricing.reserved.price"), "{e}");
+    }
 }
