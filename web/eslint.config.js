@@ -14,6 +14,8 @@ export default tseslint.config(
   {
     // The browser tests run in Node.
     files: ["e2e/**/*.mjs"],
-    languageOptions: { globals: { process: "readonly", console: "readonly", performance: "readonly" } },
+    languageOptions: {
+      globals: { process: "readonly", console: "readonly", performance: "readonly", fetch: "readonly", Buffer: "readonly", URL: "readonly" },
+    },
   },
 );

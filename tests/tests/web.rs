@@ -15,12 +15,7 @@ const OFFERS: usize = 30;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_marketplace_lists_filters_and_refuses_bad_filters_in_a_browser() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let dist = root.join("web/dist");
-    assert!(
-        dist.join("index.html").is_file(),
-        "no web build at {}: run scripts/test (or npm ci && npm run build in web/)",
-        dist.display()
-    );
+    let dist = web_build(root);
     let dir = tempfile::tempdir().unwrap();
     let broker = BrokerProcess::start_with(
         &dir.path().join("broker"),
@@ -75,11 +70,87 @@ async fn the_marketplace_lists_filters_and_refuses_bad_filters_in_a_browser() {
     assert!(gpu > 0, "the synthetic mix has GPU offers");
 
     let artifacts = root.join("web/test-artifacts");
+    let figures = marketplace_in_browser(root, &broker.url, &artifacts, plans);
+    assert_eq!(figures["gpu"], gpu);
+    // The first page's JavaScript within its budget (a size, not a timing).
+    let script = figures["scriptGzipBytes"].as_u64().unwrap();
+    assert!(script > 0 && script < 250 * 1024, "{script} bytes gzipped");
+    for shot in ["marketplace.png", "marketplace-phone.png"] {
+        assert!(
+            artifacts.join(shot).metadata().unwrap().len() > 1000,
+            "{shot}"
+        );
+    }
+    broker.stop();
+}
+
+/// The marketplace with 10,000 offers in the catalog (loaded into the broker's database before
+/// it starts): every plan counted and the first page shown. The time from navigation to the
+/// first results is printed for docs/benchmarks.md, not asserted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_marketplace_shows_ten_thousand_offers() {
+    const MANY: usize = 10_000;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let dist = web_build(root);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("broker");
+    std::fs::create_dir_all(&data).unwrap();
+    let store = broker::store::Store::open(
+        &format!("sqlite://{}?mode=rwc", data.join("broker.sqlite").display()),
+        broker::store::PoolSize {
+            max_connections: None,
+        },
+    )
+    .await
+    .unwrap();
+    let mut generator = testkit::synth::Generator::new(5, 50, true);
+    let offers: Vec<_> = (0..MANY)
+        .map(|i| {
+            let mut o = generator.offer(&format!("many-{i}"), 1);
+            o.availability = Default::default();
+            o
+        })
+        .collect();
+    store
+        .catalog()
+        .publish_many(&offers, broker::store::now())
+        .await
+        .unwrap();
+    drop(store);
+
+    let broker = BrokerProcess::start_with(&data, &["--web-dir", dist.to_str().unwrap()]);
+    let artifacts = root.join("web/test-artifacts/many");
+    let figures = marketplace_in_browser(root, &broker.url, &artifacts, MANY);
+    eprintln!(
+        "marketplace with {MANY} offers: first results {} ms after navigation",
+        figures["resultsMs"]
+    );
+    broker.stop();
+}
+
+/// The built front end, which the tests need.
+fn web_build(root: &Path) -> std::path::PathBuf {
+    let dist = root.join("web/dist");
+    assert!(
+        dist.join("index.html").is_file(),
+        "no web build at {}: run scripts/test (or npm ci && npm run build in web/)",
+        dist.display()
+    );
+    dist
+}
+
+/// Runs web/e2e/marketplace.mjs against `url`; its figures.
+fn marketplace_in_browser(
+    root: &Path,
+    url: &str,
+    artifacts: &Path,
+    plans: usize,
+) -> serde_json::Value {
     let out = Command::new("node")
         .current_dir(root.join("web"))
         .args([
             "e2e/marketplace.mjs",
-            &broker.url,
+            url,
             artifacts.to_str().unwrap(),
             &plans.to_string(),
         ])
@@ -92,13 +163,6 @@ async fn the_marketplace_lists_filters_and_refuses_bad_filters_in_a_browser() {
     assert!(out.status.success(), "{stdout}{stderr}");
     let figures: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!(figures["total"], plans);
-    assert_eq!(figures["gpu"], gpu);
     eprintln!("marketplace in the browser: {figures}");
-    for shot in ["marketplace.png", "marketplace-phone.png"] {
-        assert!(
-            artifacts.join(shot).metadata().unwrap().len() > 1000,
-            "{shot}"
-        );
-    }
-    broker.stop();
+    figures
 }

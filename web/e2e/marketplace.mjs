@@ -2,10 +2,12 @@
 //   node e2e/marketplace.mjs BROKER_URL ARTIFACTS_DIR EXPECTED_TOTAL
 // Checks that the page lists every plan, that a class filter narrows to its facet's count, and
 // that bad filters are all named at once without a search; writes screenshots (desktop and phone
-// width) to ARTIFACTS_DIR. Prints one JSON line with the figures; exits 1 on any failure.
+// width) to ARTIFACTS_DIR. Prints one JSON line with the figures (milliseconds from navigation to
+// the first results, gzipped bytes of the first page's JavaScript); exits 1 on any failure.
 import { chromium } from "playwright-core";
 import fs from "node:fs";
 import path from "node:path";
+import zlib from "node:zlib";
 
 const [url, artifacts, expectedTotal] = process.argv.slice(2);
 if (!url || !artifacts || !expectedTotal) {
@@ -69,7 +71,14 @@ try {
   await page.screenshot({ path: path.join(artifacts, "marketplace-phone.png"), fullPage: true });
 
   if (problems.length) fail(problems.join("; "));
-  console.log(JSON.stringify({ resultsMs: Math.round(resultsMs), total, gpu: gpuFacet }));
+  // The JavaScript the first page loads, gzipped (the scripts index.html names).
+  const html = await (await fetch(url)).text();
+  let scriptBytes = 0;
+  for (const [, src] of html.matchAll(/<script[^>]+src="([^"]+)"/g)) {
+    const body = Buffer.from(await (await fetch(new URL(src, url))).arrayBuffer());
+    scriptBytes += zlib.gzipSync(body, { level: 9 }).length;
+  }
+  console.log(JSON.stringify({ resultsMs: Math.round(resultsMs), total, gpu: gpuFacet, scriptGzipBytes: scriptBytes }));
 } finally {
   await browser.close();
 }
