@@ -45,11 +45,38 @@ try {
   if (shown !== Math.min(20, total)) fail(`${shown} rows on the first page of ${total}`);
   await page.screenshot({ path: path.join(artifacts, "marketplace.png"), fullPage: true });
 
+  // Two plans side by side.
+  const compareBoxes = page.getByRole("checkbox", { name: /^Compare / });
+  await compareBoxes.nth(0).check();
+  await compareBoxes.nth(1).check();
+  const compare = page.getByTestId("compare");
+  await compare.waitFor();
+  const columns = await compare.locator("tr").first().locator("td").count();
+  if (columns !== 2) fail(`the comparison shows ${columns} plans, not the 2 picked`);
+  await page.screenshot({ path: path.join(artifacts, "compare.png"), fullPage: true });
+
+  // An offer's page: its plans, its provider's reputation; a link that survives a reload.
+  const firstOffer = rows.first().getByRole("link");
+  const offerName = (await firstOffer.textContent()).trim();
+  await firstOffer.click();
+  const offerAlert = page.getByRole("alert");
+  await Promise.race([
+    page.getByRole("heading", { level: 1, name: offerName }).waitFor(),
+    offerAlert.waitFor().then(async () => fail(`the offer page says: ${await offerAlert.textContent()}`)),
+  ]);
+  if ((await page.getByTestId("offer-plan").count()) < 1) fail(`${offerName} shows no plans`);
+  await page.getByTestId("reputation").waitFor();
+  await page.screenshot({ path: path.join(artifacts, "offer.png"), fullPage: true });
+  await page.reload();
+  await page.getByRole("heading", { level: 1, name: offerName }).waitFor();
+  await page.goBack();
+  await rows.first().waitFor();
+
   // The GPU filter narrows to the count its facet announced.
   const facets = await page.getByLabel("Facets").textContent();
   const gpuFacet = Number(/gpu: (\d+)/.exec(facets)?.[1] ?? NaN);
   if (!(gpuFacet > 0)) fail(`no GPU plans in the facets: ${facets}`);
-  await page.getByRole("checkbox", { name: "gpu" }).check();
+  await page.getByRole("checkbox", { name: "gpu", exact: true }).check();
   await page.getByRole("button", { name: "Search" }).click();
   await page.getByText(`${gpuFacet} plan(s)`, { exact: true }).waitFor({ timeout: 10000 });
 

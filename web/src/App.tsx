@@ -1,21 +1,26 @@
 import { Marketplace } from "./pages/Marketplace";
+import { OfferDetail } from "./pages/OfferDetail";
+import { go, useRoute } from "./router";
 
 export function App() {
+  const route = useRoute();
   return (
     <>
       <header className="top">
-        <a className="brand" href="/">
+        <a className="brand" href="/" onClick={(e) => (e.preventDefault(), go({ page: "market" }))}>
           Mercato
         </a>
         <nav aria-label="Main">
-          <a href="/" aria-current="page">
+          <a
+            href="/"
+            aria-current={route.page === "market" ? "page" : undefined}
+            onClick={(e) => (e.preventDefault(), go({ page: "market" }))}
+          >
             Marketplace
           </a>
         </nav>
       </header>
-      <main>
-        <Marketplace />
-      </main>
+      <main>{route.page === "offer" ? <OfferDetail id={route.id} /> : <Marketplace />}</main>
     </>
   );
 }

@@ -1,5 +1,5 @@
 //! The web front end's static build (`web/dist`), served at `/` on the API's origin: files as
-//! they are, the single-page application's routes (paths without a file extension) answered
+//! they are, any other path outside `/assets/` (the single-page application's routes) answered
 //! with its `index.html`. Vite names every built asset by its content hash, so `/assets/…` may
 //! be cached for good; the rest is revalidated on every load.
 
@@ -66,14 +66,12 @@ impl WebAssets {
         let Some(file) = self.file_of(path) else {
             return Failure::not_found(format!("no resource at {path}")).into_response();
         };
-        let is_route = Path::new(path)
-            .file_name()
-            .is_none_or(|n| Path::new(n).extension().is_none());
         let (file, cache) = if file.is_file() {
             let hashed = path.trim_start_matches('/').starts_with(HASHED_PREFIX);
             (file, if hashed { IMMUTABLE } else { REVALIDATE })
-        } else if is_route {
-            // A route of the application: its page, which routes on the client.
+        } else if !path.trim_start_matches('/').starts_with(HASHED_PREFIX) {
+            // A route of the application (an offer id may hold a dot): its page, which routes
+            // on the client. A built asset that is not there stays a 404.
             (self.root.join("index.html"), REVALIDATE)
         } else {
             return Failure::not_found(format!("no resource at {path}")).into_response();
@@ -178,6 +176,9 @@ mod tests {
         let (s, _, _, body) = get(&web, "/contracts/0xabc").await;
         assert_eq!(s, StatusCode::OK);
         assert!(body.contains("app"));
+        let (s, _, _, body) = get(&web, "/offers/gpu.v2").await;
+        assert_eq!(s, StatusCode::OK);
+        assert!(body.contains("app"));
         let (s, _, _, _) = get(&web, "/assets/gone-99.js").await;
         assert_eq!(s, StatusCode::NOT_FOUND);
         let (s, _, cache, _) = get(&web, "/favicon.svg").await;
@@ -187,15 +188,14 @@ mod tests {
     #[tokio::test]
     async fn nothing_outside_the_build_and_only_reads() {
         let (dir, web) = build();
-        for path in [
-            "/../secret.txt",
-            "/assets/../../secret.txt",
-            "/%2e%2e/secret.txt",
-        ] {
+        for path in ["/../secret.txt", "/assets/../../secret.txt"] {
             let (s, _, _, body) = get(&web, path).await;
             assert_eq!(s, StatusCode::NOT_FOUND, "{path}");
             assert!(!body.contains("TOP-SECRET"), "{path}");
         }
+        // Encoded dots are a name, not a step up: the application's page, never the file.
+        let (_, _, _, body) = get(&web, "/%2e%2e/secret.txt").await;
+        assert!(!body.contains("TOP-SECRET") && body.contains("app"));
         let r = web.answer(&Method::POST, &"/".parse().unwrap()).await;
         assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
         // A directory without a page is no build.

@@ -7,6 +7,8 @@ export type SearchPage = Schemas["SearchPage"];
 export type SearchItem = Schemas["SearchItem"];
 export type Facets = Schemas["Facets"];
 export type SearchQuery = NonNullable<paths["/v1/offers"]["get"]["parameters"]["query"]>;
+export type OfferDocument = Schemas["OfferDocument"];
+export type Reputation = Schemas["Reputation"];
 
 /** An answer the broker refused, with its problem's reason. */
 export class ApiError extends Error {
@@ -52,4 +54,7 @@ async function get<T>(path: string, signal?: AbortSignal): Promise<T> {
 export const api = {
   search: (q: SearchQuery, signal?: AbortSignal) => get<SearchPage>(`/v1/offers${queryString(q)}`, signal),
   facets: (q: SearchQuery, signal?: AbortSignal) => get<Facets>(`/v1/offers/facets${queryString(q)}`, signal),
+  offer: (id: string, signal?: AbortSignal) => get<OfferDocument>(`/v1/offers/${encodeURIComponent(id)}`, signal),
+  reputation: (did: string, signal?: AbortSignal) =>
+    get<Reputation>(`/v1/providers/${encodeURIComponent(did)}/reputation`, signal),
 };

@@ -1,7 +1,9 @@
 // The marketplace: every catalog filter, facets, sorting and pages of plans with human prices.
 import { useEffect, useState, type FormEvent } from "react";
 import { api, ApiError, type Facets, type SearchItem, type SearchQuery } from "../api/client";
-import { formatCredits, formatDuration, parseCredits } from "../money";
+import { parseCredits } from "../money";
+import { certified, planPrice, shortDid, unitText } from "../plans";
+import { go, href } from "../router";
 
 type ResourceClass = NonNullable<SearchQuery["class"]>[number];
 type Sort = NonNullable<SearchQuery["sort"]>;
@@ -67,31 +69,6 @@ export function toQuery(f: Form): { query: SearchQuery; errors: string[] } {
   return { query, errors };
 }
 
-function price(item: SearchItem): string {
-  const p = item.plan.pricing;
-  const parts: string[] = [];
-  if (p.reserved) parts.push(`${formatCredits(p.reserved.price)} credits / ${formatDuration(p.reserved.periodSeconds)}`);
-  const u = p.payPerUse;
-  if (u) {
-    const units: [string | undefined, string][] = [
-      [u.cpuCoreHour, "core-hour"],
-      [u.memoryGibHour, "GiB-hour"],
-      [u.gpuHour, "GPU-hour"],
-      [u.networkGb, "GB"],
-      [u.dataAccess, "access"],
-    ];
-    for (const [amount, unit] of units) if (amount && amount !== "0") parts.push(`${formatCredits(amount)} / ${unit}`);
-  }
-  return parts.join(" · ") || "free";
-}
-
-function metrics(item: SearchItem): string {
-  const shown = item.certifiedMetrics.map((m) =>
-    m.kind === "latency-ms" ? `${m.value} ms` : m.kind === "uptime-percent" ? `${m.value}% up` : `${m.kind} ${m.value}`,
-  );
-  return shown.join(", ") || "none certified";
-}
-
 export function Marketplace() {
   const [form, setForm] = useState<Form>(EMPTY);
   const [query, setQuery] = useState<SearchQuery>({ sort: "price", limit: 20 });
@@ -102,6 +79,11 @@ export function Marketplace() {
   const [facets, setFacets] = useState<Facets | null>(null);
   const [failure, setFailure] = useState<string | null>(null);
   const [loading, setLoading] = useState(true);
+  // Plans picked to compare side by side (up to four).
+  const [picked, setPicked] = useState<SearchItem[]>([]);
+  const key = (i: SearchItem) => `${i.offerId}/${i.plan.id}`;
+  const toggle = (i: SearchItem, on: boolean) =>
+    setPicked((p) => (on ? [...p, i].slice(-4) : p.filter((x) => key(x) !== key(i))));
 
   useEffect(() => {
     const abort = new AbortController();
@@ -220,6 +202,7 @@ export function Marketplace() {
       <table className="results">
         <thead>
           <tr>
+            <th scope="col">Compare</th>
             <th scope="col">Offer</th>
             <th scope="col">Plan</th>
             <th scope="col">Price</th>
@@ -230,17 +213,33 @@ export function Marketplace() {
         </thead>
         <tbody>
           {items.map((i) => (
-            <tr key={`${i.offerId}/${i.plan.id}`} data-testid="plan">
+            <tr key={key(i)} data-testid="plan">
               <td>
-                {i.name}
+                <input
+                  type="checkbox"
+                  aria-label={`Compare ${i.name}, ${i.plan.name}`}
+                  checked={picked.some((x) => key(x) === key(i))}
+                  onChange={(e) => toggle(i, e.target.checked)}
+                />
+              </td>
+              <td>
+                <a
+                  href={href({ page: "offer", id: i.offerId })}
+                  onClick={(e) => {
+                    e.preventDefault();
+                    go({ page: "offer", id: i.offerId });
+                  }}
+                >
+                  {i.name}
+                </a>
                 {i.verifiedProvider && <span className="badge">verified</span>}
               </td>
               <td>{i.plan.name}</td>
-              <td>{price(i)}</td>
+              <td>{planPrice(i.plan.pricing)}</td>
               <td>
                 {i.location.region} ({i.location.country})
               </td>
-              <td>{metrics(i)}</td>
+              <td>{certified(i)}</td>
               <td>{i.reputation.toFixed(2)}</td>
             </tr>
           ))}
@@ -251,6 +250,40 @@ export function Marketplace() {
           More plans
         </button>
       )}
+      {picked.length > 0 && <Compare items={picked} />}
+    </section>
+  );
+}
+
+/** Plans side by side: a column each. */
+function Compare({ items }: { items: SearchItem[] }) {
+  const rows: [string, (i: SearchItem) => string][] = [
+    ["Offer", (i) => i.name],
+    ["Plan", (i) => i.plan.name],
+    ["Provider", (i) => shortDid(i.provider)],
+    ["Where", (i) => `${i.location.region} (${i.location.country})`],
+    ["Price", (i) => planPrice(i.plan.pricing)],
+    ["One unit", (i) => unitText(i.plan.unit)],
+    ["Certified", certified],
+    ["Verified provider", (i) => (i.verifiedProvider ? "yes" : "no")],
+    ["Reputation", (i) => i.reputation.toFixed(2)],
+    ["Green energy", (i) => `${i.greenEnergyPercent}%`],
+  ];
+  return (
+    <section aria-labelledby="compare-title">
+      <h2 id="compare-title">Compare</h2>
+      <table className="results compare" data-testid="compare">
+        <tbody>
+          {rows.map(([label, value]) => (
+            <tr key={label}>
+              <th scope="row">{label}</th>
+              {items.map((i) => (
+                <td key={`${i.offerId}/${i.plan.id}`}>{value(i)}</td>
+              ))}
+            </tr>
+          ))}
+        </tbody>
+      </table>
     </section>
   );
 }
