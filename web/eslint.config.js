@@ -15,7 +15,7 @@ export default tseslint.config(
     // The browser tests run in Node.
     files: ["e2e/**/*.mjs"],
     languageOptions: {
-      globals: { process: "readonly", console: "readonly", performance: "readonly", fetch: "readonly", Buffer: "readonly", URL: "readonly" },
+      globals: { process: "readonly", console: "readonly", performance: "readonly", fetch: "readonly", Buffer: "readonly", URL: "readonly", window: "readonly" },
     },
   },
 );

@@ -128,6 +128,52 @@ async fn the_marketplace_shows_ten_thousand_offers() {
     broker.stop();
 }
 
+/// Keys made in the browser: registered and logged in there, and the downloaded key file is the
+/// CLI's (the CLI reads it and is the same participant).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_made_in_the_browser_register_log_in_and_serve_the_cli() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let dist = web_build(root);
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start_with(
+        &dir.path().join("broker"),
+        &["--web-dir", dist.to_str().unwrap()],
+    );
+    let artifacts = root.join("web/test-artifacts");
+    let out = Command::new("node")
+        .current_dir(root.join("web"))
+        .args(["e2e/account.mjs", &broker.url, artifacts.to_str().unwrap()])
+        .output()
+        .expect("node runs");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let shown: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let key_file = Path::new(shown["keyFile"].as_str().unwrap());
+    let key = identity::keyfile::load(key_file).unwrap();
+    assert_eq!(
+        identity::did_of(&key.verifying_key()).to_string(),
+        shown["did"].as_str().unwrap()
+    );
+    // The CLI, with the file the page gave, logs in as the same consumer (its contracts: none).
+    let listed = mercato(
+        &broker.url,
+        &[
+            "--key-file",
+            key_file.to_str().unwrap(),
+            "--json",
+            "contracts",
+            "list",
+        ],
+    );
+    assert!(listed.ok, "{}", listed.err());
+    assert_eq!(listed.stdout.trim(), "[]");
+    std::fs::remove_file(key_file).unwrap();
+    broker.stop();
+}
+
 /// The built front end, which the tests need.
 fn web_build(root: &Path) -> std::path::PathBuf {
     let dist = root.join("web/dist");

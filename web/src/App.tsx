@@ -1,3 +1,4 @@
+import { Account } from "./pages/Account";
 import { Marketplace } from "./pages/Marketplace";
 import { OfferDetail } from "./pages/OfferDetail";
 import { go, useRoute } from "./router";
@@ -17,10 +18,25 @@ export function App() {
             onClick={(e) => (e.preventDefault(), go({ page: "market" }))}
           >
             Marketplace
+          </a>{" "}
+          <a
+            href="/account"
+            aria-current={route.page === "account" ? "page" : undefined}
+            onClick={(e) => (e.preventDefault(), go({ page: "account" }))}
+          >
+            Your keys
           </a>
         </nav>
       </header>
-      <main>{route.page === "offer" ? <OfferDetail id={route.id} /> : <Marketplace />}</main>
+      <main>
+        {route.page === "offer" ? (
+          <OfferDetail id={route.id} />
+        ) : route.page === "account" ? (
+          <Account />
+        ) : (
+          <Marketplace />
+        )}
+      </main>
     </>
   );
 }

@@ -2,14 +2,16 @@
 // /assets/ with index.html, so a reload or a shared link lands on the same page).
 import { useEffect, useState } from "react";
 
-export type Route = { page: "market" } | { page: "offer"; id: string };
+export type Route = { page: "market" } | { page: "account" } | { page: "offer"; id: string };
 
 export function parse(pathname: string): Route {
+  if (pathname === "/account") return { page: "account" };
   const m = /^\/offers\/([^/]+)$/.exec(pathname);
   return m?.[1] ? { page: "offer", id: decodeURIComponent(m[1]) } : { page: "market" };
 }
 
 export function href(route: Route): string {
+  if (route.page === "account") return "/account";
   return route.page === "offer" ? `/offers/${encodeURIComponent(route.id)}` : "/";
 }
 
