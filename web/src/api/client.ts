@@ -30,10 +30,24 @@ function queryString(q: Record<string, unknown>): string {
   return text ? `?${text}` : "";
 }
 
-async function get<T>(path: string, signal?: AbortSignal): Promise<T> {
+/** One call to the broker: the answer, or an `ApiError` with the problem's reason. */
+export async function request<T>(
+  method: string,
+  path: string,
+  options: { body?: unknown; token?: string; signal?: AbortSignal } = {},
+): Promise<T> {
   let response: Response;
   try {
-    response = await fetch(path, { headers: { accept: "application/json" }, signal });
+    response = await fetch(path, {
+      method,
+      headers: {
+        accept: "application/json",
+        ...(options.body !== undefined ? { "content-type": "application/json" } : {}),
+        ...(options.token ? { authorization: `Bearer ${options.token}` } : {}),
+      },
+      body: options.body !== undefined ? JSON.stringify(options.body) : undefined,
+      signal: options.signal,
+    });
   } catch (e) {
     if (e instanceof DOMException && e.name === "AbortError") throw e;
     throw new ApiError(0, "the broker does not answer; check that it runs, then try again");
@@ -50,6 +64,8 @@ async function get<T>(path: string, signal?: AbortSignal): Promise<T> {
   }
   return (await response.json()) as T;
 }
+
+const get = <T>(path: string, signal?: AbortSignal) => request<T>("GET", path, { signal });
 
 export const api = {
   search: (q: SearchQuery, signal?: AbortSignal) => get<SearchPage>(`/v1/offers${queryString(q)}`, signal),
