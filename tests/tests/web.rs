@@ -14,13 +14,9 @@ const OFFERS: usize = 30;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_marketplace_lists_filters_and_refuses_bad_filters_in_a_browser() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let dist = web_build(root);
+    let root = root();
     let dir = tempfile::tempdir().unwrap();
-    let broker = BrokerProcess::start_with(
-        &dir.path().join("broker"),
-        &["--web-dir", dist.to_str().unwrap()],
-    );
+    let broker = broker_with_web(&dir.path().join("broker"));
 
     // The examples, published as they are with the CLI (prices written in credits).
     let key = dir.path().join("p.hex");
@@ -90,8 +86,7 @@ async fn the_marketplace_lists_filters_and_refuses_bad_filters_in_a_browser() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_marketplace_shows_ten_thousand_offers() {
     const MANY: usize = 10_000;
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let dist = web_build(root);
+    let root = root();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("broker");
     std::fs::create_dir_all(&data).unwrap();
@@ -118,7 +113,7 @@ async fn the_marketplace_shows_ten_thousand_offers() {
         .unwrap();
     drop(store);
 
-    let broker = BrokerProcess::start_with(&data, &["--web-dir", dist.to_str().unwrap()]);
+    let broker = broker_with_web(&data);
     let artifacts = root.join("web/test-artifacts/many");
     let figures = marketplace_in_browser(root, &broker.url, &artifacts, MANY);
     eprintln!(
@@ -132,13 +127,9 @@ async fn the_marketplace_shows_ten_thousand_offers() {
 /// CLI's (the CLI reads it and is the same participant).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_made_in_the_browser_register_log_in_and_serve_the_cli() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let dist = web_build(root);
+    let root = root();
     let dir = tempfile::tempdir().unwrap();
-    let broker = BrokerProcess::start_with(
-        &dir.path().join("broker"),
-        &["--web-dir", dist.to_str().unwrap()],
-    );
+    let broker = broker_with_web(&dir.path().join("broker"));
     let artifacts = root.join("web/test-artifacts");
     let out = Command::new("node")
         .current_dir(root.join("web"))
@@ -174,15 +165,20 @@ async fn keys_made_in_the_browser_register_log_in_and_serve_the_cli() {
     broker.stop();
 }
 
-/// The built front end, which the tests need.
-fn web_build(root: &Path) -> std::path::PathBuf {
-    let dist = root.join("web/dist");
+/// The repository's root (web/ and examples/ are read from there).
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
+}
+
+/// A broker on `data` serving the built front end, which the tests need.
+fn broker_with_web(data: &Path) -> BrokerProcess {
+    let dist = root().join("web/dist");
     assert!(
         dist.join("index.html").is_file(),
         "no web build at {}: run scripts/test (or npm ci && npm run build in web/)",
         dist.display()
     );
-    dist
+    BrokerProcess::start_with(data, &["--web-dir", dist.to_str().unwrap()])
 }
 
 /// Runs web/e2e/marketplace.mjs against `url`; its figures.

@@ -2,26 +2,14 @@
 // Creates keys and registers as a consumer, downloads the key file, forgets the key, refuses a
 // file that is not a key, imports the downloaded file and logs in again. Prints one JSON line
 // (the did and the key file's path); exits 1 on any failure.
-import { chromium } from "playwright-core";
 import fs from "node:fs";
 import path from "node:path";
+import { args, artifactsDir, fail, withBrowser } from "./browser.mjs";
 
-const [url, artifacts] = process.argv.slice(2);
-if (!url || !artifacts) {
-  console.error("usage: node e2e/account.mjs BROKER_URL ARTIFACTS_DIR");
-  process.exit(2);
-}
-fs.mkdirSync(artifacts, { recursive: true });
-const fail = (message) => {
-  throw new Error(message);
-};
+const [url, artifactsArg] = args("e2e/account.mjs BROKER_URL ARTIFACTS_DIR", 2);
+const artifacts = artifactsDir(artifactsArg);
 
-const browser = await chromium.launch({
-  executablePath: process.env.MERCATO_CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: ["--no-sandbox"],
-});
-try {
+await withBrowser(async (browser) => {
   const page = await browser.newPage({ acceptDownloads: true });
   const problems = [];
   page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
@@ -60,6 +48,4 @@ try {
 
   if (problems.length) fail(problems.join("; "));
   console.log(JSON.stringify({ did, keyFile }));
-} finally {
-  await browser.close();
-}
+});

@@ -4,29 +4,14 @@
 // that bad filters are all named at once without a search; writes screenshots (desktop and phone
 // width) to ARTIFACTS_DIR. Prints one JSON line with the figures (milliseconds from navigation to
 // the first results, gzipped bytes of the first page's JavaScript); exits 1 on any failure.
-import { chromium } from "playwright-core";
-import fs from "node:fs";
 import path from "node:path";
 import zlib from "node:zlib";
+import { args, artifactsDir, fail, withBrowser } from "./browser.mjs";
 
-const [url, artifacts, expectedTotal] = process.argv.slice(2);
-if (!url || !artifacts || !expectedTotal) {
-  console.error("usage: node e2e/marketplace.mjs BROKER_URL ARTIFACTS_DIR EXPECTED_TOTAL");
-  process.exit(2);
-}
-fs.mkdirSync(artifacts, { recursive: true });
+const [url, artifactsArg, expectedTotal] = args("e2e/marketplace.mjs BROKER_URL ARTIFACTS_DIR EXPECTED_TOTAL", 3);
+const artifacts = artifactsDir(artifactsArg);
 
-const fail = (message) => {
-  throw new Error(message);
-};
-
-const browser = await chromium.launch({
-  executablePath: process.env.MERCATO_CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  // The suite may run as root, where Chromium's sandbox cannot start.
-  args: ["--no-sandbox"],
-});
-try {
+await withBrowser(async (browser) => {
   const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
   const problems = [];
   page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
@@ -106,6 +91,4 @@ try {
     scriptBytes += zlib.gzipSync(body, { level: 9 }).length;
   }
   console.log(JSON.stringify({ resultsMs: Math.round(resultsMs), total, gpu: gpuFacet, scriptGzipBytes: scriptBytes }));
-} finally {
-  await browser.close();
-}
+});

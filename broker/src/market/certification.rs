@@ -1177,12 +1177,9 @@ impl Market {
                 Ok::<u64, MarketError>(n.max(0) as u64)
             }
         };
-        // Contracts as the chain has them (from the ledger index): a database that lost or
-        // invented contracts does not move the score. Which ones the broker ended early (the
-        // provider's agent lost the consumer's credential) only the broker knows.
-        if let Err(e) = super::ledger_index::follow(self).await {
-            tracing::warn!(error = %e, "the ledger index is behind; reputation reads it as it is");
-        }
+        // Contracts as the chain has them (from the ledger index, which the escrow watch keeps
+        // up; this public read never calls the chain): a database that lost or invented
+        // contracts does not move the score. Which ones the broker ended early only it knows.
         let on_chain = super::ledger_index::provider_contracts(&self.store, &p).await?;
         let ended: Vec<(String,)> = sqlx::query_as(
             "SELECT c.id FROM contracts c WHERE c.provider = $1 AND c.state IN ('closing', 'closed') \

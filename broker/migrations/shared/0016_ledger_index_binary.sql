@@ -2,15 +2,16 @@
 -- from the chain at the next start). Hashes and the raw log are kept as bytes, not hex; no
 -- query looks events up by batch or by key; most events (charges) name no account, so the
 -- participant indexes keep only the rows that do (`account = $1` implies NOT NULL, so both
--- databases use them).
+-- databases use them). `BYTEA` is PostgreSQL's bytes; SQLite keeps the blobs bound to it as
+-- blobs (a type name it does not know gives no conversion of blobs).
 DROP TABLE ledger_events;
 DELETE FROM ledger_blocks;
 DELETE FROM chain_cursor WHERE name = 'ledger';
 CREATE TABLE ledger_events (
     block_number BIGINT NOT NULL,
     log_index BIGINT NOT NULL,
-    block_hash BLOB NOT NULL,
-    tx_hash BLOB NOT NULL,
+    block_hash BYTEA NOT NULL,
+    tx_hash BYTEA NOT NULL,
     at BIGINT NOT NULL,
     source TEXT NOT NULL,
     name TEXT NOT NULL,
@@ -22,8 +23,8 @@ CREATE TABLE ledger_events (
     fee TEXT,
     content TEXT,
     -- The log's topics, 32 bytes each, and its data: anyone can decode the event again.
-    topics BLOB NOT NULL,
-    data BLOB NOT NULL,
+    topics BYTEA NOT NULL,
+    data BYTEA NOT NULL,
     PRIMARY KEY (block_number, log_index)
 );
 CREATE INDEX ledger_events_contract ON ledger_events (contract_id, block_number, log_index);
