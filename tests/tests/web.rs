@@ -6,9 +6,11 @@
 use std::path::Path;
 use std::process::Command;
 
-use api::Role;
-use e2e::market::Participant;
+use api::{ContractState, Credits, Role};
+use e2e::market::{offer, ppu_offer, Participant};
+use e2e::peer::{free_port, provider_with_agent, wait_port, Killed};
 use e2e::{mercato, BrokerProcess};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const OFFERS: usize = 30;
 
@@ -162,6 +164,102 @@ async fn keys_made_in_the_browser_register_log_in_and_serve_the_cli() {
     assert!(listed.ok, "{}", listed.err());
     assert_eq!(listed.stdout.trim(), "[]");
     std::fs::remove_file(key_file).unwrap();
+    broker.stop();
+}
+
+/// A consumer buys in the browser, from keys made there to a contract active on chain: the page
+/// checks and signs the terms, follows the contract, downloads its credential and tops the escrow
+/// up. Then, outside the browser: the chain has the contract with its deposit and top-up, the
+/// consumer's balance is the faucet's less exactly what it paid, and the CLI connects to the
+/// provider with the downloaded key files and credential.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_buys_in_the_browser_and_connects_with_the_cli() {
+    let root = root();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = broker_with_web(&dir.path().join("broker"));
+    let seller = provider_with_agent(&broker.url, dir.path(), None, true).await;
+    let reserved = offer("browser-reserved", 4, 100_000_000);
+    let ppu = ppu_offer("browser-ppu", 4, 1_000);
+    for o in [&reserved, &ppu] {
+        seller
+            .provider
+            .session
+            .publish_offer(o.clone())
+            .await
+            .unwrap();
+    }
+    let artifacts = root.join("web/test-artifacts");
+    let out = Command::new("node")
+        .current_dir(root.join("web"))
+        .args([
+            "e2e/buy.mjs",
+            &broker.url,
+            artifacts.to_str().unwrap(),
+            "browser-reserved",
+            "browser-ppu",
+        ])
+        .output()
+        .expect("node runs");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let shown: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let file = |k: &str| Path::new(shown[k].as_str().unwrap()).to_path_buf();
+    let (key_file, evm_file, credential) =
+        (file("keyFile"), file("evmFile"), file("credentialFile"));
+
+    // The chain, asked through the SDK with the key files the page gave.
+    let key = identity::keyfile::load(&key_file).unwrap();
+    let evm = sdk::keys::load_evm(&evm_file).unwrap();
+    let session = sdk::Session::new(sdk::Client::new(&broker.url).unwrap(), key);
+    let contracts = session.contracts().await.unwrap();
+    assert_eq!(contracts.len(), 1, "bought once: {contracts:?}");
+    let c = session.contract(contracts[0].id).await.unwrap();
+    assert_eq!(c.id.to_string(), shown["contract"].as_str().unwrap());
+    assert_eq!(c.state, ContractState::Active);
+    let chain = c.chain.as_ref().expect("on chain");
+    assert_eq!(chain.status, api::contracts::ChainStatus::Active);
+    // Two periods of 1 credit escrowed, then 5 credits topped up: 7 credits went in.
+    // (`held`, the running period's payment, is part of `charged`.)
+    let paid = [chain.escrow, chain.charged].into_iter().sum::<Credits>();
+    assert_eq!(paid, Credits::whole(7), "{chain:?}");
+    let account = session.account(evm.address()).await.unwrap();
+    assert_eq!(
+        account.credits,
+        Credits::whole(993),
+        "1000 from the faucet, less 7"
+    );
+    let statement = session.statement(c.id).await.unwrap();
+    assert!(statement.matches_chain, "{statement:?}");
+
+    // The CLI connects straight to the provider with the page's key file and credential.
+    let local = free_port();
+    let _connect = Killed(
+        std::process::Command::new(e2e::bin("mercato"))
+            .args(["--broker", &broker.url, "--key-file"])
+            .arg(&key_file)
+            .args(["connect", &c.id.to_string(), "--local"])
+            .arg(format!("127.0.0.1:{local}"))
+            .arg("--credential")
+            .arg(&credential)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_port(local).await;
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", local))
+        .await
+        .unwrap();
+    stream.write_all(b"bought in a browser").await.unwrap();
+    let mut back = [0u8; 19];
+    stream.read_exact(&mut back).await.unwrap();
+    assert_eq!(&back, b"bought in a browser");
+    for f in [key_file, evm_file, credential] {
+        std::fs::remove_file(f).unwrap();
+    }
     broker.stop();
 }
 

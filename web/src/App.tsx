@@ -1,7 +1,13 @@
 import { Account } from "./pages/Account";
 import { Marketplace } from "./pages/Marketplace";
 import { OfferDetail } from "./pages/OfferDetail";
-import { go, useRoute } from "./router";
+import { Contracts } from "./pages/Contracts";
+import { go, href, useRoute } from "./router";
+
+const LINKS = [
+  ["contracts", "Your contracts"],
+  ["account", "Your keys"],
+] as const;
 
 export function App() {
   const route = useRoute();
@@ -18,14 +24,17 @@ export function App() {
             onClick={(e) => (e.preventDefault(), go({ page: "market" }))}
           >
             Marketplace
-          </a>{" "}
-          <a
-            href="/account"
-            aria-current={route.page === "account" ? "page" : undefined}
-            onClick={(e) => (e.preventDefault(), go({ page: "account" }))}
-          >
-            Your keys
           </a>
+          {LINKS.map(([page, label]) => (
+            <a
+              key={page}
+              href={href({ page })}
+              aria-current={route.page === page ? "page" : undefined}
+              onClick={(e) => (e.preventDefault(), go({ page }))}
+            >
+              {label}
+            </a>
+          ))}
         </nav>
       </header>
       <main>
@@ -33,6 +42,8 @@ export function App() {
           <OfferDetail id={route.id} />
         ) : route.page === "account" ? (
           <Account />
+        ) : route.page === "contracts" ? (
+          <Contracts />
         ) : (
           <Marketplace />
         )}

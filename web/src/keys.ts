@@ -18,7 +18,7 @@ export function toHex(bytes: Uint8Array): string {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-function fromHex(text: string): Uint8Array | null {
+export function fromHex(text: string): Uint8Array | null {
   if (!/^[0-9a-fA-F]*$/.test(text) || text.length % 2) return null;
   return Uint8Array.from(text.match(/../g) ?? [], (h) => parseInt(h, 16));
 }

@@ -28,3 +28,17 @@ export function formatDuration(seconds: number): string {
   }
   return `${seconds} s`;
 }
+
+/** Seconds, rounded down to the two largest units: 25199 → "6 h 59 min". */
+export function formatSpan(seconds: number): string {
+  const parts: string[] = [];
+  let left = Math.floor(seconds);
+  for (const [unit, size] of [["d", 86400], ["h", 3600], ["min", 60], ["s", 1]] as const) {
+    if (left >= size || (unit === "s" && parts.length === 0)) {
+      parts.push(`${Math.floor(left / size)} ${unit}`);
+      left %= size;
+    }
+    if (parts.length === 2) break;
+  }
+  return parts.join(" ");
+}

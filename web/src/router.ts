@@ -2,17 +2,25 @@
 // /assets/ with index.html, so a reload or a shared link lands on the same page).
 import { useEffect, useState } from "react";
 
-export type Route = { page: "market" } | { page: "account" } | { page: "offer"; id: string };
+export type Route =
+  | { page: "market" }
+  | { page: "account" }
+  | { page: "contracts" }
+  | { page: "provider" }
+  | { page: "audit" }
+  | { page: "offer"; id: string };
+
+const PLAIN = ["account", "contracts", "provider", "audit"] as const;
 
 export function parse(pathname: string): Route {
-  if (pathname === "/account") return { page: "account" };
+  for (const page of PLAIN) if (pathname === `/${page}`) return { page };
   const m = /^\/offers\/([^/]+)$/.exec(pathname);
   return m?.[1] ? { page: "offer", id: decodeURIComponent(m[1]) } : { page: "market" };
 }
 
 export function href(route: Route): string {
-  if (route.page === "account") return "/account";
-  return route.page === "offer" ? `/offers/${encodeURIComponent(route.id)}` : "/";
+  if (route.page === "offer") return `/offers/${encodeURIComponent(route.id)}`;
+  return route.page === "market" ? "/" : `/${route.page}`;
 }
 
 export function go(route: Route) {

@@ -34,3 +34,32 @@ export async function login(key: Key): Promise<Schemas["Token"]> {
     body: { did: key.did, nonce: challenge.nonce, signature: sign(key, "mercato-login/1", message) },
   });
 }
+
+let current: { did: string; token: string; role: Role; expiresAt: number } | null = null;
+
+/** The token of the key in this page, logging in when there is none or it is about to expire. */
+export async function session(key: Key): Promise<{ token: string; role: Role }> {
+  const now = Math.floor(Date.now() / 1000);
+  if (!current || current.did !== key.did || current.expiresAt < now + 30) {
+    const t = await login(key);
+    current = { did: key.did, token: t.token, role: t.role, expiresAt: t.expiresAt };
+  }
+  return current;
+}
+
+export function forgetSession() {
+  current = null;
+}
+
+/** A call as the key's participant (logged in here). */
+export async function call<T>(
+  key: Key,
+  method: string,
+  path: string,
+  options: { body?: unknown; headers?: Record<string, string>; raw?: boolean; signal?: AbortSignal } = {},
+): Promise<T> {
+  const { token } = await session(key);
+  return request<T>(method, path, { ...options, token });
+}
+
+export const ledger = () => request<Schemas["LedgerStatus"]>("GET", "/v1/ledger");

@@ -34,7 +34,7 @@ function queryString(q: Record<string, unknown>): string {
 export async function request<T>(
   method: string,
   path: string,
-  options: { body?: unknown; token?: string; signal?: AbortSignal } = {},
+  options: { body?: unknown; token?: string; signal?: AbortSignal; headers?: Record<string, string>; raw?: boolean } = {},
 ): Promise<T> {
   let response: Response;
   try {
@@ -44,6 +44,7 @@ export async function request<T>(
         accept: "application/json",
         ...(options.body !== undefined ? { "content-type": "application/json" } : {}),
         ...(options.token ? { authorization: `Bearer ${options.token}` } : {}),
+        ...options.headers,
       },
       body: options.body !== undefined ? JSON.stringify(options.body) : undefined,
       signal: options.signal,
@@ -62,7 +63,7 @@ export async function request<T>(
     }
     throw new ApiError(response.status, detail);
   }
-  return (await response.json()) as T;
+  return (options.raw ? await response.text() : await response.json()) as T;
 }
 
 const get = <T>(path: string, signal?: AbortSignal) => request<T>("GET", path, { signal });

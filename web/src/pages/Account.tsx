@@ -1,24 +1,34 @@
 // The participant's keys, in this page only: create (and register) or import a CLI key file,
 // download it, forget it. Logging in signs the broker's challenge here.
-import { useState, type ChangeEvent } from "react";
-import { ApiError } from "../api/client";
+import { useEffect, useState, type ChangeEvent } from "react";
+import { ApiError, type Schemas } from "../api/client";
 import { createKey, forgetKey, keepKey, keyFileText, parseKeyFile, storedKey, type Key } from "../keys";
-import { login, register } from "../session";
+import { forgetEvmKey } from "../evm";
+import { forgetSession, register, session } from "../session";
+import { AccountKey, download } from "./AccountKey";
 
 type Role = "consumer" | "provider";
 
 export function Account() {
   const [key, setKey] = useState<Key | null>(() => storedKey());
-  const [role, setRole] = useState<string | null>(null);
+  const [role, setRole] = useState<Schemas["Role"] | null>(null);
   const [newRole, setNewRole] = useState<Role>("consumer");
   const [message, setMessage] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
+
+  // A key kept in this tab logs in again when the page is opened anew.
+  useEffect(() => {
+    if (key && !role)
+      session(key)
+        .then((t) => setRole(t.role))
+        .catch((e: unknown) => setMessage(`Could not log in: ${e instanceof Error ? e.message : String(e)}`));
+  }, [key, role]);
 
   const explain = (e: unknown) =>
     e instanceof ApiError ? e.message : e instanceof Error ? e.message : String(e);
 
   const signIn = async (k: Key) => {
-    const token = await login(k);
+    const token = await session(k);
     keepKey(k);
     setKey(k);
     setRole(token.role);
@@ -61,18 +71,10 @@ export function Account() {
     }
   };
 
-  const download = () => {
-    if (!key) return;
-    const url = URL.createObjectURL(new Blob([keyFileText(key)], { type: "text/plain" }));
-    const a = document.createElement("a");
-    a.href = url;
-    a.download = "mercato-key.hex";
-    a.click();
-    URL.revokeObjectURL(url);
-  };
-
   const forget = () => {
     forgetKey();
+    forgetEvmKey();
+    forgetSession();
     setKey(null);
     setRole(null);
     setMessage("The key is forgotten in this page. Keep your key file to come back.");
@@ -92,12 +94,13 @@ export function Account() {
             Your did: <code>{key.did}</code>
           </p>
           <p data-testid="role">{role ? `Logged in as ${role}.` : "Not logged in yet."}</p>
-          <button type="button" onClick={download}>
+          <button type="button" onClick={() => download("mercato-key.hex", keyFileText(key))}>
             Download key file
           </button>{" "}
           <button type="button" onClick={forget}>
-            Forget the key
+            Forget the keys
           </button>
+          {role && role !== "auditor" && role !== "operator" && <AccountKey didKey={key} role={role} />}
         </>
       ) : (
         <div className="filters">

@@ -5,6 +5,7 @@ import { useEffect, useState } from "react";
 import { api, ApiError, type OfferDocument, type Reputation, type SearchItem } from "../api/client";
 import { metricText, planPrice, shortDid, size, unitText } from "../plans";
 import { go } from "../router";
+import { Buy } from "./Buy";
 
 interface Loaded {
   doc: OfferDocument;
@@ -16,6 +17,7 @@ interface Loaded {
 export function OfferDetail({ id }: { id: string }) {
   const [loaded, setLoaded] = useState<Loaded | null>(null);
   const [failure, setFailure] = useState<string | null>(null);
+  const [buying, setBuying] = useState<string | null>(null);
 
   useEffect(() => {
     const abort = new AbortController();
@@ -51,6 +53,7 @@ export function OfferDetail({ id }: { id: string }) {
   const r = o.resources;
   const metrics = hit?.certifiedMetrics ?? [];
   const declared = o.declaredMetrics ?? [];
+  const chosen = o.plans.find((p) => p.id === buying);
   return (
     <article aria-labelledby="offer-title">
       <a href="/" onClick={(e) => (e.preventDefault(), go({ page: "market" }))}>
@@ -113,6 +116,7 @@ export function OfferDetail({ id }: { id: string }) {
             <th scope="col">One unit</th>
             <th scope="col">Price</th>
             <th scope="col">Units available at once</th>
+            <th scope="col">Buy</th>
           </tr>
         </thead>
         <tbody>
@@ -122,10 +126,25 @@ export function OfferDetail({ id }: { id: string }) {
               <td>{unitText(p.unit)}</td>
               <td>{planPrice(p.pricing)}</td>
               <td>{p.capacity}</td>
+              <td>
+                {doc.status === "withdrawn" ? (
+                  "—"
+                ) : (
+                  <button type="button" aria-expanded={buying === p.id} onClick={() => setBuying(buying === p.id ? null : p.id)}>
+                    Buy {p.name}
+                  </button>
+                )}
+              </td>
             </tr>
           ))}
         </tbody>
       </table>
+      {chosen && (
+        <section aria-label={`Buy ${chosen.name}`} className="buy">
+          <h2>Buy {chosen.name}</h2>
+          <Buy key={chosen.id} offerId={o.id} plan={chosen} />
+        </section>
+      )}
 
       <h2>Certified metrics</h2>
       {metrics.length === 0 ? (
