@@ -102,6 +102,14 @@ pub struct Published {
     pub version: u32,
 }
 
+/// `POST /v1/offers/canonical`: the exact bytes a provider signs for an offer (its canonical
+/// form, signature empty). The provider checks they say what it wrote before signing them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CanonicalOffer {
+    pub canonical: String,
+}
+
 /// The answer to withdrawing an offer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]

@@ -7,9 +7,9 @@ use std::path::Path;
 use std::process::Command;
 
 use api::{ContractState, Credits, Role};
-use e2e::market::{offer, ppu_offer, Participant};
-use e2e::peer::{free_port, provider_with_agent, wait_port, Killed};
-use e2e::{mercato, BrokerProcess};
+use e2e::market::{buy_by_policy, offer, ppu_offer, request, units, Participant};
+use e2e::peer::{free_port, key_file, provider_with_agent, use_bytes, wait_port, Killed};
+use e2e::{eventually, eventually_some, mercato, BrokerProcess, Patience};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const OFFERS: usize = 30;
@@ -263,6 +263,134 @@ async fn a_consumer_buys_in_the_browser_and_connects_with_the_cli() {
     broker.stop();
 }
 
+/// The provider console and the auditor explorer in a browser: a provider made there registers
+/// its configuration, publishes an offer from the form (after its errors) and a new version, and
+/// accepts the purchase a consumer makes meanwhile, which opens on chain; an auditor checks a
+/// settled record's Merkle proof in the page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn providers_and_auditors_work_in_the_browser() {
+    let root = root();
+    let dir = tempfile::tempdir().unwrap();
+    let op_key = identity::generate();
+    let op_did = identity::did_of(&op_key.verifying_key()).to_string();
+    let broker = broker_with_web_and(
+        &dir.path().join("broker"),
+        &[
+            "--settle-interval",
+            "1",
+            "--dispute-window",
+            "0",
+            "--operator",
+            &op_did,
+        ],
+    );
+    let url = broker.url.clone();
+    let client = sdk::Client::new(&url).unwrap();
+    let auditor_key = identity::generate();
+    sdk::Session::new(client.clone(), op_key)
+        .grant(&auditor_key, Role::Auditor)
+        .await
+        .unwrap();
+    let auditor_file = key_file(dir.path(), "auditor.hex", &auditor_key);
+
+    // A settled batch for the auditor to prove a record of.
+    let agent = provider_with_agent(&url, dir.path(), None, true).await;
+    let consumer = Participant::new(&url, Role::Consumer).await;
+    let metered = ppu_offer("console-ppu", 2, 1_000_000_000);
+    agent
+        .provider
+        .session
+        .publish_offer(metered.clone())
+        .await
+        .unwrap();
+    let mut req = request(&metered, 1);
+    req.deposit = Some(units(3_000_000));
+    let c = buy_by_policy(&consumer, &req).await;
+    let credential = consumer.session.credential(c.id).await.unwrap();
+    use_bytes(&consumer, &credential, 1_000_000).await;
+    eventually("the usage to settle", Patience::secs(30), || async {
+        consumer.session.usage(c.id).await.unwrap().settled == units(2_000_000)
+    })
+    .await;
+
+    let (out_file, err_file) = (
+        dir.path().join("console.out"),
+        dir.path().join("console.err"),
+    );
+    let browser = std::sync::Mutex::new(
+        Command::new("node")
+            .current_dir(root.join("web"))
+            .args([
+                "e2e/console.mjs",
+                &url,
+                root.join("web/test-artifacts").to_str().unwrap(),
+                auditor_file.to_str().unwrap(),
+            ])
+            .stdout(std::fs::File::create(&out_file).unwrap())
+            .stderr(std::fs::File::create(&err_file).unwrap())
+            .spawn()
+            .expect("node runs"),
+    );
+    let said = || {
+        let read = |f: &Path| std::fs::read_to_string(f).unwrap_or_default();
+        (read(&out_file), read(&err_file))
+    };
+    // The consumer buys the offer the page publishes, once its second version is there (or the
+    // page has failed: its output says why).
+    let offer = eventually_some("the page to publish version 2", Patience::secs(90), || {
+        let client = client.clone();
+        if let Ok(Some(status)) = browser.lock().unwrap().try_wait() {
+            let (out, err) = said();
+            panic!("the browser script ended ({status}) before publishing: {out}{err}");
+        }
+        async move {
+            let o = client
+                .offer(&"console-compute".parse().unwrap())
+                .await
+                .ok()?
+                .offer;
+            (o.version == 2).then_some(o)
+        }
+    })
+    .await;
+    assert_eq!(offer.name, "Console compute, version 2");
+    assert_eq!(offer.location.latitude, 52.52);
+    assert_eq!(
+        offer.plans[0].pricing.reserved.as_ref().unwrap().price,
+        units(75_000_000)
+    );
+    let req = request(&offer, 1);
+    let r = consumer.session.reserve(&req).await.unwrap();
+    let bought = consumer
+        .session
+        .purchase(&req, &r, &consumer.evm, "console")
+        .await
+        .unwrap();
+    let status = browser.into_inner().unwrap().wait().unwrap();
+    let (stdout, stderr) = said();
+    assert!(status.success(), "{stdout}{stderr}");
+    let shown: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert!(shown["contracts"].as_u64().unwrap() >= 1, "{shown}");
+    // Accepted in the page: signed by the provider, open on chain.
+    let active = consumer
+        .session
+        .wait_contract(
+            bought.id,
+            |c| c.state == ContractState::Active,
+            |_| {},
+            std::time::Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    let active = consumer.session.contract(active.id).await.unwrap();
+    assert!(active.provider_signature.is_some());
+    assert_eq!(
+        active.chain.expect("on chain").status,
+        api::contracts::ChainStatus::Active
+    );
+    broker.stop();
+}
+
 /// The repository's root (web/ and examples/ are read from there).
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
@@ -270,13 +398,19 @@ fn root() -> &'static Path {
 
 /// A broker on `data` serving the built front end, which the tests need.
 fn broker_with_web(data: &Path) -> BrokerProcess {
+    broker_with_web_and(data, &[])
+}
+
+fn broker_with_web_and(data: &Path, args: &[&str]) -> BrokerProcess {
     let dist = root().join("web/dist");
     assert!(
         dist.join("index.html").is_file(),
         "no web build at {}: run scripts/test (or npm ci && npm run build in web/)",
         dist.display()
     );
-    BrokerProcess::start_with(data, &["--web-dir", dist.to_str().unwrap()])
+    let mut all = vec!["--web-dir", dist.to_str().unwrap()];
+    all.extend_from_slice(args);
+    BrokerProcess::start_with(data, &all)
 }
 
 /// Runs web/e2e/marketplace.mjs against `url`; its figures.

@@ -2,10 +2,14 @@ import { Account } from "./pages/Account";
 import { Marketplace } from "./pages/Marketplace";
 import { OfferDetail } from "./pages/OfferDetail";
 import { Contracts } from "./pages/Contracts";
+import { Provider } from "./pages/Provider";
+import { Audit } from "./pages/Audit";
 import { go, href, useRoute } from "./router";
 
 const LINKS = [
   ["contracts", "Your contracts"],
+  ["provider", "Provider console"],
+  ["audit", "Ledger explorer"],
   ["account", "Your keys"],
 ] as const;
 
@@ -44,6 +48,10 @@ export function App() {
           <Account />
         ) : route.page === "contracts" ? (
           <Contracts />
+        ) : route.page === "provider" ? (
+          <Provider />
+        ) : route.page === "audit" ? (
+          <Audit />
         ) : (
           <Marketplace />
         )}

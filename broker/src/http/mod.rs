@@ -77,6 +77,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(offers::facets))
         .routes(routes!(offers::get))
         .routes(routes!(offers::withdraw))
+        .routes(routes!(offers::canonical))
         .routes(routes!(offers::history))
         .routes(routes!(auth::register))
         .routes(routes!(auth::challenge))

@@ -1,7 +1,9 @@
 //! The catalog over HTTP: search, facets, one offer, its history (public: browsing needs no
 //! login), publishing and withdrawing (the offer's provider only).
 
-use api::offers::{OfferDocument, Published, SearchPage, SearchParams, WithdrawnOffer};
+use api::offers::{
+    CanonicalOffer, OfferDocument, Published, SearchPage, SearchParams, WithdrawnOffer,
+};
 use api::OfferId;
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
@@ -90,6 +92,21 @@ pub async fn publish(
         StatusCode::OK
     };
     Ok((status, Json(published)))
+}
+
+/// The exact bytes to sign for an offer of the caller's (its canonical form), once every field
+/// is valid: a client that cannot serialise the offer as the catalog does (a browser) checks they
+/// say what it wrote, signs them and publishes.
+#[utoipa::path(post, path = "/v1/offers/canonical", tag = "offers", operation_id = "canonical_offer",
+    request_body = Offer,
+    security(("bearer" = [])),
+    responses((status = 200, description = "The bytes to sign", body = CanonicalOffer)))]
+pub async fn canonical(
+    State(app): State<AppState>,
+    As { who, .. }: As<Providers>,
+    ApiBytes(body): ApiBytes,
+) -> Result<Json<CanonicalOffer>, Failure> {
+    Ok(Json(app.market.canonical_offer(&who, &body)?))
 }
 
 /// Withdraws an offer of the caller's: it is no longer sold, and stays readable (with status

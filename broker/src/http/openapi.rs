@@ -67,6 +67,7 @@ pub const PARTICULAR: &[(&str, &[u16])] = &[
     ("offer_history", &[404]),
     ("publish_offer", &[409]),
     ("withdraw_offer", &[404, 409]),
+    ("canonical_offer", &[]),
     ("link_account", &[409, 422]),
     ("account", &[]),
     ("faucet", &[412]),

@@ -3,7 +3,9 @@
 //! provider only, each change announced with its event in the same transaction).
 
 use api::events::{EventBody, OfferChanged, OfferWithdrawn};
-use api::offers::{OfferDocument, OfferStatus, Published, SearchItem, SearchPage, WithdrawnOffer};
+use api::offers::{
+    CanonicalOffer, OfferDocument, OfferStatus, Published, SearchItem, SearchPage, WithdrawnOffer,
+};
 use api::{OfferId, Principal};
 use catalog::model::Offer;
 use catalog::query::Facets;
@@ -101,6 +103,24 @@ impl Market {
 
     /// Publishes a new offer or a new version of one, signed by its provider, who must be the
     /// caller. Returns whether it was the first version.
+    /// The canonical form of `body`, an unsigned offer of the caller's, once every field is valid.
+    pub fn canonical_offer(
+        &self,
+        who: &Principal,
+        body: &[u8],
+    ) -> Result<CanonicalOffer, MarketError> {
+        let offer = catalog::validate::parse_offer(body, false)
+            .map_err(|e| MarketError::BadRequest(e.to_string()))?;
+        if offer.provider != who.did.as_str() {
+            return Err(MarketError::Forbidden(
+                "an offer names its provider; you can publish only your own offers".into(),
+            ));
+        }
+        let canonical = String::from_utf8(offer.canonical_bytes())
+            .map_err(|_| MarketError::BadRequest("the offer is not UTF-8".into()))?;
+        Ok(CanonicalOffer { canonical })
+    }
+
     pub async fn publish(
         &self,
         who: &Principal,

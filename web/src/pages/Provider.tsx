@@ -1,0 +1,423 @@
+// The provider console: its configuration (registered on chain, signed here by its account), its
+// offers (a new one from a form that names every wrong field at once, a new version of one as
+// JSON, withdrawal), the purchases proposed to it (the document checked and signed here) and
+// its running contracts. Earnings are withdrawn with the CLI (`mercato provider withdraw`).
+import { useEffect, useState } from "react";
+import { api, type Schemas } from "../api/client";
+import { OPENED, useEvents } from "../events";
+import { signSetConfig, storedEvmKey } from "../evm";
+import { sign, storedKey, type Key } from "../keys";
+import { EMPTY_FORM, nextVersion, offerFromForm, publishOffer, type Offer, type OfferForm, type ResourceKind } from "../offers";
+import { planPrice } from "../plans";
+import { rawCid } from "../purchase";
+import { go } from "../router";
+import { call, ledger, session } from "../session";
+import { explain } from "./Buy";
+
+type Contract = Schemas["Contract"];
+
+export function Provider() {
+  const [key] = useState(() => storedKey());
+  const [role, setRole] = useState<Schemas["Role"] | null>(null);
+  const [failure, setFailure] = useState<string | null>(null);
+  // Offers published from this page: listed at once (the catalog's search follows shortly).
+  const [published, setPublished] = useState<string[]>([]);
+  useEffect(() => {
+    if (key)
+      session(key)
+        .then((s) => setRole(s.role))
+        .catch((e: unknown) => setFailure(explain(e)));
+  }, [key]);
+
+  if (!key || failure)
+    return (
+      <p className="notice">
+        {failure ? `${failure}. ` : ""}The provider console needs your provider keys in this page:{" "}
+        <a href="/account" onClick={(e) => (e.preventDefault(), go({ page: "account" }))}>
+          Your keys
+        </a>
+        .
+      </p>
+    );
+  if (role === null) return <p aria-live="polite">Logging in…</p>;
+  if (role !== "provider")
+    return (
+      <p role="alert" className="failure" data-testid="wrong-role">
+        This key is registered as {role}, not as a provider: the console is for providers. Create provider keys under Your
+        keys (a did has one role).
+      </p>
+    );
+  return (
+    <section aria-labelledby="provider-title">
+      <h1 id="provider-title">Provider console</h1>
+      <Configuration didKey={key} />
+      <NewOffer didKey={key} onPublished={(id) => setPublished((ids) => [...ids, id])} />
+      <YourOffers didKey={key} published={published} />
+      <YourContracts didKey={key} />
+    </section>
+  );
+}
+
+function useAction() {
+  const [message, setMessage] = useState<string | null>(null);
+  const [busy, setBusy] = useState(false);
+  const act = async (what: string, run: () => Promise<string>) => {
+    setBusy(true);
+    setMessage(null);
+    try {
+      setMessage(await run());
+    } catch (e) {
+      setMessage(`${what} failed: ${explain(e)}`);
+    } finally {
+      setBusy(false);
+    }
+  };
+  return { message, busy, act };
+}
+
+function Configuration({ didKey }: { didKey: Key }) {
+  const [current, setCurrent] = useState<Schemas["ProviderConfigView"] | null>(null);
+  const [text, setText] = useState("");
+  const [version, setVersion] = useState(0);
+  const { message, busy, act } = useAction();
+  useEffect(() => {
+    call<Schemas["ProviderConfigView"]>(didKey, "GET", `/v1/providers/${encodeURIComponent(didKey.did)}/config`)
+      .then((c) => {
+        setCurrent(c);
+        setText((t) => t || c.config);
+      })
+      .catch(() => setCurrent(null));
+  }, [didKey, version]);
+
+  const register = () =>
+    act("Registering the configuration", async () => {
+      const evm = storedEvmKey();
+      if (!evm) throw new Error("your account key is not in this page; create or import it under Your keys, and link it");
+      if (!text.trim()) throw new Error("the configuration is empty");
+      const cid = rawCid(new TextEncoder().encode(text));
+      if (!cid) throw new Error("the configuration is over 256 KiB");
+      const [chain, account] = await Promise.all([
+        ledger(),
+        call<Schemas["AccountInfo"]>(didKey, "GET", `/v1/accounts/${evm.address}`),
+      ]);
+      const deadline = Math.floor(Date.now() / 1000) + 600;
+      const signature = await signSetConfig(evm, chain, cid, account.registryNonce, deadline);
+      const done = await call<Schemas["ConfigRegistered"]>(didKey, "POST", "/v1/providers/me/config", {
+        body: { config: text, cid, deadline, signature },
+      });
+      setVersion((v) => v + 1);
+      return `Configuration version ${done.version} registered on chain (${done.cid}).`;
+    });
+
+  return (
+    <section aria-labelledby="config-title">
+      <h2 id="config-title">Configuration</h2>
+      <p data-testid="config-current">
+        {current ? `Version ${current.version}, CID ${current.cid}.` : "None registered yet."}
+      </p>
+      <label className="block">
+        Configuration (YAML: name, endpoints, policies)
+        <textarea rows={7} value={text} onChange={(e) => setText(e.target.value)} spellCheck={false} />
+      </label>
+      <button type="button" disabled={busy} onClick={() => void register()}>
+        Register configuration
+      </button>
+      {message && (
+        <p role="status" data-testid="config-message">
+          {message}
+        </p>
+      )}
+    </section>
+  );
+}
+
+const FIELDS: [keyof OfferForm, string, ResourceKind[] | null][] = [
+  ["id", "Offer id", null],
+  ["name", "Name", null],
+  ["description", "Description", null],
+  ["country", "Country", null],
+  ["region", "Region", null],
+  ["city", "City", null],
+  ["latitude", "Latitude", null],
+  ["longitude", "Longitude", null],
+  ["cores", "Cores per unit", ["compute", "gpu"]],
+  ["memoryGib", "Memory per unit (GiB)", ["compute", "gpu"]],
+  ["gpuModel", "GPU model", ["gpu"]],
+  ["gpuCount", "GPUs per unit", ["gpu"]],
+  ["bandwidthMbps", "Bandwidth per unit (Mbit/s)", ["network"]],
+  ["latencyMs", "Latency (ms)", ["network"]],
+  ["dataset", "Dataset", ["data"]],
+  ["licence", "Licence", ["data"]],
+  ["endpoint", "Access endpoint", ["data"]],
+  ["planId", "Plan id", null],
+  ["planName", "Plan name", null],
+  ["capacity", "Units sold at once", null],
+];
+
+function NewOffer({ didKey, onPublished }: { didKey: Key; onPublished: (id: string) => void }) {
+  const [form, setForm] = useState<OfferForm>(EMPTY_FORM);
+  const [errors, setErrors] = useState<string[]>([]);
+  const { message, busy, act } = useAction();
+  const set = (k: keyof OfferForm, v: string) => setForm((f) => ({ ...f, [k]: v }));
+
+  const publish = () => {
+    const built = offerFromForm(form, didKey.did);
+    setErrors(built.ok ? [] : built.errors);
+    if (!built.ok) return;
+    void act("Publishing", async () => {
+      const version = await nextVersion(built.offer.id);
+      const done = await publishOffer(didKey, { ...built.offer, version });
+      setForm(EMPTY_FORM);
+      onPublished(done.id);
+      return `Offer ${done.id} version ${done.version} published.`;
+    });
+  };
+
+  return (
+    <section aria-labelledby="new-offer-title">
+      <h2 id="new-offer-title">New offer</h2>
+      <form
+        className="filters"
+        aria-label="New offer"
+        onSubmit={(e) => {
+          e.preventDefault();
+          publish();
+        }}
+      >
+        <label>
+          Class
+          <select value={form.kind} onChange={(e) => set("kind", e.target.value)}>
+            <option value="compute">compute</option>
+            <option value="gpu">GPU</option>
+            <option value="network">network</option>
+            <option value="data">data</option>
+          </select>
+        </label>
+        {FIELDS.filter(([, , kinds]) => !kinds || kinds.includes(form.kind)).map(([k, label]) => (
+          <label key={k}>
+            {label}
+            <input value={form[k]} onChange={(e) => set(k, e.target.value)} />
+          </label>
+        ))}
+        <label>
+          Pricing
+          <select value={form.pricing} onChange={(e) => set("pricing", e.target.value)}>
+            <option value="reserved">reserved, per period</option>
+            <option value="payPerUse">pay per use</option>
+          </select>
+        </label>
+        <label>
+          {form.pricing === "reserved"
+            ? "Price per period (credits)"
+            : `Price per ${{ compute: "core-hour", gpu: "GPU-hour", network: "GB", data: "access" }[form.kind]} (credits)`}
+          <input value={form.price} onChange={(e) => set("price", e.target.value)} />
+        </label>
+        {form.pricing === "reserved" && (
+          <label>
+            Period (hours)
+            <input value={form.periodHours} onChange={(e) => set("periodHours", e.target.value)} />
+          </label>
+        )}
+        <button type="submit" disabled={busy}>
+          Publish offer
+        </button>
+      </form>
+      {errors.length > 0 && (
+        <ul role="alert" className="failure" data-testid="offer-errors">
+          {errors.map((e) => (
+            <li key={e}>{e}</li>
+          ))}
+        </ul>
+      )}
+      {message && (
+        <p role="status" data-testid="offer-message">
+          {message}
+        </p>
+      )}
+    </section>
+  );
+}
+
+function YourOffers({ didKey, published }: { didKey: Key; published: string[] }) {
+  const [offers, setOffers] = useState<Offer[]>([]);
+  const [editing, setEditing] = useState<{ id: string; text: string } | null>(null);
+  const [tick, setTick] = useState(0);
+  const { message, busy, act } = useAction();
+  useEffect(() => {
+    (async () => {
+      const page = await api.search({ provider: [didKey.did], limit: 100 });
+      const ids = new Set([...published, ...page.items.map((i) => i.offerId)]);
+      const docs = await Promise.all([...ids].map((id) => api.offer(id).catch(() => null)));
+      return docs.flatMap((d) => (d && d.status !== "withdrawn" ? [d.offer] : []));
+    })()
+      .then(setOffers)
+      .catch(() => setOffers([]));
+  }, [didKey, tick, published]);
+  useEvents(didKey, (e) => {
+    if (e.topic === OPENED || e.topic.startsWith("offer.")) setTick((t) => t + 1);
+  });
+
+  const edit = (id: string) =>
+    act("Loading the offer", async () => {
+      const { offer } = await api.offer(id);
+      // The page fills these in when it publishes: the provider, the next version, the signature.
+      const editable: Partial<Offer> = { ...offer };
+      delete editable.signature;
+      delete editable.version;
+      delete editable.provider;
+      setEditing({ id, text: JSON.stringify(editable, null, 2) });
+      return `Editing ${id}: publishing makes version ${offer.version + 1}.`;
+    });
+
+  const saveEdit = () =>
+    act("Publishing the new version", async () => {
+      if (!editing) return "";
+      let parsed: Omit<Offer, "signature" | "version" | "provider">;
+      try {
+        parsed = JSON.parse(editing.text) as typeof parsed;
+      } catch (e) {
+        throw new Error(`the offer is not JSON: ${explain(e)}`, { cause: e });
+      }
+      if (parsed.id !== editing.id) throw new Error(`the id must stay ${editing.id} (a new id is a new offer)`);
+      const version = await nextVersion(editing.id);
+      const done = await publishOffer(didKey, { ...parsed, provider: didKey.did, version });
+      setEditing(null);
+      setTick((t) => t + 1);
+      return `Offer ${done.id} version ${done.version} published.`;
+    });
+
+  const withdraw = (id: string) =>
+    act("Withdrawing", async () => {
+      await call(didKey, "POST", `/v1/offers/${encodeURIComponent(id)}/withdraw`);
+      setTick((t) => t + 1);
+      return `Offer ${id} withdrawn: it is no longer sold; its contracts go on.`;
+    });
+
+  return (
+    <section aria-labelledby="offers-title">
+      <h2 id="offers-title">Your offers</h2>
+      {offers.length === 0 ? (
+        <p>None on sale.</p>
+      ) : (
+        <table className="results">
+          <thead>
+            <tr>
+              <th scope="col">Offer</th>
+              <th scope="col">Version</th>
+              <th scope="col">A plan</th>
+              <th scope="col" />
+            </tr>
+          </thead>
+          <tbody>
+            {offers.map((o) => (
+              <tr key={o.id} data-testid="own-offer">
+                <td>
+                  {o.name} <code>{o.id}</code>
+                </td>
+                <td>{o.version}</td>
+                <td>{o.plans.map((p) => `${p.name}: ${planPrice(p.pricing)}`).join("; ")}</td>
+                <td>
+                  <button type="button" disabled={busy} onClick={() => void edit(o.id)}>
+                    Edit {o.id}
+                  </button>{" "}
+                  <button type="button" disabled={busy} onClick={() => void withdraw(o.id)}>
+                    Withdraw {o.id}
+                  </button>
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+      {editing && (
+        <div>
+          <label className="block">
+            Offer {editing.id} (JSON; prices in base units, 1 credit = 100000000)
+            <textarea rows={16} value={editing.text} spellCheck={false} onChange={(e) => setEditing({ ...editing, text: e.target.value })} />
+          </label>
+          <button type="button" disabled={busy} onClick={() => void saveEdit()}>
+            Publish new version
+          </button>{" "}
+          <button type="button" onClick={() => setEditing(null)}>
+            Cancel
+          </button>
+        </div>
+      )}
+      {message && (
+        <p role="status" data-testid="offers-message">
+          {message}
+        </p>
+      )}
+    </section>
+  );
+}
+
+function YourContracts({ didKey }: { didKey: Key }) {
+  const [contracts, setContracts] = useState<Contract[]>([]);
+  const [tick, setTick] = useState(0);
+  const { message, busy, act } = useAction();
+  useEffect(() => {
+    call<Contract[]>(didKey, "GET", "/v1/contracts?limit=100")
+      .then(setContracts)
+      .catch(() => setContracts([]));
+  }, [didKey, tick]);
+  useEvents(didKey, (e) => {
+    if (e.topic === OPENED || e.topic.startsWith("contract.")) setTick((t) => t + 1);
+  });
+  const proposed = contracts.filter((c) => c.state === "proposed");
+  const running = contracts.filter((c) => c.state === "active" || c.state === "opening" || c.state === "accepted");
+
+  // The document must name this provider, this contract and its offer before it is signed.
+  const accept = (id: string) =>
+    act("Accepting", async () => {
+      const c = await call<Contract>(didKey, "GET", `/v1/contracts/${id}`);
+      if (!c.document) throw new Error("the broker sent no document");
+      const doc = JSON.parse(c.document) as { provider?: { did?: string }; contractId?: string; offerId?: string };
+      if (doc.provider?.did !== didKey.did || doc.contractId !== id || doc.offerId !== c.offerId)
+        throw new Error("the document does not name this provider and this contract; it is not signed");
+      await call(didKey, "POST", `/v1/contracts/${id}/accept`, {
+        body: { signature: sign(didKey, "mercato-contract-document/1", c.document) },
+      });
+      setTick((t) => t + 1);
+      return `Contract ${id.slice(0, 12)}… accepted: it opens on chain.`;
+    });
+
+  return (
+    <section aria-labelledby="provider-contracts-title">
+      <h2 id="provider-contracts-title">Proposals</h2>
+      {proposed.length === 0 ? (
+        <p>No purchase waits for you.</p>
+      ) : (
+        <ul>
+          {proposed.map((c) => (
+            <li key={c.id} data-testid="proposal">
+              <code>{c.id.slice(0, 12)}…</code> {c.offerId} / {c.planId} × {c.quantity}{" "}
+              <button type="button" disabled={busy} onClick={() => void accept(c.id)}>
+                Accept
+              </button>
+            </li>
+          ))}
+        </ul>
+      )}
+      <h2>Running contracts</h2>
+      {running.length === 0 ? (
+        <p>None.</p>
+      ) : (
+        <ul>
+          {running.map((c) => (
+            <li key={c.id} data-testid="running">
+              <code>{c.id.slice(0, 12)}…</code> {c.offerId} / {c.planId} × {c.quantity}: {c.state}
+            </li>
+          ))}
+        </ul>
+      )}
+      {message && (
+        <p role="status" data-testid="proposals-message">
+          {message}
+        </p>
+      )}
+      <p>Usage your agent reports and your earnings: <code>mercato usage show CONTRACT</code>, <code>mercato provider withdraw</code>.</p>
+    </section>
+  );
+}
+
