@@ -1,10 +1,14 @@
-import { Account } from "./pages/Account";
+import { lazy, Suspense } from "react";
 import { Marketplace } from "./pages/Marketplace";
 import { OfferDetail } from "./pages/OfferDetail";
-import { Contracts } from "./pages/Contracts";
-import { Provider } from "./pages/Provider";
-import { Audit } from "./pages/Audit";
 import { go, href, useRoute } from "./router";
+
+// Pages that sign (and the EVM library they need) load when first opened, so the marketplace's
+// first page stays small.
+const Account = lazy(() => import("./pages/Account").then((m) => ({ default: m.Account })));
+const Contracts = lazy(() => import("./pages/Contracts").then((m) => ({ default: m.Contracts })));
+const Provider = lazy(() => import("./pages/Provider").then((m) => ({ default: m.Provider })));
+const Audit = lazy(() => import("./pages/Audit").then((m) => ({ default: m.Audit })));
 
 const LINKS = [
   ["contracts", "Your contracts"],
@@ -42,6 +46,7 @@ export function App() {
         </nav>
       </header>
       <main>
+        <Suspense fallback={<p aria-live="polite">Loading…</p>}>
         {route.page === "offer" ? (
           <OfferDetail id={route.id} />
         ) : route.page === "account" ? (
@@ -55,6 +60,7 @@ export function App() {
         ) : (
           <Marketplace />
         )}
+        </Suspense>
       </main>
     </>
   );

@@ -1,11 +1,12 @@
 // One offer: resources, plans with human prices, location, certified metrics with issuer and
 // validity (the broker's credentials; the provider's own claims are marked self-declared), and
 // the provider's reputation with every component.
-import { useEffect, useState } from "react";
+import { lazy, Suspense, useEffect, useState } from "react";
 import { api, ApiError, type OfferDocument, type Reputation, type SearchItem } from "../api/client";
 import { metricText, planPrice, shortDid, size, unitText } from "../plans";
 import { go } from "../router";
-import { Buy } from "./Buy";
+
+const Buy = lazy(() => import("./Buy").then((m) => ({ default: m.Buy })));
 
 interface Loaded {
   doc: OfferDocument;
@@ -142,7 +143,9 @@ export function OfferDetail({ id }: { id: string }) {
       {chosen && (
         <section aria-label={`Buy ${chosen.name}`} className="buy">
           <h2>Buy {chosen.name}</h2>
-          <Buy key={chosen.id} offerId={o.id} plan={chosen} />
+          <Suspense fallback={<p aria-live="polite">Loading…</p>}>
+            <Buy key={chosen.id} offerId={o.id} plan={chosen} />
+          </Suspense>
         </section>
       )}
 
