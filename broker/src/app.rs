@@ -5,12 +5,14 @@ use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use alloy::providers::Provider;
 use catalog::follow::IndexFollower;
 use catalog::Index;
 use content::{ContentError, ContentStore, EmbeddedStore, KuboStore};
 use ledger::accounts::{dev_signer, signer_from_file, KeyError, BROKER_INDEX};
 use ledger::anvil::{AnvilError, AnvilOptions};
 use ledger::devnet::{self, Devnet, DevnetError};
+use ledger::journal::TxJournal;
 use ledger::{ChainClient, ClientError, Deployment, DeploymentError};
 use tokio::task::JoinHandle;
 
@@ -53,6 +55,8 @@ pub enum StartError {
     NoWebBuild(std::path::PathBuf),
     #[error("the broker's identity key: {0}")]
     Identity(identity::keyfile::KeyError),
+    #[error(transparent)]
+    Journal(#[from] ledger::journal::JournalError),
     #[error("cannot create the data directory: {0}")]
     DataDir(std::io::Error),
 }
@@ -82,7 +86,62 @@ pub struct Broker {
     tasks: Vec<(&'static str, JoinHandle<()>)>,
 }
 
-async fn connect_ledger(config: &BrokerConfig) -> Result<(LedgerLink, Option<Devnet>), StartError> {
+/// Opens the broker's journal of signed transactions for this chain and deployment, and sends
+/// again, in order, those the chain has lost (a crash that took the embedded chain's last second
+/// with it, a reorganisation of an external chain) before anything else is sent.
+async fn restore_journal(
+    data_dir: &std::path::Path,
+    client: &ChainClient,
+    deployment: &Deployment,
+) -> Result<Arc<TxJournal>, StartError> {
+    let deployed = client
+        .provider()
+        .get_block_by_number(deployment.deployment_block.into())
+        .await
+        .ok()
+        .flatten()
+        .map(|b| b.header.hash)
+        .unwrap_or_default();
+    let identity = format!(
+        "chain={} marketplace={} deployed={deployed}",
+        deployment.chain_id, deployment.contracts.marketplace
+    );
+    let (journal, aside) = TxJournal::open(&data_dir.join("tx-journal"), &identity)?;
+    if let Some(aside) = aside {
+        tracing::warn!(aside = %aside.display(), "the transaction journal belonged to another chain or deployment; set aside, not replayed");
+    }
+    let report = ledger::journal::replay(client.provider(), &journal).await?;
+    if !report.replayed.is_empty() || !report.lost.is_empty() {
+        tracing::warn!(
+            replayed = report.replayed.len(),
+            lost = report.lost.len(),
+            checked = report.checked,
+            "the chain had lost transactions the broker sent; the journal restored them"
+        );
+    }
+    for (hash, why) in &report.lost {
+        tracing::error!(%hash, %why, "a transaction the broker sent cannot be restored on chain");
+    }
+    journal.compact(ledger::journal::KEEP)?;
+    Ok(Arc::new(journal))
+}
+
+type Connected = (LedgerLink, Option<Devnet>, Arc<TxJournal>);
+
+async fn connect_ledger(config: &BrokerConfig) -> Result<Connected, StartError> {
+    let (link, devnet) = connect_chain(config).await?;
+    let journal = restore_journal(&config.data_dir, &link.client, &link.deployment).await?;
+    Ok((
+        LedgerLink {
+            client: link.client.journaled(journal.clone()),
+            deployment: link.deployment,
+        },
+        devnet,
+        journal,
+    ))
+}
+
+async fn connect_chain(config: &BrokerConfig) -> Result<(LedgerLink, Option<Devnet>), StartError> {
     match &config.chain {
         ChainConfig::Embedded { port } => {
             let options = AnvilOptions {
@@ -130,7 +189,7 @@ impl Broker {
         let identity = identity::keyfile::load_or_generate(&config.identity_key())
             .map_err(StartError::Identity)?;
         let did = identity::did_of(&identity.verifying_key());
-        let (ledger, devnet) = connect_ledger(config).await?;
+        let (ledger, devnet, journal) = connect_ledger(config).await?;
         let store = Store::open(&config.database_url(), config.pool).await?;
         store.bind_ledger(&ledger.deployment).await?;
         for did in &config.operators {
@@ -147,7 +206,11 @@ impl Broker {
         };
         // The development faucet mints with the deployer's key, which only a dev chain has.
         let faucet = match &devnet {
-            Some(net) => Some(ChainClient::connect(net.chain.url(), dev_signer(0)?).await?),
+            Some(net) => Some(
+                ChainClient::connect(net.chain.url(), dev_signer(0)?)
+                    .await?
+                    .journaled(journal),
+            ),
             None => None,
         };
         let follower = IndexFollower::start(store.catalog().clone()).await?;

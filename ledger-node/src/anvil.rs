@@ -110,7 +110,41 @@ pub fn find_binary() -> Option<PathBuf> {
 }
 
 fn pid_alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
+    // A zombie (dead, not yet reaped by its parent) holds nothing any more.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// Whether process `pid` is an Anvil keeping its state in `state` (not another process that
+/// reused a stale pid).
+fn serves(pid: u32, state: &Path) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmd| {
+        let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
+        args.iter().any(|a| a.ends_with(b"anvil"))
+            && args.contains(&state.as_os_str().as_encoded_bytes())
+    })
+}
+
+/// SIGTERM (Anvil writes its state and exits), then SIGKILL if it lingers; whether it is gone.
+async fn stop_orphan(pid: u32) -> bool {
+    for (signal, patience) in [("-TERM", 20), ("-KILL", 5)] {
+        let _ = std::process::Command::new("kill")
+            .arg(signal)
+            .arg(pid.to_string())
+            .status();
+        let until = Instant::now() + Duration::from_secs(patience);
+        while Instant::now() < until {
+            if !pid_alive(pid) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    !pid_alive(pid)
 }
 
 /// A running Anvil. Dropping it stops Anvil cleanly (state is dumped on exit).
@@ -129,13 +163,33 @@ impl DevChain {
         };
         std::fs::create_dir_all(dir).map_err(dir_err)?;
         let pid_file = dir.join(PID_FILE);
+        // The pid file names the chain and the process that started it.
         if let Ok(text) = std::fs::read_to_string(&pid_file) {
-            if let Ok(pid) = text.trim().parse::<u32>() {
-                if pid_alive(pid) {
-                    return Err(AnvilError::AlreadyRunning {
-                        path: dir.clone(),
-                        pid,
-                    });
+            let mut ids = text.split_whitespace().map(str::parse::<u32>);
+            if let Some(Ok(pid)) = ids.next() {
+                let owner = ids.next().and_then(Result::ok);
+                if pid_alive(pid) && serves(pid, &dir.join(STATE_FILE)) {
+                    match owner {
+                        // A predecessor crashed and its chain outlived it (it is still writing
+                        // its state, or never learnt of the death): stop it cleanly, so it
+                        // writes its state, and start again from that state.
+                        Some(owner) if !pid_alive(owner) => {
+                            tracing::warn!(pid, owner, dir = %dir.display(), "stopping the chain a crashed predecessor left running");
+                            if !stop_orphan(pid).await {
+                                return Err(AnvilError::AlreadyRunning {
+                                    path: dir.clone(),
+                                    pid,
+                                });
+                            }
+                        }
+                        // Its owner runs: this directory is in use.
+                        _ => {
+                            return Err(AnvilError::AlreadyRunning {
+                                path: dir.clone(),
+                                pid,
+                            })
+                        }
+                    }
                 }
             }
         }
@@ -196,7 +250,7 @@ impl DevChain {
             .spawn()
             .map_err(AnvilError::Spawn)?;
         if let Some(pid) = child.id() {
-            std::fs::write(&pid_file, pid.to_string()).map_err(dir_err)?;
+            std::fs::write(&pid_file, format!("{pid} {}", std::process::id())).map_err(dir_err)?;
         }
         let started = Instant::now();
         let limit = Duration::from_secs(30);

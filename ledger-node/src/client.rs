@@ -21,6 +21,8 @@ use alloy::sol_types::{SolCall, SolInterface};
 use alloy::transports::{RpcError, TransportErrorKind};
 use tokio::sync::Mutex;
 
+use crate::journal::TxJournal;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("cannot reach the chain node at {url}: {reason}; check that it is running and the URL is right")]
@@ -37,6 +39,8 @@ pub enum ClientError {
     Timeout { hash: B256, waited: Duration },
     #[error("cannot build or sign the transaction: {0}")]
     Build(String),
+    #[error(transparent)]
+    Journal(#[from] crate::journal::JournalError),
 }
 
 impl ClientError {
@@ -101,6 +105,8 @@ struct Inner {
     options: ClientOptions,
     nonce: Mutex<NonceState>,
     fees: Mutex<Option<(Instant, Fees)>>,
+    /// Every signed transaction is written here before it is broadcast.
+    journal: Option<Arc<TxJournal>>,
 }
 
 /// Fee parameters, read from the node at most once per `FEE_TTL`.
@@ -177,8 +183,21 @@ impl ChainClient {
                 options,
                 nonce: Mutex::new(NonceState::default()),
                 fees: Mutex::new(None),
+                journal: None,
             }),
         })
+    }
+
+    /// This client, writing each transaction it signs to `journal` before broadcasting it. Call
+    /// it before the first clone.
+    pub fn journaled(mut self, journal: Arc<TxJournal>) -> Self {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => inner.journal = Some(journal),
+            None => tracing::error!(
+                "a chain client was journaled after it was cloned; its clones are not"
+            ),
+        }
+        self
     }
 
     pub fn address(&self) -> Address {
@@ -287,6 +306,9 @@ impl ChainClient {
             .map_err(|e| ClientError::Build(e.to_string()))?;
         let raw = Bytes::from(envelope.encoded_2718());
         let hash = *envelope.tx_hash();
+        if let Some(journal) = &self.inner.journal {
+            journal.record(hash, &raw)?;
+        }
         match self.broadcast(hash, &raw).await {
             Ok(()) => {
                 state.next = Some(nonce + 1);
@@ -295,6 +317,10 @@ impl ChainClient {
             Err(e) => {
                 // The nonce may or may not be used now: read it again from the node next time.
                 state.next = None;
+                // Reported as failed, so never sent again after a restart.
+                if let Some(journal) = &self.inner.journal {
+                    journal.void(hash)?;
+                }
                 Err(e)
             }
         }

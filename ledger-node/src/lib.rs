@@ -9,6 +9,7 @@ pub mod client;
 pub mod deploy;
 pub mod deployment;
 pub mod devnet;
+pub mod journal;
 pub mod qbft;
 
 pub use client::{ChainClient, ClientError};

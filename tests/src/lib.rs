@@ -213,6 +213,12 @@ impl BrokerProcess {
         self.terminate();
     }
 
+    /// SIGKILL, as a crash or the OOM killer does: nothing runs after it.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Waits for the process to end by itself (a crash); false if it is still running.
     pub async fn exited(&mut self, patience: Patience) -> bool {
         let child = &mut self.child;

@@ -150,3 +150,38 @@ async fn a_second_chain_on_the_same_directory_is_refused() {
     let err = devnet::up(&again, |_| {}).await.err().unwrap();
     assert!(err.to_string().contains("already running"), "{err}");
 }
+
+/// A chain whose starter died (a crashed broker whose chain never learnt of it, or is still
+/// writing its state) is stopped cleanly and the next start continues from its state, with no
+/// one's help; a chain whose starter lives is left alone (above).
+#[tokio::test]
+async fn a_chain_left_running_by_a_dead_starter_is_stopped_and_its_state_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = AnvilOptions {
+        port: 0,
+        ..AnvilOptions::new(dir.path())
+    };
+    let first = devnet::up(&options, |_| {}).await.unwrap();
+    let deployed = first.deployment.clone();
+    let pid = first.chain.pid().unwrap();
+    // The chain outlives its starter: leak it (no stop on drop) and name a dead starter.
+    std::mem::forget(first);
+    let dead = {
+        let mut c = std::process::Command::new("true").spawn().unwrap();
+        c.wait().unwrap();
+        c.id()
+    };
+    std::fs::write(dir.path().join("anvil.pid"), format!("{pid} {dead}")).unwrap();
+    let again = devnet::up(&options, |_| {}).await.unwrap();
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .unwrap_or_default()
+                .contains(") Z"),
+        "the orphaned chain {pid} still runs"
+    );
+    // Started again from the state it wrote when stopped: the same deployment, not a new one.
+    assert_eq!(again.deployment, deployed);
+    assert!(!again.deployed_now);
+    again.chain.stop().await;
+}

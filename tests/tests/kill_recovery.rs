@@ -1,0 +1,277 @@
+//! Crash recovery: the embedded broker is killed with SIGKILL at random moments of purchases,
+//! top-ups and closes, alone or together with its chain (as a power loss does), and started
+//! again, round after round. After each start the broker must be up by itself, and its records
+//! must agree with the chain: every contract it shows active is active on chain, every failed
+//! purchase moved nothing, the consumer's credits on chain plus what its contracts hold equal
+//! what it was minted, and each contract's statement matches the chain.
+//!
+//! Seeded and replayable: `MERCATO_CRASH_SEED` (default fixed), `MERCATO_CRASH_ROUNDS` (rounds
+//! per mode, default 20).
+
+use std::path::Path;
+use std::time::Duration;
+
+use api::{ContractState, Credits, Role};
+use e2e::market::{offer, request, units, Participant};
+use e2e::peer::provider_with_agent;
+use e2e::{eventually_some, BrokerProcess, Patience};
+
+/// xorshift64*: enough randomness for choosing moments, replayable from its seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// The broker alone: its chain gets SIGTERM from the kernel (it dies with its parent).
+    Broker,
+    /// The broker and its chain at once: the chain loses what it had not written yet.
+    BrokerAndChain,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Op {
+    Buy,
+    TopUp,
+    Close,
+}
+
+fn anvil_pid(data: &Path) -> Option<u32> {
+    // "<chain pid> <owner pid>"
+    std::fs::read_to_string(data.join("ledger/anvil.pid"))
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|s| !s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z')))
+}
+
+/// Starts one operation of the consumer's; its outcome does not matter (the kill may cut it).
+fn start_op(
+    op: Op,
+    consumer: &Participant,
+    req: &api::reservations::ReserveRequest,
+    active: Vec<api::ContractId>,
+    pick: u64,
+) -> tokio::task::JoinHandle<()> {
+    let session = sdk::Session::new(
+        consumer.session.client().clone(),
+        consumer.session.key().clone(),
+    );
+    let evm = consumer.evm.clone();
+    let req = req.clone();
+    tokio::spawn(async move {
+        let target = (!active.is_empty()).then(|| active[pick as usize % active.len()]);
+        match (op, target) {
+            (Op::TopUp, Some(c)) => {
+                let _ = session.top_up(c, &evm, units(10_000_000)).await;
+            }
+            (Op::Close, Some(c)) => {
+                let _ = session.close(c).await;
+            }
+            _ => {
+                if let Ok(r) = session.reserve(&req).await {
+                    let _ = session
+                        .purchase(&req, &r, &evm, &format!("k-{}", r.id))
+                        .await;
+                }
+            }
+        }
+    })
+}
+
+/// What the round found: contracts by state, and whether every check held.
+async fn check(consumer: &Participant, minted: Credits, round: usize) -> (usize, usize, usize) {
+    // In-flight purchases and closes finish by themselves after a restart.
+    let contracts = eventually_some(
+        "every contract to reach a settled state after the restart",
+        Patience::secs(90),
+        || async {
+            let list = consumer.session.contracts().await.ok()?;
+            list.iter().all(|c| c.state.is_settled()).then_some(list)
+        },
+    )
+    .await;
+    let (mut active, mut closed, mut failed) = (0, 0, 0);
+    let mut held = Credits::ZERO;
+    for c in &contracts {
+        let full = consumer.session.contract(c.id).await.unwrap();
+        let chain = full.chain.as_ref();
+        let status = chain.map(|a| a.status);
+        use api::contracts::ChainStatus as S;
+        match c.state {
+            ContractState::Active => {
+                active += 1;
+                assert!(
+                    matches!(status, Some(S::Active | S::Suspended)),
+                    "round {round}: {} is active in the broker, {status:?} on chain",
+                    c.id
+                );
+            }
+            ContractState::Closed => {
+                closed += 1;
+                assert!(
+                    matches!(status, Some(S::Closed)),
+                    "round {round}: {} is closed in the broker, {status:?} on chain",
+                    c.id
+                );
+            }
+            ContractState::Failed => {
+                failed += 1;
+                assert!(
+                    matches!(status, None | Some(S::None)),
+                    "round {round}: failed purchase {} is {status:?} on chain",
+                    c.id
+                );
+            }
+            other => panic!("round {round}: {} still {other:?}", c.id),
+        }
+        if let Some(a) = chain.filter(|a| a.status != S::None) {
+            held = held
+                .checked_add(a.escrow)
+                .unwrap()
+                .checked_add(a.charged)
+                .unwrap();
+            let statement = consumer.session.statement(c.id).await.unwrap();
+            assert!(
+                statement.matches_chain,
+                "round {round}: the statement of {} does not match the chain: {statement:?}",
+                c.id
+            );
+        }
+    }
+    // Conservation: what the consumer has plus what its contracts took is what it was minted.
+    let balance = consumer
+        .session
+        .account(consumer.evm.address())
+        .await
+        .unwrap()
+        .credits;
+    assert_eq!(
+        balance.checked_add(held).unwrap(),
+        minted,
+        "round {round}: balance {balance} + held by contracts {held} is not what was minted"
+    );
+    (active, closed, failed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_killed_at_any_moment_restarts_by_itself_and_agrees_with_the_chain() {
+    let seed: u64 = std::env::var("MERCATO_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5eed_2026);
+    let rounds: usize = std::env::var("MERCATO_CRASH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    eprintln!("crash test: seed {seed} (MERCATO_CRASH_SEED), {rounds} rounds per mode");
+    let mut rng = Rng(seed.max(1));
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("broker");
+    let mut broker = BrokerProcess::start(&data);
+    let (url, port) = (broker.url.clone(), broker.port);
+    let agent = provider_with_agent(&url, dir.path(), None, true).await;
+    let o = offer("crash-1", 16, 5_000_000);
+    agent
+        .provider
+        .session
+        .publish_offer(o.clone())
+        .await
+        .unwrap();
+    let consumer = Participant::new(&url, Role::Consumer).await;
+    let minted = consumer
+        .session
+        .account(consumer.evm.address())
+        .await
+        .unwrap()
+        .credits;
+    let req = request(&o, 1);
+
+    let mut figures = Vec::new();
+    for round in 0..2 * rounds {
+        let mode = if round % 2 == 0 {
+            Mode::Broker
+        } else {
+            Mode::BrokerAndChain
+        };
+        let list = consumer.session.contracts().await.unwrap();
+        let active: Vec<_> = list
+            .iter()
+            .filter(|c| c.state == ContractState::Active)
+            .map(|c| c.id)
+            .collect();
+        let op = match rng.below(10) {
+            _ if active.len() >= 8 => Op::Close,
+            _ if active.is_empty() => Op::Buy,
+            0..=4 => Op::Buy,
+            5..=7 => Op::TopUp,
+            _ => Op::Close,
+        };
+        let task = start_op(op, &consumer, &req, active, rng.next());
+        // A random moment of the operation: up to 1.5 s into it.
+        tokio::time::sleep(Duration::from_millis(rng.below(1500))).await;
+        let chain = anvil_pid(&data);
+        if mode == Mode::BrokerAndChain {
+            if let Some(pid) = chain {
+                let _ = std::process::Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+            }
+        }
+        broker.kill9();
+        task.abort();
+        let _ = task.await;
+        // Started again as a person (or systemd) would: no cleanup, no manual step.
+        broker = BrokerProcess::start_on(port, &data, &[], &[]);
+        if let Some(pid) = chain {
+            assert!(
+                !alive(pid),
+                "round {round}: the old chain (pid {pid}) still runs"
+            );
+        }
+        let (a, c, f) = check(&consumer, minted, round).await;
+        eprintln!("round {round:2} {mode:?} during {op:?}: {a} active, {c} closed, {f} failed; checks hold");
+        figures.push((mode, op, a, c, f));
+    }
+    let last = figures.last().copied().unwrap();
+    // What the restarts had to repair, from the broker's log.
+    let log = std::fs::read_to_string(data.join("broker.log")).unwrap_or_default();
+    let restored = log.matches("restored a journaled transaction").count();
+    let orphans = log
+        .matches("stopping the chain a crashed predecessor left running")
+        .count();
+    let lost = log.matches("cannot be restored on chain").count();
+    eprintln!(
+        "{{\"rounds\":{},\"seed\":{seed},\"active\":{},\"closed\":{},\"failed\":{},\"transactionsRestored\":{restored},\"orphanChainsStopped\":{orphans},\"transactionsLost\":{lost}}}",
+        figures.len(),
+        last.2,
+        last.3,
+        last.4
+    );
+    assert_eq!(lost, 0, "transactions the journal could not restore");
+    // The rounds did buy, top up and close: the test did not pass by doing nothing.
+    assert!(
+        last.2 + last.3 >= 3,
+        "too few contracts were bought: {figures:?}"
+    );
+    assert!(last.3 >= 1, "no contract was closed: {figures:?}");
+    drop(agent);
+    broker.stop();
+}
