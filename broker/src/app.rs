@@ -57,6 +57,8 @@ pub enum StartError {
     Identity(identity::keyfile::KeyError),
     #[error(transparent)]
     Journal(#[from] ledger::journal::JournalError),
+    #[error("reconciling the broker's contracts with the chain: {0}")]
+    Reconcile(#[from] crate::market::MarketError),
     #[error("cannot create the data directory: {0}")]
     DataDir(std::io::Error),
 }
@@ -258,6 +260,15 @@ impl Broker {
             config.auth_rate_per_minute,
         );
 
+        // Before anything is driven or served: the broker's records against the chain, now that
+        // the journal has restored what it could.
+        let reconciled = crate::market::reconcile::contracts(&market).await?;
+        tracing::info!(
+            checked = reconciled.checked,
+            marked_failed = reconciled.marked_failed,
+            disagreements = reconciled.disagreements,
+            "contracts reconciled with the chain"
+        );
         let mut tasks: Vec<(&'static str, JoinHandle<()>)> = vec![
             (
                 "catalog follower",

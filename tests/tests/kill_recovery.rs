@@ -275,3 +275,76 @@ async fn a_broker_killed_at_any_moment_restarts_by_itself_and_agrees_with_the_ch
     drop(agent);
     broker.stop();
 }
+
+/// An external chain that reorganises below the depth the broker waited for (here: reverted to a
+/// snapshot taken before the purchase, so the offer's contract, its deposit and the provider's
+/// acceptance are gone): the broker, started again, sends its lost transactions again from its
+/// journal before serving, and the contract is active on chain as the broker says, paid once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_that_lost_the_brokers_transactions_gets_them_back_at_restart() {
+    lost_purchase(true).await;
+}
+
+/// The same loss without the journal (removed, as a lost disk would): what cannot be restored is
+/// marked, never shown as done; the contract is failed with why, and no deposit was taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contract_the_chain_lost_for_good_is_marked_failed_not_shown_active() {
+    lost_purchase(false).await;
+}
+
+async fn lost_purchase(journal: bool) {
+    let chain_dir = tempfile::tempdir().unwrap();
+    let chain = e2e::LedgerProcess::start(chain_dir.path());
+    let args = chain.broker_args();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let data = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start_with(data.path(), &args);
+    let provider = Participant::new_funded(&broker.url, Role::Provider, 2).await;
+    let consumer = Participant::new_funded(&broker.url, Role::Consumer, 3).await;
+    let snapshot = ledger::anvil::dev_rpc(&chain.rpc_url, "evm_snapshot", serde_json::json!([]))
+        .await
+        .unwrap();
+    let o = offer("reorg-1", 2, 7_000_000);
+    provider.session.publish_offer(o.clone()).await.unwrap();
+    let before = consumer.credits().await;
+    let c = e2e::market::buy(&consumer, &provider, &request(&o, 1)).await;
+    assert_eq!(c.state, ContractState::Active);
+    broker.stop();
+
+    let reverted =
+        ledger::anvil::dev_rpc(&chain.rpc_url, "evm_revert", serde_json::json!([snapshot]))
+            .await
+            .unwrap();
+    assert_eq!(reverted, serde_json::json!(true));
+    if !journal {
+        std::fs::remove_file(data.path().join("tx-journal")).unwrap();
+    }
+
+    let broker = BrokerProcess::start_with(data.path(), &args);
+    let consumer = consumer.reconnect(&broker.url);
+    let shown = consumer.session.contract(c.id).await.unwrap();
+    let status = shown.chain.as_ref().map(|a| a.status);
+    let log = std::fs::read_to_string(data.path().join("broker.log")).unwrap_or_default();
+    if journal {
+        assert_eq!(shown.state, ContractState::Active);
+        assert_eq!(status, Some(api::contracts::ChainStatus::Active));
+        assert_eq!(
+            consumer.credits().await,
+            before.checked_sub(units(7_000_000)).unwrap(),
+            "the deposit is paid once"
+        );
+        assert!(log.contains("restored a journaled transaction"), "{log}");
+    } else {
+        assert_eq!(shown.state, ContractState::Failed, "{shown:?}");
+        assert!(
+            shown
+                .failure
+                .as_deref()
+                .unwrap_or_default()
+                .contains("the chain no longer has this contract"),
+            "{shown:?}"
+        );
+        assert_eq!(consumer.credits().await, before, "no deposit was taken");
+    }
+    broker.stop();
+}

@@ -19,6 +19,7 @@ pub mod ledger_index;
 pub mod offers;
 pub mod providers;
 pub mod purchase;
+pub mod reconcile;
 pub mod records;
 pub mod reservations;
 pub mod settlement;
