@@ -68,7 +68,7 @@ async fn the_marketplace_lists_filters_and_refuses_bad_filters_in_a_browser() {
     assert!(gpu > 0, "the synthetic mix has GPU offers");
 
     let artifacts = root.join("web/test-artifacts");
-    let figures = marketplace_in_browser(root, &broker.url, &artifacts, plans);
+    let figures = marketplace_in_browser(&broker.url, &artifacts, plans);
     assert_eq!(figures["gpu"], gpu);
     // The first page's JavaScript within its budget (a size, not a timing).
     let script = figures["scriptGzipBytes"].as_u64().unwrap();
@@ -117,7 +117,7 @@ async fn the_marketplace_shows_ten_thousand_offers() {
 
     let broker = broker_with_web(&data);
     let artifacts = root.join("web/test-artifacts/many");
-    let figures = marketplace_in_browser(root, &broker.url, &artifacts, MANY);
+    let figures = marketplace_in_browser(&broker.url, &artifacts, MANY);
     eprintln!(
         "marketplace with {MANY} offers: first results {} ms after navigation",
         figures["resultsMs"]
@@ -133,17 +133,10 @@ async fn keys_made_in_the_browser_register_log_in_and_serve_the_cli() {
     let dir = tempfile::tempdir().unwrap();
     let broker = broker_with_web(&dir.path().join("broker"));
     let artifacts = root.join("web/test-artifacts");
-    let out = Command::new("node")
-        .current_dir(root.join("web"))
-        .args(["e2e/account.mjs", &broker.url, artifacts.to_str().unwrap()])
-        .output()
-        .expect("node runs");
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
+    let shown = browser_script(
+        "e2e/account.mjs",
+        &[&broker.url, artifacts.to_str().unwrap()],
     );
-    assert!(out.status.success(), "{stdout}{stderr}");
-    let shown: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     let key_file = Path::new(shown["keyFile"].as_str().unwrap());
     let key = identity::keyfile::load(key_file).unwrap();
     assert_eq!(
@@ -189,23 +182,15 @@ async fn a_consumer_buys_in_the_browser_and_connects_with_the_cli() {
             .unwrap();
     }
     let artifacts = root.join("web/test-artifacts");
-    let out = Command::new("node")
-        .current_dir(root.join("web"))
-        .args([
-            "e2e/buy.mjs",
+    let shown = browser_script(
+        "e2e/buy.mjs",
+        &[
             &broker.url,
             artifacts.to_str().unwrap(),
             "browser-reserved",
             "browser-ppu",
-        ])
-        .output()
-        .expect("node runs");
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
+        ],
     );
-    assert!(out.status.success(), "{stdout}{stderr}");
-    let shown: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     let file = |k: &str| Path::new(shown[k].as_str().unwrap()).to_path_buf();
     let (key_file, evm_file, credential) =
         (file("keyFile"), file("evmFile"), file("credentialFile"));
@@ -391,6 +376,24 @@ async fn providers_and_auditors_work_in_the_browser() {
     broker.stop();
 }
 
+/// Runs a browser script of web/e2e with `args`; the JSON line it prints (it fails the test with
+/// the script's output when the script fails).
+fn browser_script(script: &str, args: &[&str]) -> serde_json::Value {
+    let out = Command::new("node")
+        .current_dir(root().join("web"))
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("node runs (scripts/test installs the web packages)");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{script}: {stdout}{stderr}");
+    serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("{script} printed no JSON ({e}): {stdout}"))
+}
+
 /// The repository's root (web/ and examples/ are read from there).
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
@@ -414,28 +417,11 @@ fn broker_with_web_and(data: &Path, args: &[&str]) -> BrokerProcess {
 }
 
 /// Runs web/e2e/marketplace.mjs against `url`; its figures.
-fn marketplace_in_browser(
-    root: &Path,
-    url: &str,
-    artifacts: &Path,
-    plans: usize,
-) -> serde_json::Value {
-    let out = Command::new("node")
-        .current_dir(root.join("web"))
-        .args([
-            "e2e/marketplace.mjs",
-            url,
-            artifacts.to_str().unwrap(),
-            &plans.to_string(),
-        ])
-        .output()
-        .expect("node runs (scripts/test installs the web packages)");
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
+fn marketplace_in_browser(url: &str, artifacts: &Path, plans: usize) -> serde_json::Value {
+    let figures = browser_script(
+        "e2e/marketplace.mjs",
+        &[url, artifacts.to_str().unwrap(), &plans.to_string()],
     );
-    assert!(out.status.success(), "{stdout}{stderr}");
-    let figures: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!(figures["total"], plans);
     eprintln!("marketplace in the browser: {figures}");
     figures

@@ -4,51 +4,33 @@
 // full verification from the chain and the content store alone is `mercato audit verify`.
 import { useEffect, useState } from "react";
 import type { Schemas } from "../api/client";
-import { storedKey, type Key } from "../keys";
+import type { Key } from "../keys";
 import { checkProof } from "../merkle";
 import { formatCredits } from "../money";
-import { go } from "../router";
-import { call, session } from "../session";
+import { call } from "../session";
+import { RoleGate } from "./RoleGate";
 import { explain } from "./Buy";
 
 const when = (s: number) => new Date(s * 1000).toISOString().slice(0, 16).replace("T", " ");
 
 export function Audit() {
-  const [key] = useState(() => storedKey());
-  const [role, setRole] = useState<Schemas["Role"] | null>(null);
-  const [failure, setFailure] = useState<string | null>(null);
-  useEffect(() => {
-    if (key)
-      session(key)
-        .then((s) => setRole(s.role))
-        .catch((e: unknown) => setFailure(explain(e)));
-  }, [key]);
-  if (!key || failure)
-    return (
-      <p className="notice">
-        {failure ? `${failure}. ` : ""}The explorer needs an auditor's key in this page (an operator grants the role):{" "}
-        <a href="/account" onClick={(e) => (e.preventDefault(), go({ page: "account" }))}>
-          Your keys
-        </a>
-        .
-      </p>
-    );
-  if (role === null) return <p aria-live="polite">Logging in…</p>;
-  if (role !== "auditor" && role !== "operator")
-    return (
-      <p role="alert" className="failure" data-testid="wrong-role">
-        This key is registered as {role}: the explorer is for auditors and operators.
-      </p>
-    );
   return (
-    <section aria-labelledby="audit-title">
-      <h1 id="audit-title">Ledger explorer</h1>
-      <Status didKey={key} />
-      <Contracts didKey={key} />
-      <Settlements didKey={key} />
-      <Flows didKey={key} />
-      <Credentials didKey={key} />
-    </section>
+    <RoleGate
+      roles={["auditor", "operator"]}
+      needs="The explorer needs an auditor's key in this page (an operator grants the role)"
+      wrongRole={(role) => `This key is registered as ${role}: the explorer is for auditors and operators.`}
+    >
+      {(key) => (
+        <section aria-labelledby="audit-title">
+          <h1 id="audit-title">Ledger explorer</h1>
+          <Status didKey={key} />
+          <Contracts didKey={key} />
+          <Settlements didKey={key} />
+          <Flows didKey={key} />
+          <Credentials didKey={key} />
+        </section>
+      )}
+    </RoleGate>
   );
 }
 

@@ -6,55 +6,37 @@ import { useEffect, useState } from "react";
 import { api, type Schemas } from "../api/client";
 import { OPENED, useEvents } from "../events";
 import { signSetConfig, storedEvmKey } from "../evm";
-import { sign, storedKey, type Key } from "../keys";
+import { sign, type Key } from "../keys";
 import { EMPTY_FORM, nextVersion, offerFromForm, publishOffer, type Offer, type OfferForm, type ResourceKind } from "../offers";
 import { planPrice } from "../plans";
 import { rawCid } from "../purchase";
-import { go } from "../router";
-import { call, ledger, session } from "../session";
+import { call, ledger } from "../session";
+import { RoleGate } from "./RoleGate";
 import { explain } from "./Buy";
 
 type Contract = Schemas["Contract"];
 
 export function Provider() {
-  const [key] = useState(() => storedKey());
-  const [role, setRole] = useState<Schemas["Role"] | null>(null);
-  const [failure, setFailure] = useState<string | null>(null);
   // Offers published from this page: listed at once (the catalog's search follows shortly).
   const [published, setPublished] = useState<string[]>([]);
-  useEffect(() => {
-    if (key)
-      session(key)
-        .then((s) => setRole(s.role))
-        .catch((e: unknown) => setFailure(explain(e)));
-  }, [key]);
-
-  if (!key || failure)
-    return (
-      <p className="notice">
-        {failure ? `${failure}. ` : ""}The provider console needs your provider keys in this page:{" "}
-        <a href="/account" onClick={(e) => (e.preventDefault(), go({ page: "account" }))}>
-          Your keys
-        </a>
-        .
-      </p>
-    );
-  if (role === null) return <p aria-live="polite">Logging in…</p>;
-  if (role !== "provider")
-    return (
-      <p role="alert" className="failure" data-testid="wrong-role">
-        This key is registered as {role}, not as a provider: the console is for providers. Create provider keys under Your
-        keys (a did has one role).
-      </p>
-    );
   return (
-    <section aria-labelledby="provider-title">
-      <h1 id="provider-title">Provider console</h1>
-      <Configuration didKey={key} />
-      <NewOffer didKey={key} onPublished={(id) => setPublished((ids) => [...ids, id])} />
-      <YourOffers didKey={key} published={published} />
-      <YourContracts didKey={key} />
-    </section>
+    <RoleGate
+      roles={["provider"]}
+      needs="The provider console needs your provider keys in this page"
+      wrongRole={(role) =>
+        `This key is registered as ${role}, not as a provider: the console is for providers. Create provider keys under Your keys (a did has one role).`
+      }
+    >
+      {(key) => (
+        <section aria-labelledby="provider-title">
+          <h1 id="provider-title">Provider console</h1>
+          <Configuration didKey={key} />
+          <NewOffer didKey={key} onPublished={(id) => setPublished((ids) => [...ids, id])} />
+          <YourOffers didKey={key} published={published} />
+          <YourContracts didKey={key} />
+        </section>
+      )}
+    </RoleGate>
   );
 }
 
