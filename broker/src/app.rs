@@ -262,12 +262,16 @@ impl Broker {
 
         // Before anything is driven or served: the broker's records against the chain, now that
         // the journal has restored what it could.
-        let reconciled = crate::market::reconcile::contracts(&market).await?;
+        let r = crate::market::reconcile::all(&market).await?;
         tracing::info!(
-            checked = reconciled.checked,
-            marked_failed = reconciled.marked_failed,
-            disagreements = reconciled.disagreements,
-            "contracts reconciled with the chain"
+            checked = r.checked,
+            marked_failed = r.marked_failed,
+            links_unmarked = r.links_unmarked,
+            configs_dropped = r.configs_dropped,
+            batches_resent = r.batches_resent,
+            releases_resent = r.releases_resent,
+            disagreements = r.disagreements,
+            "records reconciled with the chain"
         );
         let mut tasks: Vec<(&'static str, JoinHandle<()>)> = vec![
             (

@@ -253,6 +253,17 @@ impl LedgerLink {
         Ok((p.did, p.role))
     }
 
+    /// The configuration an account has on chain: (version, CID); version 0 when none.
+    pub async fn config_of(&self, account: Address) -> Result<(u64, String), ChainError> {
+        let p = self
+            .registry()
+            .participant(account)
+            .call()
+            .await
+            .map_err(|e| self.read_err(e))?;
+        Ok((p.configVersion, p.configCid))
+    }
+
     /// Links `did` to `account` with `role`, relaying the account's `Link` signature.
     pub async fn link(
         &self,

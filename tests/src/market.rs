@@ -182,6 +182,55 @@ async fn until(
         .unwrap()
 }
 
+/// The hash of the contract's peering credential, once the consumer can fetch it.
+pub async fn credential_hash(consumer: &Participant, id: ContractId) -> api::CredentialHash {
+    crate::eventually_some(
+        "the contract's credential",
+        crate::Patience::secs(30),
+        || async {
+            consumer
+                .session
+                .credential(id)
+                .await
+                .ok()
+                .map(|cred| cred.hash().parse().unwrap())
+        },
+    )
+    .await
+}
+
+/// A usage record the provider signs for `contract`: `bytes` received over the last 5 s.
+pub fn signed_usage(
+    provider: &Participant,
+    consumer: &Did,
+    contract: ContractId,
+    credential: &api::CredentialHash,
+    id: &str,
+    bytes: u64,
+) -> api::usage::UsageRecord {
+    let now = now();
+    let mut r = api::usage::UsageRecord {
+        id: id.parse().unwrap(),
+        contract,
+        provider: provider.did(),
+        consumer: consumer.clone(),
+        credential: credential.clone(),
+        from: now - 5,
+        to: now,
+        connection_millis: 5000,
+        bytes_in: bytes,
+        bytes_out: 0,
+        cpu_millis: 0,
+        max_memory_kib: 0,
+        gpu_millis: 0,
+        data_accesses: 0,
+        session: None,
+        signature: None,
+    };
+    r.sign(provider.session.key());
+    r
+}
+
 /// Seconds since the epoch.
 pub fn now() -> u64 {
     std::time::SystemTime::now()

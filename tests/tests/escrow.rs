@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use api::{ChainStatus, ContractId, ContractState, Credits, Role, Topic, UsageRecordId};
 use e2e::market::{
-    buy_by_policy, now, offer, ppu_offer, request, units, until_closed, Participant,
+    buy_by_policy, credential_hash, offer, ppu_offer, request, signed_usage, units, until_closed,
+    Participant,
 };
 use e2e::peer::{provider_with_agent, use_bytes};
-use e2e::{eventually, eventually_some, BrokerProcess, Patience};
+use e2e::{eventually, BrokerProcess, Patience};
 use sdk::events::EventStream;
 
 /// Reads the stream until the event `topic` about `contract` comes.
@@ -169,38 +170,9 @@ async fn disputed_usage_waits_for_an_operator() {
     assert_eq!(c.state, ContractState::Active);
     // Records the provider's agent reports (signed by the provider), through the contract's
     // credential.
-    let credential: api::CredentialHash =
-        eventually_some("the contract's credential", Patience::secs(30), || async {
-            consumer
-                .session
-                .credential(c.id)
-                .await
-                .ok()
-                .map(|cred| cred.hash().parse().unwrap())
-        })
-        .await;
+    let credential = credential_hash(&consumer, c.id).await;
     let record = |id: &str, bytes: u64| {
-        let now = now();
-        let mut r = api::usage::UsageRecord {
-            id: id.parse().unwrap(),
-            contract: c.id,
-            provider: provider.did(),
-            consumer: consumer.did(),
-            credential: credential.clone(),
-            from: now - 5,
-            to: now,
-            connection_millis: 5000,
-            bytes_in: bytes,
-            bytes_out: 0,
-            cpu_millis: 0,
-            max_memory_kib: 0,
-            gpu_millis: 0,
-            data_accesses: 0,
-            session: None,
-            signature: None,
-        };
-        r.sign(provider.session.key());
-        r
+        signed_usage(&provider, &consumer.did(), c.id, &credential, id, bytes)
     };
     let out = provider
         .session

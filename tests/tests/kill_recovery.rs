@@ -1,9 +1,9 @@
 //! Crash recovery: the embedded broker is killed with SIGKILL at random moments of purchases,
-//! top-ups and closes, alone or together with its chain (as a power loss does), and started
+//! top-ups, settlements and closes, alone or together with its chain (as a power loss does), and started
 //! again, round after round. After each start the broker must be up by itself, and its records
 //! must agree with the chain: every contract it shows active is active on chain, every failed
 //! purchase moved nothing, the consumer's credits on chain plus what its contracts hold equal
-//! what it was minted, and each contract's statement matches the chain.
+//! what it was minted, and each contract's statement (its settled usage) matches the chain.
 //!
 //! Seeded and replayable: `MERCATO_CRASH_SEED` (default fixed), `MERCATO_CRASH_ROUNDS` (rounds
 //! per mode, default 20).
@@ -12,9 +12,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use api::{ContractState, Credits, Role};
-use e2e::market::{offer, request, units, Participant};
+use e2e::market::{credential_hash, offer, ppu_offer, request, signed_usage, units, Participant};
 use e2e::peer::provider_with_agent;
-use e2e::{eventually_some, BrokerProcess, Patience};
+use e2e::{eventually, eventually_some, BrokerProcess, Patience};
 
 /// xorshift64*: enough randomness for choosing moments, replayable from its seed.
 struct Rng(u64);
@@ -40,10 +40,12 @@ enum Mode {
     BrokerAndChain,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Op {
     Buy,
     TopUp,
+    /// The provider reports usage; the broker settles it within a second.
+    Settle,
     Close,
 }
 
@@ -66,29 +68,47 @@ fn alive(pid: u32) -> bool {
 fn start_op(
     op: Op,
     consumer: &Participant,
+    provider: &Participant,
     req: &api::reservations::ReserveRequest,
     active: Vec<api::ContractId>,
     pick: u64,
+    round: usize,
 ) -> tokio::task::JoinHandle<()> {
-    let session = sdk::Session::new(
-        consumer.session.client().clone(),
-        consumer.session.key().clone(),
-    );
-    let evm = consumer.evm.clone();
+    let copy = |p: &Participant| Participant {
+        session: sdk::Session::new(p.session.client().clone(), p.session.key().clone()),
+        evm: p.evm.clone(),
+    };
+    let (consumer, provider) = (copy(consumer), copy(provider));
     let req = req.clone();
     tokio::spawn(async move {
         let target = (!active.is_empty()).then(|| active[pick as usize % active.len()]);
         match (op, target) {
+            (Op::Settle, Some(c)) => {
+                let credential = credential_hash(&consumer, c).await;
+                let record = signed_usage(
+                    &provider,
+                    &consumer.did(),
+                    c,
+                    &credential,
+                    &format!("r{round}"),
+                    USAGE_BYTES,
+                );
+                let _ = provider.session.report_usage(&[record]).await;
+            }
             (Op::TopUp, Some(c)) => {
-                let _ = session.top_up(c, &evm, units(10_000_000)).await;
+                let _ = consumer
+                    .session
+                    .top_up(c, &consumer.evm, units(10_000_000))
+                    .await;
             }
             (Op::Close, Some(c)) => {
-                let _ = session.close(c).await;
+                let _ = consumer.session.close(c).await;
             }
             _ => {
-                if let Ok(r) = session.reserve(&req).await {
-                    let _ = session
-                        .purchase(&req, &r, &evm, &format!("k-{}", r.id))
+                if let Ok(r) = consumer.session.reserve(&req).await {
+                    let _ = consumer
+                        .session
+                        .purchase(&req, &r, &consumer.evm, &format!("k-{}", r.id))
                         .await;
                 }
             }
@@ -96,8 +116,15 @@ fn start_op(
     })
 }
 
+async fn settled(consumer: &Participant, c: api::ContractId) -> Credits {
+    consumer.session.usage(c).await.unwrap().settled
+}
+
+/// Bytes in each usage record (a credit unit each: the offer charges 1 per byte).
+const USAGE_BYTES: u64 = 200_000;
+
 /// What the round found: contracts by state, and whether every check held.
-async fn check(consumer: &Participant, minted: Credits, round: usize) -> (usize, usize, usize) {
+async fn check(consumer: &Participant, minted: Credits, round: usize) -> Tally {
     // In-flight purchases and closes finish by themselves after a restart.
     let contracts = eventually_some(
         "every contract to reach a settled state after the restart",
@@ -109,7 +136,7 @@ async fn check(consumer: &Participant, minted: Credits, round: usize) -> (usize,
     )
     .await;
     let (mut active, mut closed, mut failed) = (0, 0, 0);
-    let mut held = Credits::ZERO;
+    let (mut held, mut settled) = (Credits::ZERO, Credits::ZERO);
     for c in &contracts {
         let full = consumer.session.contract(c.id).await.unwrap();
         let chain = full.chain.as_ref();
@@ -148,12 +175,25 @@ async fn check(consumer: &Participant, minted: Credits, round: usize) -> (usize,
                 .unwrap()
                 .checked_add(a.charged)
                 .unwrap();
-            let statement = consumer.session.statement(c.id).await.unwrap();
-            assert!(
-                statement.matches_chain,
-                "round {round}: the statement of {} does not match the chain: {statement:?}",
-                c.id
-            );
+            // A batch sent just before the kill is confirmed by the restarted broker.
+            eventually(
+                &format!(
+                    "round {round}: the statement of {} to match the chain",
+                    c.id
+                ),
+                Patience::secs(60),
+                || async {
+                    consumer
+                        .session
+                        .statement(c.id)
+                        .await
+                        .is_ok_and(|s| s.matches_chain)
+                },
+            )
+            .await;
+            settled = settled
+                .checked_add(self::settled(consumer, c.id).await)
+                .unwrap();
         }
     }
     // Conservation: what the consumer has plus what its contracts took is what it was minted.
@@ -168,7 +208,21 @@ async fn check(consumer: &Participant, minted: Credits, round: usize) -> (usize,
         minted,
         "round {round}: balance {balance} + held by contracts {held} is not what was minted"
     );
-    (active, closed, failed)
+    Tally {
+        active,
+        closed,
+        failed,
+        settled,
+    }
+}
+
+/// Contracts by state after a round, and the usage settled on them.
+#[derive(Debug, Clone, Copy)]
+struct Tally {
+    active: usize,
+    closed: usize,
+    failed: usize,
+    settled: Credits,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -185,10 +239,13 @@ async fn a_broker_killed_at_any_moment_restarts_by_itself_and_agrees_with_the_ch
     let mut rng = Rng(seed.max(1));
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("broker");
-    let mut broker = BrokerProcess::start(&data);
+    // Usage settles a second after it is reported, so kills land in settlements too.
+    let args = ["--settle-interval", "1", "--dispute-window", "0"];
+    let mut broker = BrokerProcess::start_with(&data, &args);
     let (url, port) = (broker.url.clone(), broker.port);
     let agent = provider_with_agent(&url, dir.path(), None, true).await;
-    let o = offer("crash-1", 16, 5_000_000);
+    // Pay per use: 1 credit unit per byte.
+    let o = ppu_offer("crash-1", 16, 1_000_000_000);
     agent
         .provider
         .session
@@ -202,7 +259,8 @@ async fn a_broker_killed_at_any_moment_restarts_by_itself_and_agrees_with_the_ch
         .await
         .unwrap()
         .credits;
-    let req = request(&o, 1);
+    let mut req = request(&o, 1);
+    req.deposit = Some(units(5_000_000));
 
     let mut figures = Vec::new();
     for round in 0..2 * rounds {
@@ -220,11 +278,20 @@ async fn a_broker_killed_at_any_moment_restarts_by_itself_and_agrees_with_the_ch
         let op = match rng.below(10) {
             _ if active.len() >= 8 => Op::Close,
             _ if active.is_empty() => Op::Buy,
-            0..=4 => Op::Buy,
-            5..=7 => Op::TopUp,
+            0..=3 => Op::Buy,
+            4..=5 => Op::TopUp,
+            6..=7 => Op::Settle,
             _ => Op::Close,
         };
-        let task = start_op(op, &consumer, &req, active, rng.next());
+        let task = start_op(
+            op,
+            &consumer,
+            &agent.provider,
+            &req,
+            active,
+            rng.next(),
+            round,
+        );
         // A random moment of the operation: up to 1.5 s into it.
         tokio::time::sleep(Duration::from_millis(rng.below(1500))).await;
         let chain = anvil_pid(&data);
@@ -239,18 +306,21 @@ async fn a_broker_killed_at_any_moment_restarts_by_itself_and_agrees_with_the_ch
         task.abort();
         let _ = task.await;
         // Started again as a person (or systemd) would: no cleanup, no manual step.
-        broker = BrokerProcess::start_on(port, &data, &[], &[]);
+        broker = BrokerProcess::start_on(port, &data, &args, &[]);
         if let Some(pid) = chain {
             assert!(
                 !alive(pid),
                 "round {round}: the old chain (pid {pid}) still runs"
             );
         }
-        let (a, c, f) = check(&consumer, minted, round).await;
-        eprintln!("round {round:2} {mode:?} during {op:?}: {a} active, {c} closed, {f} failed; checks hold");
-        figures.push((mode, op, a, c, f));
+        let t = check(&consumer, minted, round).await;
+        eprintln!(
+            "round {round:2} {mode:?} during {op:?}: {} active, {} closed, {} failed, {} settled; checks hold",
+            t.active, t.closed, t.failed, t.settled
+        );
+        figures.push((mode, op, t));
     }
-    let last = figures.last().copied().unwrap();
+    let last = figures.last().map(|f| f.2).unwrap();
     // What the restarts had to repair, from the broker's log.
     let log = std::fs::read_to_string(data.join("broker.log")).unwrap_or_default();
     let restored = log.matches("restored a journaled transaction").count();
@@ -258,20 +328,27 @@ async fn a_broker_killed_at_any_moment_restarts_by_itself_and_agrees_with_the_ch
         .matches("stopping the chain a crashed predecessor left running")
         .count();
     let lost = log.matches("cannot be restored on chain").count();
+    let kills = |op: Op| figures.iter().filter(|f| f.1 == op).count();
     eprintln!(
-        "{{\"rounds\":{},\"seed\":{seed},\"active\":{},\"closed\":{},\"failed\":{},\"transactionsRestored\":{restored},\"orphanChainsStopped\":{orphans},\"transactionsLost\":{lost}}}",
+        "{{\"rounds\":{},\"seed\":{seed},\"killsDuring\":{{\"buy\":{},\"topUp\":{},\"settle\":{},\"close\":{}}},\"active\":{},\"closed\":{},\"failed\":{},\"settledUnits\":{},\"transactionsRestored\":{restored},\"orphanChainsStopped\":{orphans},\"transactionsLost\":{lost}}}",
         figures.len(),
-        last.2,
-        last.3,
-        last.4
+        kills(Op::Buy),
+        kills(Op::TopUp),
+        kills(Op::Settle),
+        kills(Op::Close),
+        last.active,
+        last.closed,
+        last.failed,
+        last.settled.base_units(),
     );
     assert_eq!(lost, 0, "transactions the journal could not restore");
     // The rounds did buy, top up and close: the test did not pass by doing nothing.
     assert!(
-        last.2 + last.3 >= 3,
+        last.active + last.closed >= 3,
         "too few contracts were bought: {figures:?}"
     );
-    assert!(last.3 >= 1, "no contract was closed: {figures:?}");
+    assert!(last.closed >= 1, "no contract was closed: {figures:?}");
+    assert!(!last.settled.is_zero(), "no usage was settled: {figures:?}");
     drop(agent);
     broker.stop();
 }
@@ -345,6 +422,113 @@ async fn lost_purchase(journal: bool) {
             "{shown:?}"
         );
         assert_eq!(consumer.credits().await, before, "no deposit was taken");
+    }
+    broker.stop();
+}
+
+/// What the chain lost for good besides contracts (its latest blocks reverted, the journal gone):
+/// an account linked after the loss point is unmarked so its participant links again, a newer
+/// provider configuration is dropped so the provider registers again, and a settlement batch the
+/// chain no longer has is sent again, so the statement matches the chain and the usage is charged
+/// once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_configurations_and_batches_the_chain_lost_are_unmarked_or_sent_again() {
+    let chain_dir = tempfile::tempdir().unwrap();
+    let chain = e2e::LedgerProcess::start(chain_dir.path());
+    let mut args = chain.broker_args();
+    args.extend(["--settle-interval", "1", "--dispute-window", "0"].map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let data = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start_with(data.path(), &args);
+    let provider = Participant::new_funded(&broker.url, Role::Provider, 2).await;
+    let v1 = provider
+        .session
+        .register_config(&provider.evm, e2e::market::PROVIDER_CONFIG)
+        .await
+        .unwrap();
+    let consumer = Participant::new_funded(&broker.url, Role::Consumer, 3).await;
+    let o = ppu_offer("lost-2", 2, 1_000_000_000);
+    provider.session.publish_offer(o.clone()).await.unwrap();
+    let mut req = request(&o, 1);
+    req.deposit = Some(units(5_000_000));
+    let c = e2e::market::buy(&consumer, &provider, &req).await;
+    let credential = credential_hash(&consumer, c.id).await;
+    let snapshot = ledger::anvil::dev_rpc(&chain.rpc_url, "evm_snapshot", serde_json::json!([]))
+        .await
+        .unwrap();
+
+    // After the point the chain will lose: a link, a configuration, a settled batch.
+    let late = Participant::new(&broker.url, Role::Provider).await;
+    let v2 = provider
+        .session
+        .register_config(
+            &provider.evm,
+            &e2e::market::PROVIDER_CONFIG.replace("edge-1", "edge-2"),
+        )
+        .await
+        .unwrap();
+    assert_eq!((v1.version, v2.version), (1, 2));
+    let record = signed_usage(&provider, &consumer.did(), c.id, &credential, "u1", 300_000);
+    provider.session.report_usage(&[record]).await.unwrap();
+    eventually("the usage to settle", Patience::secs(30), || async {
+        settled(&consumer, c.id).await == units(300_000)
+    })
+    .await;
+    broker.stop();
+
+    let reverted =
+        ledger::anvil::dev_rpc(&chain.rpc_url, "evm_revert", serde_json::json!([snapshot]))
+            .await
+            .unwrap();
+    assert_eq!(reverted, serde_json::json!(true));
+    std::fs::remove_file(data.path().join("tx-journal")).unwrap();
+
+    let broker = BrokerProcess::start_with(data.path(), &args);
+    let (consumer, provider, late) = (
+        consumer.reconnect(&broker.url),
+        provider.reconnect(&broker.url),
+        late.reconnect(&broker.url),
+    );
+    // The link is no longer claimed: linking again is accepted (not "linked already").
+    late.session.link_account(&late.evm).await.unwrap();
+    // The configuration is the chain's again, and the provider's next one is version 2.
+    let shown = provider
+        .session
+        .client()
+        .provider_config(&provider.did())
+        .await
+        .unwrap();
+    assert_eq!((shown.version, shown.cid), (1, v1.cid));
+    let again = provider
+        .session
+        .register_config(
+            &provider.evm,
+            &e2e::market::PROVIDER_CONFIG.replace("edge-1", "edge-3"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.version, 2);
+    // The batch is sent again: charged once, on chain as in the statement.
+    eventually(
+        "the statement to match the chain again",
+        Patience::secs(30),
+        || async {
+            consumer
+                .session
+                .statement(c.id)
+                .await
+                .is_ok_and(|s| s.matches_chain && s.chain_charged == units(300_000))
+        },
+    )
+    .await;
+    assert_eq!(settled(&consumer, c.id).await, units(300_000));
+    let log = std::fs::read_to_string(data.path().join("broker.log")).unwrap_or_default();
+    for line in [
+        "a batch the chain did not settle: sent again",
+        "the chain lost the account's link",
+        "configurations the chain lost",
+    ] {
+        assert!(log.contains(line), "{line}: {log}");
     }
     broker.stop();
 }

@@ -1,28 +1,71 @@
-//! At start, after the transaction journal has restored what it could: the contracts the broker
-//! holds as active or closed are compared with the chain. One the chain no longer has (its opening
-//! was lost in a crash or a reorganisation and could not be sent again) is marked failed, with
-//! why, so it is never shown as running: the chain took no deposit for it. Any other difference is
-//! reported as an error for an operator; nothing is guessed.
+//! At start, after the transaction journal has restored what it could, the broker's records are
+//! compared with the chain, and what the chain no longer has is never shown as done:
+//! - a contract held active that the chain does not know (its opening was lost in a crash or a
+//!   reorganisation and could not be sent again) is marked failed, with why: no deposit was taken;
+//! - an account link the chain lost is unmarked, so the participant links again (only the
+//!   account's own signature can restore it);
+//! - configurations newer than the chain's are dropped, so the provider registers again;
+//! - a settlement batch the chain did not settle goes back to `built` and is sent again (the
+//!   broker's own transaction), and a release the chain did not apply is made again.
+//!
+//! Any other difference is reported as an error for an operator; nothing is guessed.
 
 use api::contracts::ChainStatus;
 use api::ContractState;
 
+use alloy::primitives::Address;
+use api::{BatchId, ContractId, Credits, Did};
+
 use super::records::{self, Change};
 use super::{Market, MarketError};
-use crate::store::now;
+use crate::store::{now, Decode};
 
 /// Why a contract is marked failed when the chain lost it.
 pub const LOST: &str = "the chain no longer has this contract (its opening was lost in a crash \
                         or a reorganisation and could not be restored); no deposit was taken";
 
+/// Settlement batches compared at each start, newest first: a crash or a reorganisation loses
+/// only a chain's latest blocks.
+const RECENT_BATCHES: i64 = 1024;
+
 /// What the comparison found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Reconciled {
+    /// Records compared with the chain.
     pub checked: usize,
     /// Active in the broker, unknown to the chain: marked failed.
     pub marked_failed: usize,
+    /// Account links the chain lost: unmarked (the participant links again).
+    pub links_unmarked: usize,
+    /// Configurations newer than the chain's: dropped (the provider registers again).
+    pub configs_dropped: usize,
+    /// Batches the chain did not settle: back to `built`, sent again.
+    pub batches_resent: usize,
+    /// Releases the chain did not apply: made again.
+    pub releases_resent: usize,
     /// Differences left for an operator (logged as errors).
     pub disagreements: usize,
+}
+
+impl Reconciled {
+    fn add(&mut self, o: Reconciled) {
+        self.checked += o.checked;
+        self.marked_failed += o.marked_failed;
+        self.links_unmarked += o.links_unmarked;
+        self.configs_dropped += o.configs_dropped;
+        self.batches_resent += o.batches_resent;
+        self.releases_resent += o.releases_resent;
+        self.disagreements += o.disagreements;
+    }
+}
+
+/// Every comparison, in dependency order (links before the configurations they carry).
+pub async fn all(market: &Market) -> Result<Reconciled, MarketError> {
+    let mut out = links(market).await?;
+    out.add(configs(market).await?);
+    out.add(contracts(market).await?);
+    out.add(batches(market).await?);
+    Ok(out)
 }
 
 /// The chain's status a broker state requires.
@@ -61,6 +104,142 @@ pub async fn contracts(market: &Market) -> Result<Reconciled, MarketError> {
         } else {
             tracing::error!(contract = %c.id, broker = %c.state, chain = ?chain, "the broker's record and the chain disagree");
             out.disagreements += 1;
+        }
+    }
+    Ok(out)
+}
+
+/// Participants the broker holds as linked: the chain must link the same account to the same did.
+pub async fn links(market: &Market) -> Result<Reconciled, MarketError> {
+    let mut out = Reconciled::default();
+    let rows: Vec<(String, String)> =
+        sqlx::query_as("SELECT did, account FROM participants WHERE account IS NOT NULL")
+            .fetch_all(market.store.pool())
+            .await?;
+    for (did, account) in rows {
+        out.checked += 1;
+        let d = Decode {
+            table: "participants",
+            key: &did,
+        };
+        let address: Address = d.parse("account", &account)?;
+        let (on_chain, _) = market.ledger.linked(address).await?;
+        if on_chain == did {
+            continue;
+        }
+        if on_chain.is_empty() {
+            tracing::error!(%did, %account, "the chain lost the account's link: unmarked, the participant links again");
+            let undone = sqlx::query(
+                "UPDATE participants SET account = NULL WHERE did = $1 AND account = $2",
+            )
+            .bind(&did)
+            .bind(&account)
+            .execute(market.store.pool())
+            .await?;
+            out.links_unmarked += undone.rows_affected() as usize;
+        } else {
+            tracing::error!(%did, %account, chain = %on_chain, "the account is linked to another did on chain");
+            out.disagreements += 1;
+        }
+    }
+    Ok(out)
+}
+
+/// Providers' newest configurations: the chain's version and CID are the broker's.
+pub async fn configs(market: &Market) -> Result<Reconciled, MarketError> {
+    let mut out = Reconciled::default();
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT DISTINCT c.did, p.account FROM provider_configs c \
+         JOIN participants p ON p.did = c.did WHERE p.account IS NOT NULL",
+    )
+    .fetch_all(market.store.pool())
+    .await?;
+    for (did, account) in rows {
+        out.checked += 1;
+        let d = Decode {
+            table: "participants",
+            key: &did,
+        };
+        let address: Address = d.parse("account", &account)?;
+        let provider: Did = d.parse("did", &did)?;
+        let (chain_version, chain_cid) = market.ledger.config_of(address).await?;
+        let Some((version, _)) = super::providers::current_config(&market.store, &provider).await?
+        else {
+            continue;
+        };
+        if version > chain_version {
+            tracing::error!(%did, broker = version, chain = chain_version, "configurations the chain lost: dropped, the provider registers again");
+            let dropped =
+                sqlx::query("DELETE FROM provider_configs WHERE did = $1 AND version > $2")
+                    .bind(&did)
+                    .bind(chain_version as i64)
+                    .execute(market.store.pool())
+                    .await?;
+            out.configs_dropped += dropped.rows_affected() as usize;
+        }
+        let Some((version, cid)) =
+            super::providers::current_config(&market.store, &provider).await?
+        else {
+            continue;
+        };
+        // A newer version on chain was set by the provider itself (the registry allows it).
+        if version == chain_version && cid.to_string() != chain_cid {
+            tracing::error!(%did, version, broker = %cid, chain = %chain_cid, "the configuration's CID differs on chain");
+            out.disagreements += 1;
+        }
+    }
+    Ok(out)
+}
+
+/// Recent settled batches: the chain settled each, and released what the broker released.
+pub async fn batches(market: &Market) -> Result<Reconciled, MarketError> {
+    let mut out = Reconciled::default();
+    let rows: Vec<(String, String, Option<i64>)> = sqlx::query_as(
+        "SELECT id, charges, released_at FROM settlement_batches WHERE state = 'settled' \
+         ORDER BY settled_at DESC, id LIMIT $1",
+    )
+    .bind(RECENT_BATCHES)
+    .fetch_all(market.store.pool())
+    .await?;
+    for (id, charges, released_at) in rows {
+        out.checked += 1;
+        let d = Decode {
+            table: "settlement_batches",
+            key: &id,
+        };
+        let batch: BatchId = d.parse("id", &id)?;
+        let charges: Vec<(ContractId, Credits)> = d.json("charges", &charges)?;
+        if charges.is_empty() {
+            // Every contract was skipped: nothing went on chain.
+            continue;
+        }
+        if !market.ledger.batch_settled(batch.0).await? {
+            tracing::error!(%batch, "a batch the chain did not settle: sent again");
+            let back = sqlx::query(
+                "UPDATE settlement_batches SET state = 'built', tx_hash = NULL, settled_at = NULL, \
+                 releasable_at = NULL, released_at = NULL WHERE id = $1 AND state = 'settled'",
+            )
+            .bind(&id)
+            .execute(market.store.pool())
+            .await?;
+            out.batches_resent += back.rows_affected() as usize;
+            continue;
+        }
+        if released_at.is_none() {
+            continue;
+        }
+        let mut still_locked = false;
+        for (contract, _) in &charges {
+            let (_, open, _) = market.ledger.usage_charge(batch.0, *contract).await?;
+            still_locked |= !open.is_zero();
+        }
+        if still_locked {
+            tracing::error!(%batch, "a release the chain did not apply: made again");
+            sqlx::query("UPDATE settlement_batches SET released_at = NULL WHERE id = $1")
+                .bind(&id)
+                .execute(market.store.pool())
+                .await?;
+            out.releases_resent += 1;
         }
     }
     Ok(out)
