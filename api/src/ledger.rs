@@ -1,6 +1,6 @@
 //! The ledger the broker settles on, and participants' EVM accounts.
 
-use alloy::primitives::Address;
+use alloy::primitives::{Address, Bytes};
 use catalog::Credits;
 use identity::Did;
 use serde::{Deserialize, Serialize};
@@ -72,6 +72,8 @@ pub struct AccountInfo {
     /// The nonce the account's next permit carries.
     pub permit_nonce: Nonce,
     pub credits: Credits,
+    /// What the marketplace owes the account (a provider's released earnings): withdrawable.
+    pub earnings: Credits,
 }
 
 /// `POST /v1/participants/me/account`.
@@ -106,4 +108,73 @@ pub struct FaucetGrant {
     /// Native currency sent for gas, in wei (decimal).
     #[schema(pattern = "^[0-9]+$")]
     pub gas_wei: String,
+}
+
+/// Largest signed transaction the broker relays, in bytes.
+pub const MAX_RELAYED_TX_BYTES: usize = 16 * 1024;
+
+/// `POST /v1/chain/transactions/terms`: a call the caller's own account is about to sign.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TxTermsRequest {
+    /// One of the deployment's contracts.
+    #[schema(value_type = String, pattern = "^(0x)?[0-9a-fA-F]{40}$")]
+    pub to: Address,
+    /// The call's ABI-encoded input.
+    #[schema(value_type = String, pattern = "^0x([0-9a-fA-F]{2})*$")]
+    pub data: Bytes,
+}
+
+/// What the transaction carries besides the call: the account signs these too, so the broker
+/// cannot change them afterwards.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TxTerms {
+    pub chain_id: u64,
+    /// The caller's linked account, which signs and pays the gas.
+    #[schema(value_type = String, pattern = "^0x[0-9a-fA-F]{40}$")]
+    pub from: Address,
+    pub nonce: u64,
+    /// Gas limit: the chain's estimate with a margin.
+    pub gas: u64,
+    pub fees: TxFees,
+}
+
+/// A transaction's fees, in wei (decimal strings: they exceed 2^53).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum TxFees {
+    /// EIP-1559 (a chain with a base fee).
+    Eip1559 {
+        #[serde(rename = "maxFeePerGas")]
+        #[schema(pattern = "^[0-9]+$")]
+        max_fee_per_gas: String,
+        #[serde(rename = "maxPriorityFeePerGas")]
+        #[schema(pattern = "^[0-9]+$")]
+        max_priority_fee_per_gas: String,
+    },
+    /// A legacy gas price (a chain without a base fee).
+    Legacy {
+        #[serde(rename = "gasPrice")]
+        #[schema(pattern = "^[0-9]+$")]
+        gas_price: String,
+    },
+}
+
+/// `POST /v1/chain/transactions`: a transaction the caller's linked account signed, relayed byte
+/// for byte (for pages that cannot reach the chain's node themselves).
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RelayRequest {
+    /// The signed transaction's EIP-2718 encoding.
+    #[schema(value_type = String, pattern = "^0x([0-9a-fA-F]{2})+$")]
+    pub raw: Bytes,
+}
+
+/// The relayed transaction, mined and successful.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Relayed {
+    pub tx_hash: TxHash,
+    pub block_number: u64,
 }

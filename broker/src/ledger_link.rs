@@ -242,6 +242,17 @@ impl LedgerLink {
         credits("balanceOf", v)
     }
 
+    /// What the marketplace owes an account (released earnings, withdrawable).
+    pub async fn earnings(&self, account: Address) -> Result<Credits, ChainError> {
+        let v = self
+            .marketplace()
+            .earnings(account)
+            .call()
+            .await
+            .map_err(|e| self.read_err(e))?;
+        credits("earnings", v)
+    }
+
     /// The did an account is linked to on chain, with its role number (0 when none).
     pub async fn linked(&self, account: Address) -> Result<(String, u8), ChainError> {
         let p = self

@@ -110,8 +110,8 @@ struct Inner {
 }
 
 /// Fee parameters, read from the node at most once per `FEE_TTL`.
-#[derive(Debug, Clone, Copy)]
-enum Fees {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fees {
     Eip1559 { max_fee: u128, tip: u128 },
     Legacy { gas_price: u128 },
 }
@@ -421,23 +421,58 @@ impl ChainClient {
         if tx.gas_price.is_some() || tx.max_fee_per_gas.is_some() {
             return Ok(tx);
         }
-        let fees = {
-            let mut cached = self.inner.fees.lock().await;
-            match *cached {
-                Some((at, fees)) if at.elapsed() < FEE_TTL => fees,
-                _ => {
-                    let fees = self.read_fees().await?;
-                    *cached = Some((Instant::now(), fees));
-                    fees
-                }
-            }
-        };
-        Ok(match fees {
+        Ok(match self.fees().await? {
             Fees::Eip1559 { max_fee, tip } => tx
                 .with_max_fee_per_gas(max_fee)
                 .with_max_priority_fee_per_gas(tip),
             Fees::Legacy { gas_price } => tx.with_gas_price(gas_price),
         })
+    }
+
+    /// The chain's current fees (read at most once per `FEE_TTL`).
+    pub async fn fees(&self) -> Result<Fees, ClientError> {
+        let mut cached = self.inner.fees.lock().await;
+        Ok(match *cached {
+            Some((at, fees)) if at.elapsed() < FEE_TTL => fees,
+            _ => {
+                let fees = self.read_fees().await?;
+                *cached = Some((Instant::now(), fees));
+                fees
+            }
+        })
+    }
+
+    /// What a call by another account (a participant signing its own transaction) needs: that
+    /// account's next nonce, a gas limit (the estimate with this client's margin; a call that
+    /// would revert comes back as `Reverted`) and the chain's fees.
+    pub async fn terms_for(
+        &self,
+        from: Address,
+        to: Address,
+        input: Bytes,
+    ) -> Result<(u64, u64, Fees), ClientError> {
+        let p = &self.inner.provider;
+        let call = TransactionRequest::default()
+            .with_from(from)
+            .with_to(to)
+            .with_input(input);
+        let estimate = p.estimate_gas(call).await.map_err(|e| self.err(e))?;
+        let gas = estimate.saturating_mul(100 + self.inner.options.gas_margin_percent) / 100;
+        let nonce = p
+            .get_transaction_count(from)
+            .pending()
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok((nonce, gas, self.fees().await?))
+    }
+
+    /// Broadcasts a transaction another account signed, byte for byte (re-broadcast if the node
+    /// loses it), and waits for its receipt; `Failed` when it reverted.
+    pub async fn relay(&self, raw: Bytes) -> Result<TransactionReceipt, ClientError> {
+        // A transaction's hash is the hash of its EIP-2718 encoding.
+        let hash = alloy::primitives::keccak256(&raw);
+        self.broadcast(hash, &raw).await?;
+        self.wait(PendingTx { hash, raw }).await
     }
 
     async fn read_fees(&self) -> Result<Fees, ClientError> {

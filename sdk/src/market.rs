@@ -9,7 +9,10 @@ use alloy::signers::SignerSync;
 use alloy::sol_types::SolStruct;
 use api::contracts::{AcceptRequest, ContractListQuery, EscrowView, TopUpRequest, ToppedUp};
 use api::document::{self, ContractDocument, Parties, Party};
-use api::ledger::{AccountInfo, FaucetGrant, LinkRequest, Linked};
+use api::ledger::{
+    AccountInfo, FaucetGrant, LinkRequest, Linked, RelayRequest, Relayed, TxFees, TxTerms,
+    TxTermsRequest,
+};
 use api::offers::{Published, WithdrawnOffer};
 use api::providers::{ConfigRegistered, ConfigRequest};
 use api::reservations::{PurchaseRequest, Reservation, ReserveRequest};
@@ -485,6 +488,48 @@ impl Session {
         Ok((api::TxHash(receipt.transaction_hash), amount))
     }
 
+    /// What a call of `evm`'s own needs (nonce, gas, fees), named by the broker; refused when the
+    /// chain would revert it.
+    pub async fn transaction_terms(
+        &self,
+        to: Address,
+        data: alloy::primitives::Bytes,
+    ) -> Result<TxTerms, SdkError> {
+        let req = TxTermsRequest { to, data };
+        self.call(
+            Method::POST,
+            "/v1/chain/transactions/terms",
+            Body::json(&req)?,
+        )
+        .await
+    }
+
+    /// Has the broker relay a transaction this participant's account signed, byte for byte.
+    pub async fn relay_transaction(
+        &self,
+        raw: alloy::primitives::Bytes,
+    ) -> Result<Relayed, SdkError> {
+        self.call(
+            Method::POST,
+            "/v1/chain/transactions",
+            Body::json(&RelayRequest { raw })?,
+        )
+        .await
+    }
+
+    /// Sends a call of `evm`'s own through the broker, for a client that cannot reach the chain's
+    /// node: the broker names the terms, `evm` signs here, the broker relays the signed bytes.
+    pub async fn send_own(
+        &self,
+        evm: &PrivateKeySigner,
+        to: Address,
+        data: alloy::primitives::Bytes,
+    ) -> Result<Relayed, SdkError> {
+        let terms = self.transaction_terms(to, data.clone()).await?;
+        let raw = sign_own(evm, &terms, to, data)?;
+        self.relay_transaction(raw).await
+    }
+
     /// A contract's statement, checked against the chain.
     pub async fn statement(&self, contract: ContractId) -> Result<Statement, SdkError> {
         self.call(
@@ -599,4 +644,63 @@ impl Session {
         )
         .await
     }
+}
+
+/// Signs a call with the terms the broker named, once they are checked to be `evm`'s.
+pub fn sign_own(
+    evm: &PrivateKeySigner,
+    terms: &TxTerms,
+    to: Address,
+    input: alloy::primitives::Bytes,
+) -> Result<alloy::primitives::Bytes, SdkError> {
+    use alloy::consensus::{SignableTransaction, TxEip1559, TxEnvelope, TxLegacy};
+    use alloy::eips::eip2718::Encodable2718;
+    use alloy::network::TxSignerSync;
+    use alloy::primitives::TxKind;
+    if terms.from != evm.address() {
+        return Err(SdkError::Chain(format!(
+            "the broker named account {}, not {}; nothing was signed",
+            terms.from,
+            evm.address()
+        )));
+    }
+    let wei = |what: &str, v: &str| {
+        v.parse::<u128>()
+            .map_err(|_| SdkError::Chain(format!("the broker named {what} {v:?}, not wei")))
+    };
+    let sign_err = |e: alloy::signers::Error| SdkError::Chain(e.to_string());
+    let envelope: TxEnvelope = match &terms.fees {
+        TxFees::Eip1559 {
+            max_fee_per_gas,
+            max_priority_fee_per_gas,
+        } => {
+            let mut tx = TxEip1559 {
+                chain_id: terms.chain_id,
+                nonce: terms.nonce,
+                gas_limit: terms.gas,
+                max_fee_per_gas: wei("maxFeePerGas", max_fee_per_gas)?,
+                max_priority_fee_per_gas: wei("maxPriorityFeePerGas", max_priority_fee_per_gas)?,
+                to: TxKind::Call(to),
+                value: U256::ZERO,
+                access_list: Default::default(),
+                input,
+            };
+            let signature = evm.sign_transaction_sync(&mut tx).map_err(sign_err)?;
+            tx.into_signed(signature).into()
+        }
+        TxFees::Legacy { gas_price } => {
+            let mut tx = TxLegacy {
+                chain_id: Some(terms.chain_id),
+                nonce: terms.nonce,
+                gas_price: wei("gasPrice", gas_price)?,
+                gas_limit: terms.gas,
+                to: TxKind::Call(to),
+                value: U256::ZERO,
+                input,
+            };
+            let signature = evm.sign_transaction_sync(&mut tx).map_err(sign_err)?;
+            tx.into_signed(signature).into()
+        }
+    };
+    Ok(envelope.encoded_2718().into())
 }

@@ -412,3 +412,94 @@ async fn expired_reservations_release_their_capacity() {
     assert_eq!(status_of(&err), 410, "{err}");
     broker.stop();
 }
+
+/// A participant's own transaction goes through the broker only as its account signed it: terms
+/// are refused when the chain would revert the call or the call leaves the deployment, another
+/// account's signature is refused, and a relayed call does what it says, once.
+#[tokio::test]
+async fn a_participants_own_transaction_is_relayed_as_signed_and_nothing_else() {
+    use alloy::primitives::{Address, U256};
+    use alloy::signers::local::PrivateKeySigner;
+    use alloy::sol_types::SolCall;
+
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(dir.path());
+    // A consumer: faucet credits, and gas money for what its account sends itself.
+    let consumer = Participant::new(&broker.url, Role::Consumer).await;
+    let ledger = consumer.session.client().ledger().await.unwrap();
+    let (token, market) = (ledger.contracts.credit_token, ledger.contracts.marketplace);
+
+    // Earnings it does not have: the chain would revert the withdrawal, so no terms.
+    let withdraw = contracts::Marketplace::withdrawCall {
+        to: consumer.evm.address(),
+        amount: U256::from(1),
+    }
+    .abi_encode();
+    let refused = consumer
+        .session
+        .transaction_terms(market, withdraw.into())
+        .await
+        .unwrap_err();
+    assert_eq!(status_of(&refused), 422, "{refused}");
+
+    let stranger = PrivateKeySigner::random();
+    let transfer: alloy::primitives::Bytes = contracts::CreditToken::transferCall {
+        to: stranger.address(),
+        value: U256::from(units(5).base_units()),
+    }
+    .abi_encode()
+    .into();
+    // A call outside the deployment is not relayed.
+    let outside = consumer
+        .session
+        .transaction_terms(Address::repeat_byte(9), transfer.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(status_of(&outside), 400, "{outside}");
+
+    // The consumer's terms signed by another account: refused, nothing moves.
+    let terms = consumer
+        .session
+        .transaction_terms(token, transfer.clone())
+        .await
+        .unwrap();
+    assert_eq!(terms.from, consumer.evm.address());
+    let forged = sdk::market::sign_own(
+        &stranger,
+        &api::ledger::TxTerms {
+            from: stranger.address(),
+            ..terms.clone()
+        },
+        token,
+        transfer.clone(),
+    )
+    .unwrap();
+    let refused = consumer
+        .session
+        .relay_transaction(forged)
+        .await
+        .unwrap_err();
+    assert_eq!(status_of(&refused), 403, "{refused}");
+    let balance = |a: Address| {
+        let session = &consumer.session;
+        async move { session.account(a).await.unwrap().credits }
+    };
+    assert!(balance(stranger.address()).await.is_zero());
+
+    // Its own: relayed and mined; the same bytes again move nothing more.
+    let before = consumer.credits().await;
+    let raw = sdk::market::sign_own(&consumer.evm, &terms, token, transfer).unwrap();
+    let first = consumer
+        .session
+        .relay_transaction(raw.clone())
+        .await
+        .unwrap();
+    let again = consumer.session.relay_transaction(raw).await.unwrap();
+    assert_eq!(first.tx_hash, again.tx_hash);
+    assert_eq!(balance(stranger.address()).await, units(5));
+    assert_eq!(
+        consumer.credits().await,
+        before.checked_sub(units(5)).unwrap()
+    );
+    broker.stop();
+}

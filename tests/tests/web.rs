@@ -297,6 +297,22 @@ async fn providers_and_auditors_work_in_the_browser() {
         consumer.session.usage(c.id).await.unwrap().settled == units(2_000_000)
     })
     .await;
+    // Its provider's earnings, once the charge's challenge window (60 s) has passed; gas money
+    // for the withdrawal its account signs in the page.
+    let earner = &agent.provider;
+    earner.session.faucet().await.unwrap();
+    let earner_evm = dir.path().join("earner-evm.hex");
+    std::fs::write(
+        &earner_evm,
+        identity::hex_encode(earner.evm.to_bytes().as_slice()),
+    )
+    .unwrap();
+    broker.advance_chain(61).await;
+    let earned = eventually_some("the charge to be released", Patience::secs(30), || async {
+        let info = earner.session.account(earner.evm.address()).await.ok()?;
+        (!info.earnings.is_zero()).then_some(info)
+    })
+    .await;
 
     let (out_file, err_file) = (
         dir.path().join("console.out"),
@@ -310,6 +326,8 @@ async fn providers_and_auditors_work_in_the_browser() {
                 &url,
                 root.join("web/test-artifacts").to_str().unwrap(),
                 auditor_file.to_str().unwrap(),
+                agent.key.to_str().unwrap(),
+                earner_evm.to_str().unwrap(),
             ])
             .stdout(std::fs::File::create(&out_file).unwrap())
             .stderr(std::fs::File::create(&err_file).unwrap())
@@ -356,6 +374,14 @@ async fn providers_and_auditors_work_in_the_browser() {
     assert!(status.success(), "{stdout}{stderr}");
     let shown: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     assert!(shown["contracts"].as_u64().unwrap() >= 1, "{shown}");
+    // Withdrawn in the page: the earnings are the account's credits now.
+    let after = earner.session.account(earner.evm.address()).await.unwrap();
+    assert!(after.earnings.is_zero(), "{after:?}");
+    assert_eq!(
+        after.credits,
+        earned.credits.checked_add(earned.earnings).unwrap(),
+        "{shown}"
+    );
     // Accepted in the page: signed by the provider, open on chain.
     let active = consumer
         .session

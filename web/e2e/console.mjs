@@ -1,14 +1,19 @@
 // The provider console and the auditor explorer in a browser:
-//   node e2e/console.mjs BROKER_URL ARTIFACTS_DIR AUDITOR_KEY_FILE
+//   node e2e/console.mjs BROKER_URL ARTIFACTS_DIR AUDITOR_KEY_FILE EARNER_KEY_FILE EARNER_EVM_FILE
 // A provider creates its keys, links its account, registers its configuration, sees a bad offer's
 // errors all at once, publishes an offer from the form (id console-compute) and a second version
-// of it as JSON, then accepts the purchase proposed to it (made by the test meanwhile). An
+// of it from the same form, then accepts the purchase proposed to it (made by the test
+// meanwhile). A provider with earnings (its CLI key files imported) sees its running contract's
+// reported usage and withdraws its earnings with a transaction its account signs in the page. An
 // auditor (its key file imported) sees the index agree with the chain, the contracts, and checks
 // a settled record's Merkle proof in the page. Prints one JSON line; exits 1 on any failure.
 import path from "node:path";
 import { args, artifactsDir, fail, withBrowser } from "./browser.mjs";
 
-const [url, artifactsArg, auditorKey] = args("e2e/console.mjs BROKER_URL ARTIFACTS_DIR AUDITOR_KEY_FILE", 3);
+const [url, artifactsArg, auditorKey, earnerKey, earnerEvm] = args(
+  "e2e/console.mjs BROKER_URL ARTIFACTS_DIR AUDITOR_KEY_FILE EARNER_KEY_FILE EARNER_EVM_FILE",
+  5,
+);
 const artifacts = artifactsDir(artifactsArg);
 
 async function provider(page) {
@@ -56,13 +61,15 @@ async function provider(page) {
   await form.getByRole("button", { name: "Publish offer" }).click();
   await page.getByTestId("offer-message").filter({ hasText: "Offer console-compute version 1 published." }).waitFor({ timeout: 20000 });
 
-  // A new version, edited as JSON.
+  // A new version, edited in the same form (filled with version 1).
   await page.getByRole("button", { name: "Edit console-compute" }).click();
-  const editor = page.getByLabel(/^Offer console-compute \(JSON/);
-  const text = await editor.inputValue();
-  await editor.fill(text.replace('"Console compute"', '"Console compute, version 2"'));
-  await page.getByRole("button", { name: "Publish new version" }).click();
-  await page.getByTestId("offers-message").filter({ hasText: "Offer console-compute version 2 published." }).waitFor({ timeout: 20000 });
+  const edit = page.getByRole("form", { name: "Edit offer" });
+  const name = edit.getByLabel("Name", { exact: true });
+  if ((await name.inputValue()) !== "Console compute") fail(`the form is not filled with the offer: ${await name.inputValue()}`);
+  if ((await edit.getByLabel("Price per period (credits)").inputValue()) !== "0.75") fail("the form does not show the price in credits");
+  await name.fill("Console compute, version 2");
+  await edit.getByRole("button", { name: "Publish new version" }).click();
+  await page.getByTestId("offer-message").filter({ hasText: "Offer console-compute version 2 published." }).waitFor({ timeout: 20000 });
   await page.screenshot({ path: path.join(artifacts, "provider.png"), fullPage: true });
 
   // The test buys it meanwhile: the proposal appears (event stream) and is accepted here.
@@ -70,6 +77,27 @@ async function provider(page) {
   await page.getByTestId("proposal").first().getByRole("button", { name: "Accept" }).click();
   await page.getByTestId("proposals-message").filter({ hasText: /accepted: it opens on chain/ }).waitFor({ timeout: 20000 });
   await page.getByTestId("running").first().waitFor({ timeout: 30000 });
+}
+
+async function earner(page) {
+  await page.goto(new URL("/account", url).href);
+  await page.getByLabel("Import a key file").setInputFiles(earnerKey);
+  await page.getByText("Logged in as provider.").waitFor({ timeout: 15000 });
+  await page.getByLabel("Import an account key file").setInputFiles(earnerEvm);
+  await page.getByText(/Linked to your did\./).waitFor({ timeout: 15000 });
+  await page.getByRole("link", { name: "Provider console" }).click();
+  const usage = (await page.getByTestId("running-usage").first().textContent({ timeout: 20000 })) ?? "";
+  if (!/usage reported: \d+ record\(s\), 0\.02 credits, of which 0\.02 settled/.test(usage)) fail(`no reported usage: ${usage}`);
+  const before = (await page.getByTestId("earnings").filter({ hasText: /Withdrawable: (?!0 credits)\d/ }).textContent({ timeout: 20000 })) ?? "";
+  await page.getByRole("button", { name: "Withdraw earnings" }).click();
+  const done = (await page.getByTestId("earnings-message").filter({ hasText: /^Withdrew / }).textContent({ timeout: 30000 })) ?? "";
+  await page.getByTestId("earnings").filter({ hasText: "Withdrawable: 0 credits." }).waitFor({ timeout: 20000 });
+  await page.screenshot({ path: path.join(artifacts, "provider-earnings.png"), fullPage: true });
+  // Nothing left: the page says so, and sends nothing.
+  await page.getByRole("button", { name: "Withdraw earnings" }).click();
+  const nothing = (await page.getByTestId("earnings-message").filter({ hasText: /failed/ }).textContent({ timeout: 10000 })) ?? "";
+  if (!nothing.includes("no earnings to withdraw")) fail(`no refusal of an empty withdrawal: ${nothing}`);
+  return { usage, before, withdrew: done };
 }
 
 async function auditor(page) {
@@ -108,7 +136,8 @@ await withBrowser(async (browser) => {
     }
   };
   await run("provider", provider);
+  const earned = await run("earner", earner);
   const audit = await run("auditor", auditor);
   if (problems.length) fail(problems.join("; "));
-  console.log(JSON.stringify(audit));
+  console.log(JSON.stringify({ ...audit, ...earned }));
 });

@@ -3,7 +3,7 @@
 // forgotten with it. It signs the EIP-712 messages the contracts verify (contracts::eip712): the
 // account link, a configuration, a purchase's OpenContract and deposit permit, a top-up.
 import { generatePrivateKey, privateKeyToAccount, type PrivateKeyAccount } from "viem/accounts";
-import type { Address, Hex, TypedDataDomain } from "viem";
+import { encodeFunctionData, parseAbi, type Address, type Hex, type TypedDataDomain } from "viem";
 import type { Schemas } from "./api/client";
 
 const STORAGE = "mercato.evm";
@@ -219,4 +219,39 @@ export async function signTopUp(
     deadline,
   );
   return [topUp, p];
+}
+
+/** The most a transaction of the account's own may cost in gas, in wei: above it, nothing is signed. */
+const MAX_GAS_COST = 10n ** 16n;
+
+/** Withdraw(to, amount): the provider's earnings to its own account. */
+export function withdrawCall(to: Address, amount: string): Hex {
+  return encodeFunctionData({
+    abi: parseAbi(["function withdraw(address to, uint256 amount)"]),
+    functionName: "withdraw",
+    args: [to, BigInt(amount)],
+  });
+}
+
+/**
+ * Signs a call of the account's own with the terms the broker named (nonce, gas, fees), after
+ * checking them: the account, this chain, a bounded gas cost. The broker relays the bytes as they
+ * are; it cannot change the call without voiding the signature.
+ */
+export async function signOwnCall(key: EvmKey, ledger: Ledger, t: Schemas["TxTerms"], to: Address, data: Hex): Promise<Hex> {
+  if (t.from.toLowerCase() !== key.address.toLowerCase())
+    throw new Error(`the broker named account ${t.from}, not yours (${key.address}); nothing was signed`);
+  if (t.chainId !== ledger.chainId) throw new Error(`the broker named chain ${t.chainId}, not ${ledger.chainId}; nothing was signed`);
+  const perGas = BigInt(t.fees.kind === "eip1559" ? t.fees.maxFeePerGas : t.fees.gasPrice);
+  if (BigInt(t.gas) * perGas > MAX_GAS_COST)
+    throw new Error("the broker asks for a gas cost above 0.01 of the chain's currency; nothing was signed");
+  const common = { chainId: t.chainId, nonce: t.nonce, gas: BigInt(t.gas), to, data, value: 0n };
+  return t.fees.kind === "eip1559"
+    ? key.account.signTransaction({
+        ...common,
+        type: "eip1559",
+        maxFeePerGas: BigInt(t.fees.maxFeePerGas),
+        maxPriorityFeePerGas: BigInt(t.fees.maxPriorityFeePerGas),
+      })
+    : key.account.signTransaction({ ...common, type: "legacy", gasPrice: BigInt(t.fees.gasPrice) });
 }

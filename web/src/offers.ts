@@ -5,7 +5,7 @@
 // signs those bytes and publishes them.
 import type { Schemas } from "./api/client";
 import { sign, type Key } from "./keys";
-import { parseCredits } from "./money";
+import { formatCredits, parseCredits } from "./money";
 import { call } from "./session";
 
 export type Offer = Schemas["Offer"];
@@ -205,4 +205,69 @@ export function offerFromForm(f: OfferForm, provider: string): { ok: true; offer
       plans: [{ id: planId, name: planName, capacity, unit, pricing }],
     },
   };
+}
+
+/**
+ * The form that says exactly what `offer` says, or null when the form cannot (several plans, a
+ * field the form has no place for): such an offer is edited as JSON instead. Checked by building
+ * the offer back from the form and comparing.
+ */
+export function formFromOffer(offer: Offer): OfferForm | null {
+  const [plan, ...more] = offer.plans;
+  if (!plan || more.length) return null;
+  const r = offer.resources;
+  const kind: ResourceKind | null = r.gpu ? "gpu" : r.compute ? "compute" : r.network ? "network" : r.data ? "data" : null;
+  if (!kind) return null;
+  const u = plan.unit;
+  const reserved = plan.pricing.reserved;
+  const perUse = Object.values(plan.pricing.payPerUse ?? {}).find((v): v is string => typeof v === "string" && v !== "0");
+  const price = reserved?.price ?? perUse;
+  if (!price) return null;
+  const text = (n: number | null | undefined, scale = 1) => (n ? String(n / scale) : "");
+  const form: OfferForm = {
+    ...EMPTY_FORM,
+    id: offer.id,
+    name: offer.name,
+    description: offer.description ?? "",
+    country: offer.location.country,
+    region: offer.location.region,
+    city: offer.location.city ?? "",
+    latitude: String(offer.location.latitude),
+    longitude: String(offer.location.longitude),
+    kind,
+    cores: text(u.cpuMillicores, 1000),
+    memoryGib: text(u.memoryMib, 1024),
+    gpuModel: r.gpu?.model ?? "",
+    gpuCount: text(u.gpuPermille, 1000) || "1",
+    bandwidthMbps: text(u.bandwidthMbps),
+    latencyMs: r.network ? String(r.network.latencyMs) : "",
+    dataset: r.data?.dataset ?? "",
+    licence: r.data?.licence ?? "",
+    endpoint: r.data?.accessEndpoint ?? "",
+    planId: plan.id,
+    planName: plan.name,
+    capacity: String(plan.capacity),
+    pricing: reserved ? "reserved" : "payPerUse",
+    price: formatCredits(price),
+    periodHours: reserved ? String(reserved.periodSeconds / 3600) : "1",
+  };
+  const back = offerFromForm(form, offer.provider);
+  if (!back.ok) return null;
+  const rest: Partial<Offer> = { ...offer };
+  delete rest.signature;
+  delete rest.version;
+  // Fields the catalog filled with their defaults say nothing: compared without them.
+  const [was, built] = [prune(rest), prune(back.offer)];
+  return differences(was, built).length || differences(built, was).length ? null : form;
+}
+
+/** `v` without the fields whose values are defaults (recursively). */
+function prune(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(prune);
+  if (typeof v !== "object" || v === null) return v;
+  return Object.fromEntries(
+    Object.entries(v)
+      .filter(([, x]) => !isDefault(x))
+      .map(([k, x]) => [k, prune(x)]),
+  );
 }

@@ -1,8 +1,10 @@
 //! EVM accounts over HTTP: link one to the caller's did, read what the chain says of one, the
-//! development faucet.
+//! development faucet, and the caller's own transactions relayed (terms, then the signed bytes).
 
 use alloy::primitives::Address;
-use api::ledger::{AccountInfo, FaucetGrant, LinkRequest, Linked};
+use api::ledger::{
+    AccountInfo, FaucetGrant, LinkRequest, Linked, RelayRequest, Relayed, TxTerms, TxTermsRequest,
+};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
@@ -53,4 +55,32 @@ pub async fn faucet(
     As { who, .. }: As<Parties>,
 ) -> Result<Json<FaucetGrant>, Failure> {
     Ok(Json(app.market.faucet(&who).await?))
+}
+
+/// The nonce, gas and fees of a call the caller's linked account is about to sign (refused when
+/// the chain would revert it).
+#[utoipa::path(post, path = "/v1/chain/transactions/terms", tag = "accounts", operation_id = "transaction_terms",
+    request_body = TxTermsRequest,
+    security(("bearer" = [])),
+    responses((status = 200, description = "The terms", body = TxTerms)))]
+pub async fn terms(
+    State(app): State<AppState>,
+    As { who, .. }: As<Parties>,
+    ApiJson(req): ApiJson<TxTermsRequest>,
+) -> Result<Json<TxTerms>, Failure> {
+    Ok(Json(app.market.tx_terms(&who, &req).await?))
+}
+
+/// Relays a transaction the caller's linked account signed, byte for byte, to one of the
+/// deployment's contracts; answers once it is mined.
+#[utoipa::path(post, path = "/v1/chain/transactions", tag = "accounts", operation_id = "relay_transaction",
+    request_body = RelayRequest,
+    security(("bearer" = [])),
+    responses((status = 200, description = "Mined and successful", body = Relayed)))]
+pub async fn relay(
+    State(app): State<AppState>,
+    As { who, .. }: As<Parties>,
+    ApiJson(req): ApiJson<RelayRequest>,
+) -> Result<Json<Relayed>, Failure> {
+    Ok(Json(app.market.relay(&who, &req).await?))
 }

@@ -86,6 +86,12 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(accounts::link))
         .routes(routes!(accounts::show))
         .routes(routes!(accounts::faucet))
+        .routes(routes!(accounts::terms))
+        .routes(with_body_limit(
+            routes!(accounts::relay),
+            // Hex doubles the bytes; the JSON around them is small.
+            2 * api::ledger::MAX_RELAYED_TX_BYTES + 1024,
+        ))
         .routes(routes!(providers::set_config))
         .routes(routes!(providers::config))
         .routes(routes!(certs::list))

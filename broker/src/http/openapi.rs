@@ -71,6 +71,8 @@ pub const PARTICULAR: &[(&str, &[u16])] = &[
     ("link_account", &[409, 422]),
     ("account", &[]),
     ("faucet", &[412]),
+    ("transaction_terms", &[403, 412, 422]),
+    ("relay_transaction", &[400, 403, 412, 422]),
     ("set_provider_config", &[412, 422]),
     ("provider_config", &[404]),
     ("reserve", &[404, 409, 412, 422]),

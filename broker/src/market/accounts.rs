@@ -111,6 +111,7 @@ impl Market {
             registry_nonce: Nonce(self.ledger.registry_nonce(account).await?),
             permit_nonce: Nonce(self.ledger.permit_nonce(account).await?),
             credits: self.ledger.credit_balance(account).await?,
+            earnings: self.ledger.earnings(account).await?,
         })
     }
 

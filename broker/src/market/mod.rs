@@ -21,6 +21,7 @@ pub mod providers;
 pub mod purchase;
 pub mod reconcile;
 pub mod records;
+pub mod relay;
 pub mod reservations;
 pub mod settlement;
 pub mod statements;

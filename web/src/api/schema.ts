@@ -353,6 +353,46 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/chain/transactions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Relays a transaction the caller's linked account signed, byte for byte, to one of the
+         *     deployment's contracts; answers once it is mined.
+         */
+        post: operations["relay_transaction"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/chain/transactions/terms": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * The nonce, gas and fees of a call the caller's linked account is about to sign (refused when
+         *     the chain would revert it).
+         */
+        post: operations["transaction_terms"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/contracts": {
         parameters: {
             query?: never;
@@ -1020,6 +1060,8 @@ export interface components {
             account: string;
             credits: components["schemas"]["Credits"];
             did?: components["schemas"]["Did"] | null;
+            /** @description What the marketplace owes the account (a provider's released earnings): withdrawable. */
+            earnings: components["schemas"]["Credits"];
             /** @description The nonce the account's next permit carries. */
             permitNonce: components["schemas"]["Nonce"];
             /** @description The nonce the account's next `Link` or `SetConfig` signature carries. */
@@ -2141,6 +2183,20 @@ export interface components {
             did: components["schemas"]["Did"];
             role: components["schemas"]["Role"];
         };
+        /**
+         * @description `POST /v1/chain/transactions`: a transaction the caller's linked account signed, relayed byte
+         *     for byte (for pages that cannot reach the chain's node themselves).
+         */
+        RelayRequest: {
+            /** @description The signed transaction's EIP-2718 encoding. */
+            raw: string;
+        };
+        /** @description The relayed transaction, mined and successful. */
+        Relayed: {
+            /** Format: u-int64 */
+            blockNumber: number;
+            txHash: components["schemas"]["TxHash"];
+        };
         /** @description A reorganisation the index rolled back. */
         ReorgSeen: {
             /**
@@ -2466,8 +2522,44 @@ export interface components {
             resumed: boolean;
             txHash: components["schemas"]["TxHash"];
         };
+        /** @description A transaction's fees, in wei (decimal strings: they exceed 2^53). */
+        TxFees: {
+            /** @enum {string} */
+            kind: "eip1559";
+            maxFeePerGas: string;
+            maxPriorityFeePerGas: string;
+        } | {
+            gasPrice: string;
+            /** @enum {string} */
+            kind: "legacy";
+        };
         /** @description A transaction's hash. */
         TxHash: string;
+        /**
+         * @description What the transaction carries besides the call: the account signs these too, so the broker
+         *     cannot change them afterwards.
+         */
+        TxTerms: {
+            /** Format: u-int64 */
+            chainId: number;
+            fees: components["schemas"]["TxFees"];
+            /** @description The caller's linked account, which signs and pays the gas. */
+            from: string;
+            /**
+             * Format: u-int64
+             * @description Gas limit: the chain's estimate with a margin.
+             */
+            gas: number;
+            /** Format: u-int64 */
+            nonce: number;
+        };
+        /** @description `POST /v1/chain/transactions/terms`: a call the caller's own account is about to sign. */
+        TxTermsRequest: {
+            /** @description The call's ABI-encoded input. */
+            data: string;
+            /** @description One of the deployment's contracts. */
+            to: string;
+        };
         /** @description Pay-per-use prices per resource unit, in credit base units. */
         UnitPrices: {
             cpuCoreHour?: components["schemas"]["Credits"];
@@ -4034,6 +4126,216 @@ export interface operations {
             };
             /** @description The request conflicts with the resource's state */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is larger than the broker accepts */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not application/json */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is JSON but not what this operation takes, or the chain refused what was signed */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The broker's fault; logged with the incident id the detail names */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A dependency (database, chain, content store) is unavailable; try again */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    relay_transaction: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RelayRequest"];
+            };
+        };
+        responses: {
+            /** @description Mined and successful */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Relayed"];
+                };
+            };
+            /** @description The request is malformed: a body, path or query parameter that is not what this operation takes, or a signature that does not verify */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No token, or an unknown, expired or malformed one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The participant has no EVM account linked yet */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is larger than the broker accepts */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not application/json */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is JSON but not what this operation takes, or the chain refused what was signed */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The broker's fault; logged with the incident id the detail names */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A dependency (database, chain, content store) is unavailable; try again */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    transaction_terms: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["TxTermsRequest"];
+            };
+        };
+        responses: {
+            /** @description The terms */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TxTerms"];
+                };
+            };
+            /** @description The request is malformed: a body, path or query parameter that is not what this operation takes, or a signature that does not verify */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No token, or an unknown, expired or malformed one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The participant has no EVM account linked yet */
+            412: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -1,13 +1,25 @@
 // The provider console: its configuration (registered on chain, signed here by its account), its
-// offers (a new one from a form that names every wrong field at once, a new version of one as
-// JSON, withdrawal), the purchases proposed to it (the document checked and signed here) and
-// its running contracts. Earnings are withdrawn with the CLI (`mercato provider withdraw`).
+// offers (a new one from a form that names every wrong field at once, a new version of one,
+// withdrawal), the purchases proposed to it (the document checked and signed here), its running
+// contracts with the usage its agent reported, and its earnings, withdrawn by a transaction its
+// account signs here (the broker relays the signed bytes).
 import { useEffect, useState } from "react";
+import type { Address } from "viem";
 import { api, type Schemas } from "../api/client";
 import { OPENED, useEvents } from "../events";
-import { signSetConfig, storedEvmKey } from "../evm";
+import { signOwnCall, signSetConfig, storedEvmKey, withdrawCall } from "../evm";
 import { sign, type Key } from "../keys";
-import { EMPTY_FORM, nextVersion, offerFromForm, publishOffer, type Offer, type OfferForm, type ResourceKind } from "../offers";
+import {
+  EMPTY_FORM,
+  formFromOffer,
+  nextVersion,
+  offerFromForm,
+  publishOffer,
+  type Offer,
+  type OfferForm,
+  type ResourceKind,
+} from "../offers";
+import { formatCredits } from "../money";
 import { planPrice } from "../plans";
 import { rawCid } from "../purchase";
 import { call, ledger } from "../session";
@@ -19,6 +31,10 @@ type Contract = Schemas["Contract"];
 export function Provider() {
   // Offers published from this page: listed at once (the catalog's search follows shortly).
   const [published, setPublished] = useState<string[]>([]);
+  // An offer being edited in the form (a new version of it when published).
+  const [editing, setEditing] = useState<Offer | null>(null);
+  // What the last publication said (the form starts afresh after it).
+  const [notice, setNotice] = useState<string | null>(null);
   return (
     <RoleGate
       roles={["provider"]}
@@ -31,9 +47,27 @@ export function Provider() {
         <section aria-labelledby="provider-title">
           <h1 id="provider-title">Provider console</h1>
           <Configuration didKey={key} />
-          <NewOffer didKey={key} onPublished={(id) => setPublished((ids) => [...ids, id])} />
-          <YourOffers didKey={key} published={published} />
+          <NewOffer
+            key={editing ? `${editing.id}@${editing.version}` : "new"}
+            didKey={key}
+            editing={editing}
+            notice={notice}
+            onDone={(done) => {
+              setEditing(null);
+              setNotice(done && `Offer ${done.id} version ${done.version} published.`);
+              if (done) setPublished((ids) => [...ids, done.id]);
+            }}
+          />
+          <YourOffers
+            didKey={key}
+            published={published}
+            onEdit={(offer) => {
+              setNotice(null);
+              setEditing(offer);
+            }}
+          />
           <YourContracts didKey={key} />
+          <Earnings didKey={key} />
         </section>
       )}
     </RoleGate>
@@ -136,31 +170,45 @@ const FIELDS: [keyof OfferForm, string, ResourceKind[] | null][] = [
   ["capacity", "Units sold at once", null],
 ];
 
-function NewOffer({ didKey, onPublished }: { didKey: Key; onPublished: (id: string) => void }) {
-  const [form, setForm] = useState<OfferForm>(EMPTY_FORM);
+function NewOffer({
+  didKey,
+  editing,
+  notice,
+  onDone,
+}: {
+  didKey: Key;
+  editing: Offer | null;
+  notice: string | null;
+  onDone: (published: Schemas["Published"] | null) => void;
+}) {
+  // Keyed by the offer edited: a new one starts from that offer's form.
+  const [form, setForm] = useState<OfferForm>(() => (editing && formFromOffer(editing)) ?? EMPTY_FORM);
   const [errors, setErrors] = useState<string[]>([]);
   const { message, busy, act } = useAction();
   const set = (k: keyof OfferForm, v: string) => setForm((f) => ({ ...f, [k]: v }));
 
   const publish = () => {
     const built = offerFromForm(form, didKey.did);
-    setErrors(built.ok ? [] : built.errors);
-    if (!built.ok) return;
+    const errs = built.ok ? [] : built.errors;
+    if (editing && form.id.trim() !== editing.id) errs.push(`Offer id: must stay ${editing.id} (a new id is a new offer).`);
+    setErrors(errs);
+    if (!built.ok || errs.length) return;
     void act("Publishing", async () => {
       const version = await nextVersion(built.offer.id);
       const done = await publishOffer(didKey, { ...built.offer, version });
       setForm(EMPTY_FORM);
-      onPublished(done.id);
+      onDone(done);
       return `Offer ${done.id} version ${done.version} published.`;
     });
   };
+  const title = editing ? `Edit offer ${editing.id}: publishing makes version ${editing.version + 1}` : "New offer";
 
   return (
     <section aria-labelledby="new-offer-title">
-      <h2 id="new-offer-title">New offer</h2>
+      <h2 id="new-offer-title">{title}</h2>
       <form
         className="filters"
-        aria-label="New offer"
+        aria-label={editing ? "Edit offer" : "New offer"}
         onSubmit={(e) => {
           e.preventDefault();
           publish();
@@ -201,8 +249,13 @@ function NewOffer({ didKey, onPublished }: { didKey: Key; onPublished: (id: stri
           </label>
         )}
         <button type="submit" disabled={busy}>
-          Publish offer
+          {editing ? "Publish new version" : "Publish offer"}
         </button>
+        {editing && (
+          <button type="button" onClick={() => onDone(null)}>
+            Cancel editing
+          </button>
+        )}
       </form>
       {errors.length > 0 && (
         <ul role="alert" className="failure" data-testid="offer-errors">
@@ -211,16 +264,16 @@ function NewOffer({ didKey, onPublished }: { didKey: Key; onPublished: (id: stri
           ))}
         </ul>
       )}
-      {message && (
+      {(message ?? notice) && (
         <p role="status" data-testid="offer-message">
-          {message}
+          {message ?? notice}
         </p>
       )}
     </section>
   );
 }
 
-function YourOffers({ didKey, published }: { didKey: Key; published: string[] }) {
+function YourOffers({ didKey, published, onEdit }: { didKey: Key; published: string[]; onEdit: (offer: Offer) => void }) {
   const [offers, setOffers] = useState<Offer[]>([]);
   const [editing, setEditing] = useState<{ id: string; text: string } | null>(null);
   const [tick, setTick] = useState(0);
@@ -242,7 +295,13 @@ function YourOffers({ didKey, published }: { didKey: Key; published: string[] })
   const edit = (id: string) =>
     act("Loading the offer", async () => {
       const { offer } = await api.offer(id);
-      // The page fills these in when it publishes: the provider, the next version, the signature.
+      if (formFromOffer(offer)) {
+        setEditing(null);
+        onEdit(offer);
+        return `Editing ${id} in the form above: publishing makes version ${offer.version + 1}.`;
+      }
+      // An offer the form cannot say exactly (several plans, more fields) is edited as JSON. The
+      // page fills these in when it publishes: the provider, the next version, the signature.
       const editable: Partial<Offer> = { ...offer };
       delete editable.signature;
       delete editable.version;
@@ -344,10 +403,23 @@ function YourContracts({ didKey }: { didKey: Key }) {
       .catch(() => setContracts([]));
   }, [didKey, tick]);
   useEvents(didKey, (e) => {
-    if (e.topic === OPENED || e.topic.startsWith("contract.")) setTick((t) => t + 1);
+    if (e.topic === OPENED || e.topic.startsWith("contract.") || e.topic.startsWith("usage.")) setTick((t) => t + 1);
   });
   const proposed = contracts.filter((c) => c.state === "proposed");
   const running = contracts.filter((c) => c.state === "active" || c.state === "opening" || c.state === "accepted");
+  // The usage the agent reported on each active contract, as it accrues.
+  const [usage, setUsage] = useState<Record<string, Schemas["ContractUsage"]>>({});
+  const activeIds = running.filter((c) => c.state === "active").map((c) => c.id).join(",");
+  useEffect(() => {
+    if (!activeIds) return;
+    Promise.all(
+      activeIds.split(",").map((id) =>
+        call<Schemas["ContractUsage"]>(didKey, "GET", `/v1/contracts/${id}/usage`).then((u) => [id, u] as const),
+      ),
+    )
+      .then((pairs) => setUsage(Object.fromEntries(pairs)))
+      .catch(() => setUsage({}));
+  }, [didKey, activeIds, tick]);
 
   // The document must name this provider, this contract and its offer before it is signed.
   const accept = (id: string) =>
@@ -389,6 +461,7 @@ function YourContracts({ didKey }: { didKey: Key }) {
           {running.map((c) => (
             <li key={c.id} data-testid="running">
               <code>{c.id.slice(0, 12)}…</code> {c.offerId} / {c.planId} × {c.quantity}: {c.state}
+              <UsageLine usage={usage[c.id]} />
             </li>
           ))}
         </ul>
@@ -398,7 +471,79 @@ function YourContracts({ didKey }: { didKey: Key }) {
           {message}
         </p>
       )}
-      <p>Usage your agent reports and your earnings: <code>mercato usage show CONTRACT</code>, <code>mercato provider withdraw</code>.</p>
+    </section>
+  );
+}
+
+function UsageLine({ usage }: { usage: Schemas["ContractUsage"] | undefined }) {
+  if (!usage) return null;
+  return (
+    <span data-testid="running-usage">
+      {" "}
+      — usage reported: {usage.records.length} record(s), {formatCredits(usage.total)} credits, of which{" "}
+      {formatCredits(usage.settled)} settled
+    </span>
+  );
+}
+
+function Earnings({ didKey }: { didKey: Key }) {
+  const [account, setAccount] = useState<Schemas["AccountInfo"] | null>(null);
+  const [tick, setTick] = useState(0);
+  const { message, busy, act } = useAction();
+  const evm = storedEvmKey();
+  useEffect(() => {
+    if (!evm) return;
+    call<Schemas["AccountInfo"]>(didKey, "GET", `/v1/accounts/${evm.address}`)
+      .then(setAccount)
+      .catch(() => setAccount(null));
+    // The key is read from storage on each render; its address is what matters.
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [didKey, evm?.address, tick]);
+  useEvents(didKey, (e) => {
+    if (e.topic.startsWith("usage.") || e.topic.startsWith("contract.")) setTick((t) => t + 1);
+  });
+
+  // The account signs withdraw(itself, everything earned); the broker only relays the bytes.
+  const withdraw = () =>
+    act("Withdrawing", async () => {
+      if (!evm) throw new Error("your account key is not in this page; import it under Your keys");
+      const [chain, info] = await Promise.all([
+        ledger(),
+        call<Schemas["AccountInfo"]>(didKey, "GET", `/v1/accounts/${evm.address}`),
+      ]);
+      if (BigInt(info.earnings) === 0n) throw new Error("there are no earnings to withdraw yet (charges are released after their challenge window)");
+      const to = chain.contracts.marketplace as Address;
+      const data = withdrawCall(evm.address, info.earnings);
+      const terms = await call<Schemas["TxTerms"]>(didKey, "POST", "/v1/chain/transactions/terms", { body: { to, data } });
+      const raw = await signOwnCall(evm, chain, terms, to, data);
+      const done = await call<Schemas["Relayed"]>(didKey, "POST", "/v1/chain/transactions", { body: { raw } });
+      setTick((t) => t + 1);
+      return `Withdrew ${formatCredits(info.earnings)} credits to ${evm.address} (transaction ${done.txHash}).`;
+    });
+
+  return (
+    <section aria-labelledby="earnings-title">
+      <h2 id="earnings-title">Earnings</h2>
+      {!evm ? (
+        <p>Import your account key under Your keys to see and withdraw your earnings.</p>
+      ) : (
+        <>
+          <p data-testid="earnings">
+            {account
+              ? `Withdrawable: ${formatCredits(account.earnings)} credits. Your account holds ${formatCredits(account.credits)} credits.`
+              : "Reading your account…"}
+          </p>
+          <p>Charges become earnings when their challenge window ends; the withdrawal is a transaction your account signs here and pays the gas of.</p>
+          <button type="button" disabled={busy} onClick={() => void withdraw()}>
+            Withdraw earnings
+          </button>
+        </>
+      )}
+      {message && (
+        <p role="status" data-testid="earnings-message">
+          {message}
+        </p>
+      )}
     </section>
   );
 }
