@@ -248,6 +248,56 @@ async fn a_consumer_buys_in_the_browser_and_connects_with_the_cli() {
     broker.stop();
 }
 
+/// A dishonest or absent broker, as the page sees it: a reservation rewritten to pay another
+/// account is named in the review and cannot be signed; a broker that does not answer is said to;
+/// a purchase whose answer was lost is bought again without a second charge. Then, outside the
+/// browser: one contract, active on chain, and the consumer paid for it once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_refuses_a_dishonest_reservation_and_survives_a_lost_answer() {
+    let root = root();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = broker_with_web(&dir.path().join("broker"));
+    let seller = provider_with_agent(&broker.url, dir.path(), None, true).await;
+    let o = offer("browser-faults", 4, 100_000_000);
+    seller
+        .provider
+        .session
+        .publish_offer(o.clone())
+        .await
+        .unwrap();
+    let artifacts = root.join("web/test-artifacts");
+    let shown = browser_script(
+        "e2e/faults.mjs",
+        &[&broker.url, artifacts.to_str().unwrap(), "browser-faults"],
+    );
+    let sold = seller.provider.session.contracts().await.unwrap();
+    assert_eq!(sold.len(), 1, "bought once: {sold:?} ({shown})");
+    let c = seller.provider.session.contract(sold[0].id).await.unwrap();
+    assert!(
+        shown["contract"]
+            .as_str()
+            .is_some_and(|prefix| c.id.to_string().starts_with(prefix)),
+        "{shown}"
+    );
+    let chain = c.chain.expect("on chain");
+    assert_eq!(chain.status, api::contracts::ChainStatus::Active);
+    // One period of 1 credit paid, once; the dishonest terms were never signed.
+    let paid = [chain.escrow, chain.charged].into_iter().sum::<Credits>();
+    assert_eq!(paid, Credits::whole(1), "{chain:?}");
+    let consumer = seller
+        .provider
+        .session
+        .account(chain.consumer)
+        .await
+        .unwrap();
+    assert_eq!(
+        consumer.credits,
+        Credits::whole(999),
+        "1000 from the faucet, less 1"
+    );
+    broker.stop();
+}
+
 /// The provider console and the auditor explorer in a browser: a provider made there registers
 /// its configuration, publishes an offer from the form (after its errors) and a new version, and
 /// accepts the purchase a consumer makes meanwhile, which opens on chain; an auditor checks a

@@ -36,3 +36,17 @@ export async function withBrowser(test) {
     await browser.close();
   }
 }
+
+/** A consumer made in `page`: keys registered, an account key created and linked, faucet credits. */
+export async function newConsumer(page, url) {
+  await page.goto(new URL("/account", url).href);
+  await page.getByRole("button", { name: "Create keys and register" }).click();
+  await page.getByText("Logged in as consumer.").waitFor({ timeout: 15000 });
+  await page.getByRole("button", { name: "Create an account key" }).click();
+  await page.getByText("Not linked yet.").waitFor({ timeout: 15000 });
+  await page.getByLabel("Import an account key file").waitFor({ state: "detached" });
+  await page.getByRole("button", { name: "Link this account" }).click();
+  await page.getByText(/Linked to your did\. Credits: 0\./).waitFor({ timeout: 30000 });
+  await page.getByRole("button", { name: "Get credits" }).click();
+  await page.getByText(/Credits: 1000\./).waitFor({ timeout: 30000 });
+}

@@ -7,7 +7,7 @@
 // (contract, key files, credential file); exits 1 on any failure.
 import fs from "node:fs";
 import path from "node:path";
-import { args, artifactsDir, fail, withBrowser } from "./browser.mjs";
+import { args, artifactsDir, fail, newConsumer, withBrowser } from "./browser.mjs";
 
 const [url, artifactsArg, offer, ppuOffer] = args("e2e/buy.mjs BROKER_URL ARTIFACTS_DIR OFFER PPU_OFFER", 4);
 const artifacts = artifactsDir(artifactsArg);
@@ -39,17 +39,8 @@ await withBrowser(async (browser) => {
 
 async function steps(page, problems, purchases) {
   // Keys, account, credits.
-  await page.goto(new URL("/account", url).href);
-  await page.getByRole("button", { name: "Create keys and register" }).click();
-  await page.getByText("Logged in as consumer.").waitFor({ timeout: 15000 });
+  await newConsumer(page, url);
   const keyFile = await save(page, "Download key file", "buyer-key.hex");
-  await page.getByRole("button", { name: "Create an account key" }).click();
-  await page.getByText("Not linked yet.").waitFor({ timeout: 15000 });
-  await page.getByLabel("Import an account key file").waitFor({ state: "detached" });
-  await page.getByRole("button", { name: "Link this account" }).click();
-  await page.getByText(/Linked to your did\. Credits: 0\./).waitFor({ timeout: 30000 });
-  await page.getByRole("button", { name: "Get credits" }).click();
-  await page.getByText(/Credits: 1000\./).waitFor({ timeout: 30000 });
   const evmFile = await save(page, "Download account key file", "evm-buyer-key.hex");
   await page.screenshot({ path: path.join(artifacts, "account-linked.png"), fullPage: true });
 
