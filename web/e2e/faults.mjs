@@ -3,7 +3,9 @@
 // rewritten in flight to pay another account and to ask a larger deposit): the review names both,
 // and nothing can be signed. Then the broker's answers are cut: a reservation while it does not
 // answer says so; a purchase whose answer is lost after the broker took it says that buying again
-// charges nothing twice, and buying again gives the contract, active on chain. Prints one JSON
+// charges nothing twice, and buying again gives the contract, active on chain. Two tabs buying at
+// once: the purchase whose deposit permit the other tab spent fails, saying so, and moves nothing.
+// Prints one JSON
 // line (the faults named, the contract); exits 1 on any failure. The broker itself is real: only
 // what reaches the page is changed (Playwright's request routing).
 import path from "node:path";
@@ -81,5 +83,25 @@ async function steps(page, purchases) {
   await page.getByTestId("contract-state").filter({ hasText: "State: active" }).waitFor({ timeout: 60000 });
   const heading = (await page.getByTestId("purchase-progress").locator("h3").textContent()) ?? "";
   if (purchases.length !== 2) fail(`two purchase requests (the lost one and the retry), not ${purchases.length}`);
-  return { faults, away, lost, contract: heading.replace(/^Contract /, "").replace("…", "") };
+
+  // Two tabs buy at once: the second tab (a copy of this tab's keys) buys while this one reviews,
+  // so this one's signed deposit permit is spent; the chain refuses it and no credit moves.
+  await reserve(page);
+  await page.getByTestId("review-ok").waitFor({ timeout: 20000 });
+  const [other] = await Promise.all([
+    page.context().waitForEvent("page"),
+    page.evaluate((href) => window.open(href), new URL(`/offers/${encodeURIComponent(offer)}`, url).href),
+  ]);
+  await other.getByRole("button", { name: /^Buy / }).first().click();
+  await other.getByRole("button", { name: "Reserve and review" }).click();
+  await other.getByRole("button", { name: "Sign and buy" }).click();
+  await other.getByTestId("contract-state").filter({ hasText: "State: active" }).waitFor({ timeout: 60000 });
+  await other.close();
+  await page.getByRole("button", { name: "Sign and buy" }).click();
+  const refusal = page.getByRole("alert").filter({ hasText: /The purchase failed/ });
+  const failed = (await refusal.textContent({ timeout: 60000 })) ?? "";
+  if (!/its permit was no longer valid .* reserve again and sign again\. No credit moved\.$/.test(failed))
+    fail(`the failure does not say what happened and what to do: ${failed}`);
+  await page.screenshot({ path: path.join(artifacts, "faults-failed.png"), fullPage: true });
+  return { faults, away, lost, failed, contract: heading.replace(/^Contract /, "").replace("…", "") };
 }
