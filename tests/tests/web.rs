@@ -259,17 +259,20 @@ async fn the_page_refuses_a_dishonest_reservation_and_survives_a_lost_answer() {
     let dir = tempfile::tempdir().unwrap();
     let broker = broker_with_web(&dir.path().join("broker"));
     let seller = provider_with_agent(&broker.url, dir.path(), None, true).await;
-    let o = offer("browser-faults", 8, 100_000_000);
-    seller
-        .provider
-        .session
-        .publish_offer(o.clone())
-        .await
-        .unwrap();
+    let reserved = offer("browser-faults", 8, 100_000_000);
+    let ppu = ppu_offer("browser-faults-ppu", 4, 1_000);
+    for o in [reserved, ppu] {
+        seller.provider.session.publish_offer(o).await.unwrap();
+    }
     let artifacts = root.join("web/test-artifacts");
     let shown = browser_script(
         "e2e/faults.mjs",
-        &[&broker.url, artifacts.to_str().unwrap(), "browser-faults"],
+        &[
+            &broker.url,
+            artifacts.to_str().unwrap(),
+            "browser-faults",
+            "browser-faults-ppu",
+        ],
     );
     // Two contracts active (the lost answer's, bought once, and the second tab's); the purchase
     // whose permit was spent failed, if it reached the chain at all, and moved nothing.
@@ -297,13 +300,17 @@ async fn the_page_refuses_a_dishonest_reservation_and_survives_a_lost_answer() {
             .is_some_and(|prefix| c.id.to_string().starts_with(prefix))),
         "{shown}"
     );
-    assert_eq!(paid, Credits::whole(2), "one period of 1 credit each");
+    assert_eq!(
+        paid,
+        Credits::whole(3),
+        "one period of 1 credit, a deposit of 2"
+    );
     let consumer = active[0].chain.as_ref().unwrap().consumer;
     let balance = seller.provider.session.account(consumer).await.unwrap();
     assert_eq!(
         balance.credits,
-        Credits::whole(998),
-        "1000 from the faucet, less 2"
+        Credits::whole(997),
+        "1000 from the faucet, less 3"
     );
     broker.stop();
 }

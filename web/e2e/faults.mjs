@@ -1,17 +1,19 @@
-// What the page does when the broker lies or goes away: node e2e/faults.mjs BROKER_URL ARTIFACTS_DIR OFFER
+// What the page does when the broker lies or goes away:
+//   node e2e/faults.mjs BROKER_URL ARTIFACTS_DIR OFFER PPU_OFFER
 // A consumer made in the page reserves OFFER's first plan through a dishonest broker (its answer
 // rewritten in flight to pay another account and to ask a larger deposit): the review names both,
 // and nothing can be signed. Then the broker's answers are cut: a reservation while it does not
 // answer says so; a purchase whose answer is lost after the broker took it says that buying again
 // charges nothing twice, and buying again gives the contract, active on chain. Two tabs buying at
-// once: the purchase whose deposit permit the other tab spent fails, saying so, and moves nothing.
+// once (the other buys PPU_OFFER with a deposit of 2 credits): the purchase whose deposit permit
+// the other tab spent fails, saying so, and moves nothing.
 // Prints one JSON
 // line (the faults named, the contract); exits 1 on any failure. The broker itself is real: only
 // what reaches the page is changed (Playwright's request routing).
 import path from "node:path";
 import { args, artifactsDir, fail, newConsumer, withBrowser } from "./browser.mjs";
 
-const [url, artifactsArg, offer] = args("e2e/faults.mjs BROKER_URL ARTIFACTS_DIR OFFER", 3);
+const [url, artifactsArg, offer, ppuOffer] = args("e2e/faults.mjs BROKER_URL ARTIFACTS_DIR OFFER PPU_OFFER", 4);
 const artifacts = artifactsDir(artifactsArg);
 
 await withBrowser(async (browser) => {
@@ -90,10 +92,12 @@ async function steps(page, purchases) {
   await page.getByTestId("review-ok").waitFor({ timeout: 20000 });
   const [other] = await Promise.all([
     page.context().waitForEvent("page"),
-    page.evaluate((href) => window.open(href), new URL(`/offers/${encodeURIComponent(offer)}`, url).href),
+    page.evaluate((href) => window.open(href), new URL(`/offers/${encodeURIComponent(ppuOffer)}`, url).href),
   ]);
   await other.getByRole("button", { name: /^Buy / }).first().click();
+  await other.getByLabel("Deposit (credits)").fill("2");
   await other.getByRole("button", { name: "Reserve and review" }).click();
+  await other.getByTestId("review-ok").waitFor({ timeout: 20000 });
   await other.getByRole("button", { name: "Sign and buy" }).click();
   await other.getByTestId("contract-state").filter({ hasText: "State: active" }).waitFor({ timeout: 60000 });
   await other.close();

@@ -99,6 +99,16 @@ export async function checkReservation(
     gpuRecordFee: "0",
   };
   expect("the usage prices", JSON.stringify(t.prices) === JSON.stringify(usage?.prices ?? zero));
+  // Each unit price is the plan's (the GPU record fee is the region's, read by the broker from the
+  // chain's BillingModels: shown with the terms and bounded by the cap).
+  const perUse = plan?.pricing.payPerUse;
+  expect(
+    "the usage prices against the plan's",
+    (usage === undefined) === (perUse == null) &&
+      (["cpuCoreHour", "memoryGibHour", "gpuHour", "networkGb", "dataAccess"] as const).every(
+        (k) => (usage?.prices[k] ?? "0") === (perUse?.[k] ?? "0"),
+      ),
+  );
   expect("the usage cap", t.usageCap === (usage?.cap ?? "0") && (asked.usageCap == null || asked.usageCap === t.usageCap));
   expect("the charging window", t.capWindow === (usage?.windowSeconds ?? 0));
   const now = Math.floor(Date.now() / 1000);

@@ -61,6 +61,12 @@ function Status({ didKey }: { didKey: Key }) {
             : `The index DISAGREES with the chain through block ${check.throughBlock}.`}
         </p>
       )}
+      <p data-testid="verify-hint">
+        These checks are the broker&apos;s own. The verification report that needs nothing from the broker re-derives every
+        contract, payment, settlement, credential and configuration from the chain and the content store; run it with
+        your own node: <code>mercato audit verify --rpc-url CHAIN_URL --deployment deployment.json --content-dir DIR</code>{" "}
+        (or <code>--ipfs-api URL</code> for an IPFS node).
+      </p>
     </section>
   );
 }
