@@ -1,7 +1,8 @@
 // The marketplace in a real browser (Debian's chromium, driven by playwright-core):
 //   node e2e/marketplace.mjs BROKER_URL ARTIFACTS_DIR EXPECTED_TOTAL
-// Checks that the page lists every plan, that a class filter narrows to its facet's count, and
-// that bad filters are all named at once without a search; writes screenshots (desktop and phone
+// Checks that the page lists every plan, that a class filter narrows to its facet's count, that a
+// resource filter typed in cores and GiB counts what the API counts, and that bad filters are all
+// named at once without a search; writes screenshots (desktop and phone
 // width) to ARTIFACTS_DIR. Prints one JSON line with the figures (milliseconds from navigation to
 // the first results, gzipped bytes of the first page's JavaScript); exits 1 on any failure.
 import path from "node:path";
@@ -65,14 +66,30 @@ await withBrowser(async (browser) => {
   await page.getByRole("button", { name: "Search" }).click();
   await page.getByText(`${gpuFacet} plan(s)`, { exact: true }).waitFor({ timeout: 10000 });
 
+  // A resource filter in people's units (cores, GiB) asks the catalog in its own (millicores,
+  // MiB): the page counts what the API counts for the same query.
+  await page.getByRole("checkbox", { name: "gpu", exact: true }).uncheck();
+  await page.getByLabel("Cores at least", { exact: true }).fill("8");
+  await page.getByLabel("Memory at least (GiB)", { exact: true }).fill("16");
+  await page.getByRole("button", { name: "Search" }).click();
+  const api = await (await fetch(new URL("/v1/offers?minCpuMillicores=8000&minMemoryMib=16384&limit=1", url))).json();
+  if (!(api.total > 0 && api.total < total)) fail(`the resource filter is not a narrowing one here: ${api.total} of ${total}`);
+  await page.getByText(`${api.total} plan(s)`, { exact: true }).waitFor({ timeout: 10000 });
+  await page.getByLabel("Cores at least", { exact: true }).fill("");
+  await page.getByLabel("Memory at least (GiB)", { exact: true }).fill("");
+  await page.getByRole("checkbox", { name: "gpu", exact: true }).check();
+  await page.getByRole("button", { name: "Search" }).click();
+  await page.getByText(`${gpuFacet} plan(s)`, { exact: true }).waitFor({ timeout: 10000 });
+
   // Bad filters: every reason at once, and no search.
   await page.getByLabel("Price ceiling (credits per unit-hour)").fill("cheap");
   await page.getByLabel("Country").fill("Germany");
+  await page.getByLabel("Green energy at least (%)").fill("150");
   await page.getByRole("button", { name: "Search" }).click();
   const alert = page.getByRole("alert");
   await alert.waitFor();
   const reasons = await alert.locator("li").allTextContents();
-  if (reasons.length !== 2 || !reasons.some((r) => r.startsWith("Price ceiling")) || !reasons.some((r) => r.startsWith("Country")))
+  if (reasons.length !== 3 || !["Price ceiling", "Country", "Green energy at least"].every((f) => reasons.some((r) => r.startsWith(f))))
     fail(`the form named ${JSON.stringify(reasons)}`);
   if (!(await page.getByText(`${gpuFacet} plan(s)`, { exact: true }).isVisible())) fail("a bad search changed the results");
 

@@ -22,6 +22,14 @@ interface Form {
   verified: boolean;
   near: string;
   sort: Sort;
+  minCores: string;
+  minMemoryGib: string;
+  gpuModel: string;
+  minGpuMemoryGib: string;
+  minBandwidthMbps: string;
+  maxLatencyMs: string;
+  arch: string;
+  minGreen: string;
 }
 
 const EMPTY: Form = {
@@ -35,6 +43,14 @@ const EMPTY: Form = {
   verified: false,
   near: "",
   sort: "price",
+  minCores: "",
+  minMemoryGib: "",
+  gpuModel: "",
+  minGpuMemoryGib: "",
+  minBandwidthMbps: "",
+  maxLatencyMs: "",
+  arch: "",
+  minGreen: "",
 };
 
 /** The query a form asks for, or every reason it cannot be sent (all at once). */
@@ -61,6 +77,15 @@ export function toQuery(f: Form): { query: SearchQuery; errors: string[] } {
   };
   number("Certified latency", f.maxCertifiedLatencyMs, 60_000, (n) => (query.maxCertifiedLatencyMs = n));
   number("Certified uptime", f.minCertifiedUptime, 100, (n) => (query.minCertifiedUptime = n));
+  // Resources per plan unit, typed in the units people use; the API's are millicores and MiB.
+  number("Cores at least", f.minCores, 100_000, (n) => (query.minCpuMillicores = Math.round(n * 1000)));
+  number("Memory at least", f.minMemoryGib, 1_000_000, (n) => (query.minMemoryMib = Math.round(n * 1024)));
+  number("GPU memory at least", f.minGpuMemoryGib, 10_000, (n) => (query.minGpuMemoryMib = Math.round(n * 1024)));
+  number("Bandwidth at least", f.minBandwidthMbps, 10_000_000, (n) => (query.minBandwidthMbps = Math.round(n)));
+  number("Network latency at most", f.maxLatencyMs, 60_000, (n) => (query.maxLatencyMs = n));
+  number("Green energy at least", f.minGreen, 100, (n) => (query.minGreen = Math.round(n)));
+  if (f.gpuModel.trim()) query.gpuModel = [f.gpuModel.trim().toLowerCase()];
+  if (f.arch.trim()) query.arch = [f.arch.trim().toLowerCase()];
   if (f.verified) query.verified = true;
   if (f.near.trim()) {
     if (!/^-?[0-9.]+,-?[0-9.]+,[0-9.]+$/.test(f.near.trim())) errors.push("Near: latitude,longitude,radius in km");
@@ -165,6 +190,17 @@ export function Marketplace() {
         {text("maxCertifiedLatencyMs", "Certified latency at most (ms)")}
         {text("minCertifiedUptime", "Certified uptime at least (%)")}
         {text("near", "Near (lat,lon,km)", "48.1,11.6,500")}
+        <fieldset className="resources">
+          <legend>Resources per unit</legend>
+          {text("minCores", "Cores at least", "4")}
+          {text("minMemoryGib", "Memory at least (GiB)", "16")}
+          {text("arch", "Architecture", "amd64")}
+          {text("gpuModel", "GPU model", "nvidia-a100")}
+          {text("minGpuMemoryGib", "GPU memory at least (GiB)", "40")}
+          {text("minBandwidthMbps", "Bandwidth at least (Mbit/s)", "1000")}
+          {text("maxLatencyMs", "Network latency at most (ms)", "20")}
+          {text("minGreen", "Green energy at least (%)", "50")}
+        </fieldset>
         <label className="inline">
           <input type="checkbox" checked={form.verified} onChange={(e) => setForm({ ...form, verified: e.target.checked })} />
           Verified providers only
