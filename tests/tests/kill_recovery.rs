@@ -116,6 +116,22 @@ fn start_op(
     })
 }
 
+/// A snapshot of an external development chain, to revert to.
+async fn snapshot(chain: &e2e::LedgerProcess) -> serde_json::Value {
+    ledger::anvil::dev_rpc(&chain.rpc_url, "evm_snapshot", serde_json::json!([]))
+        .await
+        .unwrap()
+}
+
+/// The chain as it was at `snapshot`: what a reorganisation below the broker's depth leaves.
+async fn revert(chain: &e2e::LedgerProcess, snapshot: serde_json::Value) {
+    let reverted =
+        ledger::anvil::dev_rpc(&chain.rpc_url, "evm_revert", serde_json::json!([snapshot]))
+            .await
+            .unwrap();
+    assert_eq!(reverted, serde_json::json!(true));
+}
+
 async fn settled(consumer: &Participant, c: api::ContractId) -> Credits {
     consumer.session.usage(c).await.unwrap().settled
 }
@@ -378,9 +394,7 @@ async fn lost_purchase(journal: bool) {
     let broker = BrokerProcess::start_with(data.path(), &args);
     let provider = Participant::new_funded(&broker.url, Role::Provider, 2).await;
     let consumer = Participant::new_funded(&broker.url, Role::Consumer, 3).await;
-    let snapshot = ledger::anvil::dev_rpc(&chain.rpc_url, "evm_snapshot", serde_json::json!([]))
-        .await
-        .unwrap();
+    let snapshot = snapshot(&chain).await;
     let o = offer("reorg-1", 2, 7_000_000);
     provider.session.publish_offer(o.clone()).await.unwrap();
     let before = consumer.credits().await;
@@ -388,11 +402,7 @@ async fn lost_purchase(journal: bool) {
     assert_eq!(c.state, ContractState::Active);
     broker.stop();
 
-    let reverted =
-        ledger::anvil::dev_rpc(&chain.rpc_url, "evm_revert", serde_json::json!([snapshot]))
-            .await
-            .unwrap();
-    assert_eq!(reverted, serde_json::json!(true));
+    revert(&chain, snapshot).await;
     if !journal {
         std::fs::remove_file(data.path().join("tx-journal")).unwrap();
     }
@@ -453,20 +463,15 @@ async fn links_configurations_and_batches_the_chain_lost_are_unmarked_or_sent_ag
     req.deposit = Some(units(5_000_000));
     let c = e2e::market::buy(&consumer, &provider, &req).await;
     let credential = credential_hash(&consumer, c.id).await;
-    let snapshot = ledger::anvil::dev_rpc(&chain.rpc_url, "evm_snapshot", serde_json::json!([]))
-        .await
-        .unwrap();
+    let snapshot = snapshot(&chain).await;
 
     // After the point the chain will lose: a link, a configuration, a settled batch.
     let late = Participant::new(&broker.url, Role::Provider).await;
-    let v2 = provider
-        .session
-        .register_config(
-            &provider.evm,
-            &e2e::market::PROVIDER_CONFIG.replace("edge-1", "edge-2"),
-        )
-        .await
-        .unwrap();
+    async fn register(p: &Participant, name: &str) -> api::providers::ConfigRegistered {
+        let config = e2e::market::PROVIDER_CONFIG.replace("edge-1", name);
+        p.session.register_config(&p.evm, &config).await.unwrap()
+    }
+    let v2 = register(&provider, "edge-2").await;
     assert_eq!((v1.version, v2.version), (1, 2));
     let record = signed_usage(&provider, &consumer.did(), c.id, &credential, "u1", 300_000);
     provider.session.report_usage(&[record]).await.unwrap();
@@ -476,11 +481,7 @@ async fn links_configurations_and_batches_the_chain_lost_are_unmarked_or_sent_ag
     .await;
     broker.stop();
 
-    let reverted =
-        ledger::anvil::dev_rpc(&chain.rpc_url, "evm_revert", serde_json::json!([snapshot]))
-            .await
-            .unwrap();
-    assert_eq!(reverted, serde_json::json!(true));
+    revert(&chain, snapshot).await;
     std::fs::remove_file(data.path().join("tx-journal")).unwrap();
 
     let broker = BrokerProcess::start_with(data.path(), &args);
@@ -499,14 +500,7 @@ async fn links_configurations_and_batches_the_chain_lost_are_unmarked_or_sent_ag
         .await
         .unwrap();
     assert_eq!((shown.version, shown.cid), (1, v1.cid));
-    let again = provider
-        .session
-        .register_config(
-            &provider.evm,
-            &e2e::market::PROVIDER_CONFIG.replace("edge-1", "edge-3"),
-        )
-        .await
-        .unwrap();
+    let again = register(&provider, "edge-3").await;
     assert_eq!(again.version, 2);
     // The batch is sent again: charged once, on chain as in the statement.
     eventually(

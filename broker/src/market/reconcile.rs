@@ -109,20 +109,34 @@ pub async fn contracts(market: &Market) -> Result<Reconciled, MarketError> {
     Ok(out)
 }
 
+/// (did, account, the account parsed) of the participants `sql` selects.
+async fn linked_rows(
+    market: &Market,
+    sql: &str,
+) -> Result<Vec<(String, String, Address)>, MarketError> {
+    let rows: Vec<(String, String)> = sqlx::query_as(sql).fetch_all(market.store.pool()).await?;
+    rows.into_iter()
+        .map(|(did, account)| {
+            let address = Decode {
+                table: "participants",
+                key: &did,
+            }
+            .parse("account", &account)?;
+            Ok((did, account, address))
+        })
+        .collect()
+}
+
 /// Participants the broker holds as linked: the chain must link the same account to the same did.
 pub async fn links(market: &Market) -> Result<Reconciled, MarketError> {
     let mut out = Reconciled::default();
-    let rows: Vec<(String, String)> =
-        sqlx::query_as("SELECT did, account FROM participants WHERE account IS NOT NULL")
-            .fetch_all(market.store.pool())
-            .await?;
-    for (did, account) in rows {
+    let rows = linked_rows(
+        market,
+        "SELECT did, account FROM participants WHERE account IS NOT NULL",
+    )
+    .await?;
+    for (did, account, address) in rows {
         out.checked += 1;
-        let d = Decode {
-            table: "participants",
-            key: &did,
-        };
-        let address: Address = d.parse("account", &account)?;
         let (on_chain, _) = market.ledger.linked(address).await?;
         if on_chain == did {
             continue;
@@ -148,20 +162,19 @@ pub async fn links(market: &Market) -> Result<Reconciled, MarketError> {
 /// Providers' newest configurations: the chain's version and CID are the broker's.
 pub async fn configs(market: &Market) -> Result<Reconciled, MarketError> {
     let mut out = Reconciled::default();
-    let rows: Vec<(String, String)> = sqlx::query_as(
+    let rows = linked_rows(
+        market,
         "SELECT DISTINCT c.did, p.account FROM provider_configs c \
          JOIN participants p ON p.did = c.did WHERE p.account IS NOT NULL",
     )
-    .fetch_all(market.store.pool())
     .await?;
-    for (did, account) in rows {
+    for (did, _, address) in rows {
         out.checked += 1;
-        let d = Decode {
+        let provider: Did = Decode {
             table: "participants",
             key: &did,
-        };
-        let address: Address = d.parse("account", &account)?;
-        let provider: Did = d.parse("did", &did)?;
+        }
+        .parse("did", &did)?;
         let (chain_version, chain_cid) = market.ledger.config_of(address).await?;
         let Some((version, _)) = super::providers::current_config(&market.store, &provider).await?
         else {
