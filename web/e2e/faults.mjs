@@ -2,7 +2,8 @@
 //   node e2e/faults.mjs BROKER_URL ARTIFACTS_DIR OFFER PPU_OFFER
 // A consumer made in the page reserves OFFER's first plan through a dishonest broker (its answer
 // rewritten in flight to pay another account and to ask a larger deposit): the review names both,
-// and nothing can be signed. Then the broker's answers are cut: a reservation while it does not
+// and nothing can be signed; the same for PPU_OFFER with a usage price inflated in a document
+// whose hash and CID were made to agree. Then the broker's answers are cut: a reservation while it does not
 // answer says so; a purchase whose answer is lost after the broker took it says that buying again
 // charges nothing twice, and buying again gives the contract, active on chain. Two tabs buying at
 // once (the other buys PPU_OFFER with a deposit of 2 credits): the purchase whose deposit permit
@@ -11,6 +12,9 @@
 // line (the faults named, the contract); exits 1 on any failure. The broker itself is real: only
 // what reaches the page is changed (Playwright's request routing).
 import path from "node:path";
+import { sha256 } from "@noble/hashes/sha2.js";
+import { base32nopad } from "@scure/base";
+import { keccak256, toHex } from "viem";
 import { args, artifactsDir, fail, newConsumer, withBrowser } from "./browser.mjs";
 
 const [url, artifactsArg, offer, ppuOffer] = args("e2e/faults.mjs BROKER_URL ARTIFACTS_DIR OFFER PPU_OFFER", 4);
@@ -61,6 +65,33 @@ async function steps(page, purchases) {
   await page.screenshot({ path: path.join(artifacts, "faults-dishonest.png"), fullPage: true });
   await page.unroute("**/v1/reservations");
 
+  // A subtler one: a usage price ten times the plan's, in a document whose hash, CID and signed
+  // terms all agree with it. Only the comparison with the offer's plan can tell.
+  await page.route("**/v1/reservations", async (route) => {
+    const response = await route.fetch();
+    const r = await response.json();
+    const doc = JSON.parse(r.document);
+    const inflated = (BigInt(doc.usage.prices.networkGb) * 10n).toString();
+    doc.usage.prices.networkGb = inflated;
+    r.terms.prices.networkGb = inflated;
+    r.document = JSON.stringify(doc);
+    const bytes = new Uint8Array(Buffer.from(r.document, "utf8"));
+    r.terms.termsHash = keccak256(toHex(bytes));
+    r.terms.termsCid = `b${base32nopad.encode(Uint8Array.of(0x01, 0x55, 0x12, 0x20, ...sha256(bytes))).toLowerCase()}`;
+    r.documentCid = r.terms.termsCid;
+    await route.fulfill({ response, json: r });
+  });
+  await page.goto(new URL(`/offers/${encodeURIComponent(ppuOffer)}`, url).href);
+  await page.getByRole("button", { name: /^Buy / }).first().click();
+  await page.getByLabel("Deposit (credits)").fill("2");
+  await page.getByRole("button", { name: "Reserve and review" }).click();
+  await page.getByTestId("review-faults").waitFor({ timeout: 20000 });
+  const priced = await page.getByTestId("review-faults").locator("li").allTextContents();
+  if (JSON.stringify(priced) !== JSON.stringify(["the usage prices against the plan's"]))
+    fail(`an inflated usage price is not the one fault named: ${JSON.stringify(priced)}`);
+  if (await page.getByRole("button", { name: "Sign and buy" }).isEnabled()) fail("an inflated usage price can be signed");
+  await page.unroute("**/v1/reservations");
+
   // The broker does not answer: the page says so and what to do.
   await page.route("**/v1/reservations", (route) => route.abort("connectionrefused"));
   await reserve(page);
@@ -107,5 +138,5 @@ async function steps(page, purchases) {
   if (!/its permit was no longer valid .* reserve again and sign again\. No credit moved\.$/.test(failed))
     fail(`the failure does not say what happened and what to do: ${failed}`);
   await page.screenshot({ path: path.join(artifacts, "faults-failed.png"), fullPage: true });
-  return { faults, away, lost, failed, contract: heading.replace(/^Contract /, "").replace("…", "") };
+  return { faults, priced, away, lost, failed, contract: heading.replace(/^Contract /, "").replace("…", "") };
 }
