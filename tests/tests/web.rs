@@ -315,6 +315,104 @@ async fn the_page_refuses_a_dishonest_reservation_and_survives_a_lost_answer() {
     broker.stop();
 }
 
+/// The broker stops while a consumer reviews a purchase in the page, and starts again: buying
+/// while it is down says so, buying again once it is back gives the contract, active on chain,
+/// paid once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purchase_in_the_page_survives_a_broker_restart() {
+    let root = root();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("broker");
+    let broker = broker_with_web(&data);
+    let (url, port) = (broker.url.clone(), broker.port);
+    let seller = provider_with_agent(&url, dir.path(), None, true).await;
+    let o = offer("browser-restart", 2, 100_000_000);
+    seller
+        .provider
+        .session
+        .publish_offer(o.clone())
+        .await
+        .unwrap();
+    let signals = dir.path().join("signals");
+    std::fs::create_dir_all(&signals).unwrap();
+    let (out_file, err_file) = (
+        dir.path().join("restart.out"),
+        dir.path().join("restart.err"),
+    );
+    let page = Command::new("node")
+        .current_dir(root.join("web"))
+        .args([
+            "e2e/restart.mjs",
+            &url,
+            root.join("web/test-artifacts").to_str().unwrap(),
+            "browser-restart",
+            signals.to_str().unwrap(),
+        ])
+        .stdout(std::fs::File::create(&out_file).unwrap())
+        .stderr(std::fs::File::create(&err_file).unwrap())
+        .spawn()
+        .expect("node runs");
+    let said = || {
+        let read = |f: &Path| std::fs::read_to_string(f).unwrap_or_default();
+        format!("{}{}", read(&out_file), read(&err_file))
+    };
+    let page = std::sync::Mutex::new(page);
+    let until = |name: &'static str| {
+        let at = signals.join(name);
+        let (page, said) = (&page, &said);
+        async move {
+            eventually(name, Patience::secs(90), || {
+                if let Ok(Some(status)) = page.lock().unwrap().try_wait() {
+                    panic!(
+                        "the browser script ended ({status}) before {name}: {}",
+                        said()
+                    );
+                }
+                let done = at.is_file();
+                async move { done }
+            })
+            .await
+        }
+    };
+    until("at-review").await;
+    broker.stop();
+    std::fs::write(signals.join("broker-down"), "").unwrap();
+    until("saw-down").await;
+    let dist = root.join("web/dist");
+    let broker = BrokerProcess::start_on(port, &data, &["--web-dir", dist.to_str().unwrap()], &[]);
+    std::fs::write(signals.join("broker-up"), "").unwrap();
+    let status = page.into_inner().unwrap().wait().unwrap();
+    assert!(status.success(), "{}", said());
+    let shown: serde_json::Value = serde_json::from_str(said().trim()).unwrap();
+
+    let sold = seller.provider.session.contracts().await.unwrap();
+    assert_eq!(sold.len(), 1, "bought once: {sold:?}");
+    let c = seller.provider.session.contract(sold[0].id).await.unwrap();
+    assert!(
+        c.id.to_string()
+            .starts_with(shown["contract"].as_str().unwrap()),
+        "{shown}"
+    );
+    let chain = c.chain.expect("on chain");
+    assert_eq!(chain.status, api::contracts::ChainStatus::Active);
+    assert_eq!(
+        chain.escrow.checked_add(chain.charged).unwrap(),
+        Credits::whole(1)
+    );
+    let balance = seller
+        .provider
+        .session
+        .account(chain.consumer)
+        .await
+        .unwrap();
+    assert_eq!(
+        balance.credits,
+        Credits::whole(999),
+        "1000 from the faucet, less 1"
+    );
+    broker.stop();
+}
+
 /// The provider console and the auditor explorer in a browser: a provider made there registers
 /// its configuration, publishes an offer from the form (after its errors) and a new version, and
 /// accepts the purchase a consumer makes meanwhile, which opens on chain; an auditor checks a
