@@ -101,6 +101,52 @@ impl ChainError {
     pub fn is_revert(&self) -> bool {
         matches!(self, Self::Client(ClientError::Reverted { .. }))
     }
+
+    /// Why the chain refused, in words a participant can act on: the token's and the
+    /// marketplace's own errors; the node's words for anything else.
+    pub fn refusal(&self) -> String {
+        self.named_refusal().unwrap_or_else(|| self.to_string())
+    }
+
+    fn named_refusal(&self) -> Option<String> {
+        use contracts::Marketplace::MarketplaceErrors as M;
+        use CreditToken::CreditTokenErrors as T;
+        let Self::Client(c) = self else {
+            return None;
+        };
+        let human = |v: U256| {
+            u128::try_from(v)
+                .map_or_else(|_| v.to_string(), |u| Credits::from_base_units(u).human())
+        };
+        if let Some(t) = c.decode_revert::<T>() {
+            return match t {
+                T::ERC20InsufficientAllowance(a) => Some(format!(
+                    "the {} credits could not be taken: their permit was no longer valid (the account signed another purchase or top-up meanwhile, which used the permit's nonce)",
+                    human(a.needed)
+                )),
+                T::ERC20InsufficientBalance(b) => Some(format!(
+                    "the account holds {} credits, less than the {} asked",
+                    human(b.balance),
+                    human(b.needed)
+                )),
+                _ => None,
+            };
+        }
+        Some(match c.decode_revert::<M>()? {
+            M::Expired(_) => "the signatures' deadline passed".into(),
+            M::BadSignature(_) => "a signature does not verify on chain".into(),
+            M::InvalidTerms(_) => "the chain found the terms invalid".into(),
+            M::NotConsumer(_) | M::NotProvider(_) => {
+                "an account is not registered on chain for its role".into()
+            }
+            M::InsufficientEarnings(e) => format!(
+                "the account's earnings are {} credits, less than the {} asked",
+                human(e.available),
+                human(e.amount)
+            ),
+            _ => return None,
+        })
+    }
 }
 
 /// An amount of credits from the chain.
@@ -782,5 +828,54 @@ impl LedgerLink {
             memory_cost: r.memoryCost,
             gpu_cost: r.gpuCost,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy::sol_types::SolError;
+    use contracts::Marketplace;
+
+    fn reverted(data: Vec<u8>) -> ChainError {
+        ClientError::Reverted {
+            reason: "custom error".into(),
+            data: Some(data.into()),
+        }
+        .into()
+    }
+
+    #[test]
+    fn a_refusal_is_said_in_words() {
+        let spent = CreditToken::ERC20InsufficientAllowance {
+            spender: Address::ZERO,
+            allowance: U256::ZERO,
+            needed: U256::from(150_000_000u64),
+        }
+        .abi_encode();
+        let why = reverted(spent).refusal();
+        assert!(
+            why.starts_with("the 1.5 credits could not be taken"),
+            "{why}"
+        );
+        assert!(why.contains("permit was no longer valid"), "{why}");
+        let poor = CreditToken::ERC20InsufficientBalance {
+            sender: Address::ZERO,
+            balance: U256::from(100_000_000u64),
+            needed: U256::from(200_000_000u64),
+        }
+        .abi_encode();
+        assert_eq!(
+            reverted(poor).refusal(),
+            "the account holds 1 credits, less than the 2 asked"
+        );
+        let late = Marketplace::Expired {
+            deadline: U256::from(1),
+        }
+        .abi_encode();
+        assert_eq!(reverted(late).refusal(), "the signatures' deadline passed");
+        // Anything else keeps the node's own words.
+        let unknown = reverted(vec![1, 2, 3, 4]);
+        assert_eq!(unknown.refusal(), unknown.to_string());
     }
 }

@@ -264,12 +264,25 @@ impl ChainClient {
 
     /// Estimates the gas of `tx` from this account; a revert comes back as `Reverted`.
     pub async fn estimate_gas(&self, tx: &TransactionRequest) -> Result<u64, ClientError> {
-        let tx = tx.clone().with_from(self.inner.address);
+        self.estimate_from(self.inner.address, tx.clone()).await
+    }
+
+    async fn estimate_from(
+        &self,
+        from: Address,
+        tx: TransactionRequest,
+    ) -> Result<u64, ClientError> {
         self.inner
             .provider
-            .estimate_gas(tx)
+            .estimate_gas(tx.with_from(from))
             .await
             .map_err(|e| self.err(e))
+    }
+
+    /// The gas limit `tx` from `from` is sent with: the estimate with this client's margin.
+    async fn gas_limit(&self, from: Address, tx: TransactionRequest) -> Result<u64, ClientError> {
+        let estimate = self.estimate_from(from, tx).await?;
+        Ok(estimate.saturating_mul(100 + self.inner.options.gas_margin_percent) / 100)
     }
 
     /// Sends a transaction and waits for a successful receipt.
@@ -280,9 +293,7 @@ impl ChainClient {
 
     /// Signs and broadcasts `tx`, returning its hash once the node has accepted it.
     pub async fn submit(&self, tx: TransactionRequest) -> Result<PendingTx, ClientError> {
-        let o = &self.inner.options;
-        let estimate = self.estimate_gas(&tx).await?;
-        let gas = estimate.saturating_mul(100 + o.gas_margin_percent) / 100;
+        let gas = self.gas_limit(self.inner.address, tx.clone()).await?;
         let tx = self.with_fees(tx).await?.with_gas_limit(gas);
 
         // The nonce lock is held until the node has the transaction, so nonces reach it in order.
@@ -451,14 +462,11 @@ impl ChainClient {
         to: Address,
         input: Bytes,
     ) -> Result<(u64, u64, Fees), ClientError> {
-        let p = &self.inner.provider;
-        let call = TransactionRequest::default()
-            .with_from(from)
-            .with_to(to)
-            .with_input(input);
-        let estimate = p.estimate_gas(call).await.map_err(|e| self.err(e))?;
-        let gas = estimate.saturating_mul(100 + self.inner.options.gas_margin_percent) / 100;
-        let nonce = p
+        let call = TransactionRequest::default().with_to(to).with_input(input);
+        let gas = self.gas_limit(from, call).await?;
+        let nonce = self
+            .inner
+            .provider
             .get_transaction_count(from)
             .pending()
             .await

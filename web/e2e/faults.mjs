@@ -135,7 +135,7 @@ async function steps(page, purchases) {
   await page.getByRole("button", { name: "Sign and buy" }).click();
   const refusal = page.getByRole("alert").filter({ hasText: /The purchase failed/ });
   const failed = (await refusal.textContent({ timeout: 60000 })) ?? "";
-  if (!/its permit was no longer valid .* reserve again and sign again\. No credit moved\.$/.test(failed))
+  if (!/their permit was no longer valid .* nothing was charged; reserve again and sign again\. No credit moved\.$/.test(failed))
     fail(`the failure does not say what happened and what to do: ${failed}`);
   await page.screenshot({ path: path.join(artifacts, "faults-failed.png"), fullPage: true });
   return { faults, priced, away, lost, failed, contract: heading.replace(/^Contract /, "").replace("…", "") };

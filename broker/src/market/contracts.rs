@@ -162,7 +162,8 @@ impl Market {
                     MarketError::Refused {
                         title: "top-up refused",
                         detail: format!(
-                            "the chain refused the top-up (signature, nonce, deadline or funds): {e}"
+                            "the chain refused the top-up: {}; nothing moved; sign again",
+                            e.refusal()
                         ),
                     }
                 } else {

@@ -62,41 +62,6 @@ pub struct Driver {
     busy: Arc<Mutex<HashSet<ContractId>>>,
 }
 
-/// Why the chain refused to open a contract, in words the consumer can act on; `None` when the
-/// refusal is none of the token's or the marketplace's own errors.
-pub fn open_refusal(e: &crate::ledger_link::ChainError) -> Option<String> {
-    use api::Credits;
-    use contracts::CreditToken::CreditTokenErrors as T;
-    use contracts::Marketplace::MarketplaceErrors as M;
-    let crate::ledger_link::ChainError::Client(c) = e else {
-        return None;
-    };
-    let human = |v: alloy::primitives::U256| {
-        u128::try_from(v).map_or_else(|_| v.to_string(), |u| Credits::from_base_units(u).human())
-    };
-    if let Some(t) = c.decode_revert::<T>() {
-        return match t {
-            T::ERC20InsufficientAllowance(a) => Some(format!(
-                "the deposit of {} credits could not be taken: its permit was no longer valid (the account signed another purchase or top-up meanwhile, which used the permit's nonce); nothing was charged; reserve again and sign again",
-                human(a.needed)
-            )),
-            T::ERC20InsufficientBalance(b) => Some(format!(
-                "the account holds {} credits, less than the deposit of {}; nothing was charged; get credits, then reserve again",
-                human(b.balance),
-                human(b.needed)
-            )),
-            _ => None,
-        };
-    }
-    Some(match c.decode_revert::<M>()? {
-        M::Expired(_) => "the signatures' deadline passed before the contract could open; nothing was charged; reserve again".into(),
-        M::BadSignature(_) => "the consumer's signature of the terms does not verify on chain; nothing was charged; reserve again and sign again".into(),
-        M::InvalidTerms(_) => "the chain found the terms invalid; nothing was charged".into(),
-        M::NotConsumer(_) | M::NotProvider(_) => "an account is not registered on chain for its role; nothing was charged".into(),
-        _ => return None,
-    })
-}
-
 /// The events that give the driver work (from any broker process).
 fn wanted(e: &EventBody) -> bool {
     matches!(
@@ -345,8 +310,8 @@ impl Driver {
                     return self.activate(c, None).await;
                 }
                 let why = format!(
-                    "the chain refused to open the contract: {}",
-                    open_refusal(&e).unwrap_or_else(|| e.to_string())
+                    "the chain refused to open the contract: {}; nothing was charged; reserve again and sign again",
+                    e.refusal()
                 );
                 self.fail(c, ContractState::Opening, &why).await
             }
@@ -424,51 +389,4 @@ pub async fn expire_reservations(market: Market, shutdown: Shutdown) {
         }
     })
     .await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use alloy::primitives::{Address, U256};
-    use alloy::sol_types::SolError;
-    use contracts::{CreditToken, Marketplace};
-
-    fn reverted(data: Vec<u8>) -> crate::ledger_link::ChainError {
-        ledger::ClientError::Reverted {
-            reason: "custom error".into(),
-            data: Some(data.into()),
-        }
-        .into()
-    }
-
-    #[test]
-    fn a_refused_opening_is_explained_in_words() {
-        let spent = CreditToken::ERC20InsufficientAllowance {
-            spender: Address::ZERO,
-            allowance: U256::ZERO,
-            needed: U256::from(150_000_000u64),
-        }
-        .abi_encode();
-        let why = open_refusal(&reverted(spent)).unwrap();
-        assert!(why.contains("deposit of 1.5 credits"), "{why}");
-        assert!(why.contains("reserve again and sign again"), "{why}");
-        let poor = CreditToken::ERC20InsufficientBalance {
-            sender: Address::ZERO,
-            balance: U256::from(100_000_000u64),
-            needed: U256::from(200_000_000u64),
-        }
-        .abi_encode();
-        assert!(open_refusal(&reverted(poor))
-            .unwrap()
-            .starts_with("the account holds 1 credits, less than the deposit of 2"));
-        let late = Marketplace::Expired {
-            deadline: U256::from(1),
-        }
-        .abi_encode();
-        assert!(open_refusal(&reverted(late))
-            .unwrap()
-            .contains("deadline passed"));
-        // Anything else keeps the node's own words.
-        assert_eq!(open_refusal(&reverted(vec![1, 2, 3, 4])), None);
-    }
 }

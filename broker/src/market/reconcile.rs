@@ -15,6 +15,7 @@ use api::ContractState;
 
 use alloy::primitives::Address;
 use api::{BatchId, ContractId, Credits, Did};
+use futures::{StreamExt, TryStreamExt};
 
 use super::records::{self, Change};
 use super::{Market, MarketError};
@@ -27,6 +28,23 @@ pub const LOST: &str = "the chain no longer has this contract (its opening was l
 /// Settlement batches compared at each start, newest first: a crash or a reorganisation loses
 /// only a chain's latest blocks.
 const RECENT_BATCHES: i64 = 1024;
+
+/// Chain reads in flight at once: a start with many records waits on the node's latency
+/// `READS_AT_ONCE` times less.
+const READS_AT_ONCE: usize = 16;
+
+/// `read` for each of `items`, `READS_AT_ONCE` at a time, in their order.
+async fn read_each<I, T, F, Fut>(items: Vec<I>, read: F) -> Result<Vec<T>, MarketError>
+where
+    F: Fn(I) -> Fut,
+    Fut: std::future::Future<Output = Result<T, MarketError>>,
+{
+    futures::stream::iter(items)
+        .map(read)
+        .buffered(READS_AT_ONCE)
+        .try_collect()
+        .await
+}
 
 /// What the comparison found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -84,9 +102,13 @@ pub async fn contracts(market: &Market) -> Result<Reconciled, MarketError> {
         &[ContractState::Active, ContractState::Closed],
     )
     .await?;
-    for c in held {
-        out.checked += 1;
+    let read = read_each(held, |c| async move {
         let chain = market.ledger.agreement(c.id).await?.status;
+        Ok::<_, MarketError>((c, chain))
+    })
+    .await?;
+    for (c, chain) in read {
+        out.checked += 1;
         if agrees(c.state, chain) {
             continue;
         }
@@ -135,9 +157,13 @@ pub async fn links(market: &Market) -> Result<Reconciled, MarketError> {
         "SELECT did, account FROM participants WHERE account IS NOT NULL",
     )
     .await?;
-    for (did, account, address) in rows {
-        out.checked += 1;
+    let read = read_each(rows, |(did, account, address)| async move {
         let (on_chain, _) = market.ledger.linked(address).await?;
+        Ok::<_, MarketError>((did, account, on_chain))
+    })
+    .await?;
+    for (did, account, on_chain) in read {
+        out.checked += 1;
         if on_chain == did {
             continue;
         }
@@ -168,16 +194,20 @@ pub async fn configs(market: &Market) -> Result<Reconciled, MarketError> {
          JOIN participants p ON p.did = c.did WHERE p.account IS NOT NULL",
     )
     .await?;
-    for (did, _, address) in rows {
-        out.checked += 1;
+    let read = read_each(rows, |(did, _, address)| async move {
         let provider: Did = Decode {
             table: "participants",
             key: &did,
         }
         .parse("did", &did)?;
         let (chain_version, chain_cid) = market.ledger.config_of(address).await?;
-        let Some((version, _)) = super::providers::current_config(&market.store, &provider).await?
-        else {
+        let current = super::providers::current_config(&market.store, &provider).await?;
+        Ok::<_, MarketError>((did, provider, chain_version, chain_cid, current))
+    })
+    .await?;
+    for (did, provider, chain_version, chain_cid, current) in read {
+        out.checked += 1;
+        let Some((mut version, mut cid)) = current else {
             continue;
         };
         if version > chain_version {
@@ -189,12 +219,11 @@ pub async fn configs(market: &Market) -> Result<Reconciled, MarketError> {
                     .execute(market.store.pool())
                     .await?;
             out.configs_dropped += dropped.rows_affected() as usize;
+            match super::providers::current_config(&market.store, &provider).await? {
+                Some(kept) => (version, cid) = kept,
+                None => continue,
+            }
         }
-        let Some((version, cid)) =
-            super::providers::current_config(&market.store, &provider).await?
-        else {
-            continue;
-        };
         // A newer version on chain was set by the provider itself (the registry allows it).
         if version == chain_version && cid.to_string() != chain_cid {
             tracing::error!(%did, version, broker = %cid, chain = %chain_cid, "the configuration's CID differs on chain");
@@ -202,6 +231,16 @@ pub async fn configs(market: &Market) -> Result<Reconciled, MarketError> {
         }
     }
     Ok(out)
+}
+
+/// What the chain holds of a batch the broker holds as settled.
+enum BatchOnChain {
+    /// Nothing was to go on chain.
+    Nothing,
+    Agrees,
+    NotSettled,
+    /// Released in the broker, its charges still locked on chain.
+    NotReleased,
 }
 
 /// Recent settled batches: the chain settled each, and released what the broker released.
@@ -214,45 +253,60 @@ pub async fn batches(market: &Market) -> Result<Reconciled, MarketError> {
     .bind(RECENT_BATCHES)
     .fetch_all(market.store.pool())
     .await?;
-    for (id, charges, released_at) in rows {
-        out.checked += 1;
+    // What the chain says of each: settled at all, and (when the broker released it) whether
+    // its charges are still locked. One release covers every contract of its batch, so the
+    // first contract tells.
+    let read = read_each(rows, |(id, charges, released_at)| async move {
         let d = Decode {
             table: "settlement_batches",
             key: &id,
         };
         let batch: BatchId = d.parse("id", &id)?;
         let charges: Vec<(ContractId, Credits)> = d.json("charges", &charges)?;
-        if charges.is_empty() {
-            // Every contract was skipped: nothing went on chain.
-            continue;
-        }
-        if !market.ledger.batch_settled(batch.0).await? {
-            tracing::error!(%batch, "a batch the chain did not settle: sent again");
-            let back = sqlx::query(
-                "UPDATE settlement_batches SET state = 'built', tx_hash = NULL, settled_at = NULL, \
-                 releasable_at = NULL, released_at = NULL WHERE id = $1 AND state = 'settled'",
-            )
-            .bind(&id)
-            .execute(market.store.pool())
-            .await?;
-            out.batches_resent += back.rows_affected() as usize;
-            continue;
-        }
-        if released_at.is_none() {
-            continue;
-        }
-        let mut still_locked = false;
-        for (contract, _) in &charges {
-            let (_, open, _) = market.ledger.usage_charge(batch.0, *contract).await?;
-            still_locked |= !open.is_zero();
-        }
-        if still_locked {
-            tracing::error!(%batch, "a release the chain did not apply: made again");
-            sqlx::query("UPDATE settlement_batches SET released_at = NULL WHERE id = $1")
+        // No charges: every contract was skipped, nothing went on chain.
+        let Some((first, _)) = charges.first() else {
+            return Ok((id, batch, BatchOnChain::Nothing));
+        };
+        let found = if !market.ledger.batch_settled(batch.0).await? {
+            BatchOnChain::NotSettled
+        } else if released_at.is_some()
+            && !market
+                .ledger
+                .usage_charge(batch.0, *first)
+                .await?
+                .1
+                .is_zero()
+        {
+            BatchOnChain::NotReleased
+        } else {
+            BatchOnChain::Agrees
+        };
+        Ok::<_, MarketError>((id, batch, found))
+    })
+    .await?;
+    for (id, batch, found) in read {
+        out.checked += 1;
+        match found {
+            BatchOnChain::Nothing | BatchOnChain::Agrees => {}
+            BatchOnChain::NotSettled => {
+                tracing::error!(%batch, "a batch the chain did not settle: sent again");
+                let back = sqlx::query(
+                    "UPDATE settlement_batches SET state = 'built', tx_hash = NULL, settled_at = NULL, \
+                     releasable_at = NULL, released_at = NULL WHERE id = $1 AND state = 'settled'",
+                )
                 .bind(&id)
                 .execute(market.store.pool())
                 .await?;
-            out.releases_resent += 1;
+                out.batches_resent += back.rows_affected() as usize;
+            }
+            BatchOnChain::NotReleased => {
+                tracing::error!(%batch, "a release the chain did not apply: made again");
+                sqlx::query("UPDATE settlement_batches SET released_at = NULL WHERE id = $1")
+                    .bind(&id)
+                    .execute(market.store.pool())
+                    .await?;
+                out.releases_resent += 1;
+            }
         }
     }
     Ok(out)

@@ -16,6 +16,8 @@ use ledger::ClientError;
 use super::{Market, MarketError};
 use crate::ledger_link::ChainError;
 
+const NOT_OURS: &str = "only calls to the marketplace's own contracts are relayed";
+
 /// What a signed transaction must be for the broker to relay it.
 #[derive(Debug, Clone, Copy)]
 pub struct RelayRules<'a> {
@@ -56,13 +58,8 @@ pub fn check_signed(raw: &[u8], rules: RelayRules<'_>) -> Result<TxEnvelope, Mar
             rules.chain_id
         )));
     }
-    match tx.to() {
-        Some(to) if rules.contracts.contains(&to) => {}
-        _ => {
-            return Err(bad(
-                "only calls to the marketplace's own contracts are relayed".into(),
-            ))
-        }
+    if !tx.to().is_some_and(|to| rules.contracts.contains(&to)) {
+        return Err(bad(NOT_OURS.into()));
     }
     if !tx.value().is_zero() {
         return Err(bad(
@@ -92,21 +89,22 @@ impl Market {
     ) -> Result<TxTerms, MarketError> {
         let from = self.linked_account(&who.did).await?;
         if !self.deployment_contracts().contains(&req.to) {
-            return Err(MarketError::BadRequest(
-                "only calls to the marketplace's own contracts are relayed".into(),
-            ));
+            return Err(MarketError::BadRequest(NOT_OURS.into()));
         }
         let (nonce, gas, fees) = self
             .ledger
             .client
             .terms_for(from, req.to, req.data.clone())
             .await
-            .map_err(|e| match e {
-                ClientError::Reverted { reason, .. } => MarketError::Refused {
+            .map_err(|e| match ChainError::from(e) {
+                e if e.is_revert() => MarketError::Refused {
                     title: "the chain would refuse this transaction",
-                    detail: format!("the chain would refuse this transaction ({reason}); nothing was signed or sent"),
+                    detail: format!(
+                        "the chain would refuse this transaction: {}; nothing was signed or sent",
+                        e.refusal()
+                    ),
                 },
-                other => ChainError::from(other).into(),
+                e => e.into(),
             })?;
         Ok(TxTerms {
             chain_id: self.ledger.deployment.chain_id,
