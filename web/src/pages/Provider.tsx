@@ -29,12 +29,6 @@ import { explain } from "./Buy";
 type Contract = Schemas["Contract"];
 
 export function Provider() {
-  // Offers published from this page: listed at once (the catalog's search follows shortly).
-  const [published, setPublished] = useState<string[]>([]);
-  // An offer being edited in the form (a new version of it when published).
-  const [editing, setEditing] = useState<Offer | null>(null);
-  // What the last publication said (the form starts afresh after it).
-  const [notice, setNotice] = useState<string | null>(null);
   return (
     <RoleGate
       roles={["provider"]}
@@ -43,34 +37,50 @@ export function Provider() {
         `This key is registered as ${role}, not as a provider: the console is for providers. Create provider keys under Your keys (a did has one role).`
       }
     >
-      {(key) => (
-        <section aria-labelledby="provider-title">
-          <h1 id="provider-title">Provider console</h1>
-          <Configuration didKey={key} />
-          <NewOffer
-            key={editing ? `${editing.id}@${editing.version}` : "new"}
-            didKey={key}
-            editing={editing}
-            notice={notice}
-            onDone={(done) => {
-              setEditing(null);
-              setNotice(done && `Offer ${done.id} version ${done.version} published.`);
-              if (done) setPublished((ids) => [...ids, done.id]);
-            }}
-          />
-          <YourOffers
-            didKey={key}
-            published={published}
-            onEdit={(offer) => {
-              setNotice(null);
-              setEditing(offer);
-            }}
-          />
-          <YourContracts didKey={key} />
-          <Earnings didKey={key} />
-        </section>
-      )}
+      {(key) => <Console didKey={key} />}
     </RoleGate>
+  );
+}
+
+function Console({ didKey }: { didKey: Key }) {
+  // Offers published from this page: listed at once (the catalog's search follows shortly).
+  const [published, setPublished] = useState<string[]>([]);
+  // An offer being edited in the form (a new version of it when published).
+  const [editing, setEditing] = useState<Offer | null>(null);
+  // What the last publication said (the form starts afresh after it).
+  const [notice, setNotice] = useState<string | null>(null);
+  // One event stream for the whole console: each part reads its state anew when it changes.
+  const [changed, setChanged] = useState(0);
+  useEvents(didKey, (e) => {
+    if (e.topic === OPENED || /^(offer|contract|usage)\./.test(e.topic)) setChanged((n) => n + 1);
+  });
+  return (
+    <section aria-labelledby="provider-title">
+      <h1 id="provider-title">Provider console</h1>
+      <Configuration didKey={didKey} />
+      <NewOffer
+        key={editing ? `${editing.id}@${editing.version}` : "new"}
+        didKey={didKey}
+        editing={editing}
+        notice={notice}
+        onDone={(done) => {
+          setEditing(null);
+          setNotice(done && `Offer ${done.id} version ${done.version} published.`);
+          if (done) setPublished((ids) => [...ids, done.id]);
+        }}
+      />
+      <YourOffers
+        didKey={didKey}
+        published={published}
+        changed={changed}
+        onEdit={(offer) => {
+          setNotice(null);
+          setEditing(offer);
+        }}
+      />
+      <YourContracts didKey={didKey} changed={changed} />
+      <Earnings didKey={didKey} changed={changed} />
+    </section>
   );
 }
 
@@ -273,7 +283,17 @@ function NewOffer({
   );
 }
 
-function YourOffers({ didKey, published, onEdit }: { didKey: Key; published: string[]; onEdit: (offer: Offer) => void }) {
+function YourOffers({
+  didKey,
+  published,
+  changed,
+  onEdit,
+}: {
+  didKey: Key;
+  published: string[];
+  changed: number;
+  onEdit: (offer: Offer) => void;
+}) {
   const [offers, setOffers] = useState<Offer[]>([]);
   const [editing, setEditing] = useState<{ id: string; text: string } | null>(null);
   const [tick, setTick] = useState(0);
@@ -287,10 +307,7 @@ function YourOffers({ didKey, published, onEdit }: { didKey: Key; published: str
     })()
       .then(setOffers)
       .catch(() => setOffers([]));
-  }, [didKey, tick, published]);
-  useEvents(didKey, (e) => {
-    if (e.topic === OPENED || e.topic.startsWith("offer.")) setTick((t) => t + 1);
-  });
+  }, [didKey, tick, published, changed]);
 
   const edit = (id: string) =>
     act("Loading the offer", async () => {
@@ -393,7 +410,7 @@ function YourOffers({ didKey, published, onEdit }: { didKey: Key; published: str
   );
 }
 
-function YourContracts({ didKey }: { didKey: Key }) {
+function YourContracts({ didKey, changed }: { didKey: Key; changed: number }) {
   const [contracts, setContracts] = useState<Contract[]>([]);
   const [tick, setTick] = useState(0);
   const { message, busy, act } = useAction();
@@ -401,10 +418,7 @@ function YourContracts({ didKey }: { didKey: Key }) {
     call<Contract[]>(didKey, "GET", "/v1/contracts?limit=100")
       .then(setContracts)
       .catch(() => setContracts([]));
-  }, [didKey, tick]);
-  useEvents(didKey, (e) => {
-    if (e.topic === OPENED || e.topic.startsWith("contract.") || e.topic.startsWith("usage.")) setTick((t) => t + 1);
-  });
+  }, [didKey, tick, changed]);
   const proposed = contracts.filter((c) => c.state === "proposed");
   const running = contracts.filter((c) => c.state === "active" || c.state === "opening" || c.state === "accepted");
   // The usage the agent reported on each active contract, as it accrues.
@@ -419,7 +433,7 @@ function YourContracts({ didKey }: { didKey: Key }) {
     )
       .then((pairs) => setUsage(Object.fromEntries(pairs)))
       .catch(() => setUsage({}));
-  }, [didKey, activeIds, tick]);
+  }, [didKey, activeIds, tick, changed]);
 
   // The document must name this provider, this contract and its offer before it is signed.
   const accept = (id: string) =>
@@ -486,22 +500,17 @@ function UsageLine({ usage }: { usage: Schemas["ContractUsage"] | undefined }) {
   );
 }
 
-function Earnings({ didKey }: { didKey: Key }) {
+function Earnings({ didKey, changed }: { didKey: Key; changed: number }) {
   const [account, setAccount] = useState<Schemas["AccountInfo"] | null>(null);
   const [tick, setTick] = useState(0);
   const { message, busy, act } = useAction();
-  const evm = storedEvmKey();
+  const [evm] = useState(() => storedEvmKey());
   useEffect(() => {
     if (!evm) return;
     call<Schemas["AccountInfo"]>(didKey, "GET", `/v1/accounts/${evm.address}`)
       .then(setAccount)
       .catch(() => setAccount(null));
-    // The key is read from storage on each render; its address is what matters.
-    // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [didKey, evm?.address, tick]);
-  useEvents(didKey, (e) => {
-    if (e.topic.startsWith("usage.") || e.topic.startsWith("contract.")) setTick((t) => t + 1);
-  });
+  }, [didKey, evm, tick, changed]);
 
   // The account signs withdraw(itself, everything earned); the broker only relays the bytes.
   const withdraw = () =>
