@@ -170,17 +170,12 @@ async fn a_consumer_buys_in_the_browser_and_connects_with_the_cli() {
     let root = root();
     let dir = tempfile::tempdir().unwrap();
     let broker = broker_with_web(&dir.path().join("broker"));
-    let seller = provider_with_agent(&broker.url, dir.path(), None, true).await;
-    let reserved = offer("browser-reserved", 4, 100_000_000);
-    let ppu = ppu_offer("browser-ppu", 4, 1_000);
-    for o in [&reserved, &ppu] {
-        seller
-            .provider
-            .session
-            .publish_offer(o.clone())
-            .await
-            .unwrap();
-    }
+    let offers = [
+        offer("browser-reserved", 4, 100_000_000),
+        ppu_offer("browser-ppu", 4, 1_000),
+    ];
+    // Kept to the end: its agent accepts the purchase and serves the connection.
+    let _seller = seller_of(&broker.url, dir.path(), &offers).await;
     let artifacts = root.join("web/test-artifacts");
     let shown = browser_script(
         "e2e/buy.mjs",
@@ -258,12 +253,11 @@ async fn the_page_refuses_a_dishonest_reservation_and_survives_a_lost_answer() {
     let root = root();
     let dir = tempfile::tempdir().unwrap();
     let broker = broker_with_web(&dir.path().join("broker"));
-    let seller = provider_with_agent(&broker.url, dir.path(), None, true).await;
-    let reserved = offer("browser-faults", 8, 100_000_000);
-    let ppu = ppu_offer("browser-faults-ppu", 4, 1_000);
-    for o in [reserved, ppu] {
-        seller.provider.session.publish_offer(o).await.unwrap();
-    }
+    let offers = [
+        offer("browser-faults", 8, 100_000_000),
+        ppu_offer("browser-faults-ppu", 4, 1_000),
+    ];
+    let seller = seller_of(&broker.url, dir.path(), &offers).await;
     let artifacts = root.join("web/test-artifacts");
     let shown = browser_script(
         "e2e/faults.mjs",
@@ -325,65 +319,31 @@ async fn a_purchase_in_the_page_survives_a_broker_restart() {
     let data = dir.path().join("broker");
     let broker = broker_with_web(&data);
     let (url, port) = (broker.url.clone(), broker.port);
-    let seller = provider_with_agent(&url, dir.path(), None, true).await;
-    let o = offer("browser-restart", 2, 100_000_000);
-    seller
-        .provider
-        .session
-        .publish_offer(o.clone())
-        .await
-        .unwrap();
+    let seller = seller_of(
+        &url,
+        dir.path(),
+        &[offer("browser-restart", 2, 100_000_000)],
+    )
+    .await;
     let signals = dir.path().join("signals");
     std::fs::create_dir_all(&signals).unwrap();
-    let (out_file, err_file) = (
-        dir.path().join("restart.out"),
-        dir.path().join("restart.err"),
-    );
-    let page = Command::new("node")
-        .current_dir(root.join("web"))
-        .args([
-            "e2e/restart.mjs",
+    let page = RunningScript::start(
+        "e2e/restart.mjs",
+        &[
             &url,
             root.join("web/test-artifacts").to_str().unwrap(),
             "browser-restart",
             signals.to_str().unwrap(),
-        ])
-        .stdout(std::fs::File::create(&out_file).unwrap())
-        .stderr(std::fs::File::create(&err_file).unwrap())
-        .spawn()
-        .expect("node runs");
-    let said = || {
-        let read = |f: &Path| std::fs::read_to_string(f).unwrap_or_default();
-        format!("{}{}", read(&out_file), read(&err_file))
-    };
-    let page = std::sync::Mutex::new(page);
-    let until = |name: &'static str| {
-        let at = signals.join(name);
-        let (page, said) = (&page, &said);
-        async move {
-            eventually(name, Patience::secs(90), || {
-                if let Ok(Some(status)) = page.lock().unwrap().try_wait() {
-                    panic!(
-                        "the browser script ended ({status}) before {name}: {}",
-                        said()
-                    );
-                }
-                let done = at.is_file();
-                async move { done }
-            })
-            .await
-        }
-    };
-    until("at-review").await;
+        ],
+    );
+    page.signalled(&signals.join("at-review")).await;
     broker.stop();
     std::fs::write(signals.join("broker-down"), "").unwrap();
-    until("saw-down").await;
+    page.signalled(&signals.join("saw-down")).await;
     let dist = root.join("web/dist");
     let broker = BrokerProcess::start_on(port, &data, &["--web-dir", dist.to_str().unwrap()], &[]);
     std::fs::write(signals.join("broker-up"), "").unwrap();
-    let status = page.into_inner().unwrap().wait().unwrap();
-    assert!(status.success(), "{}", said());
-    let shown: serde_json::Value = serde_json::from_str(said().trim()).unwrap();
+    let shown = page.finish();
 
     let sold = seller.provider.session.contracts().await.unwrap();
     assert_eq!(sold.len(), 1, "bought once: {sold:?}");
@@ -479,38 +439,21 @@ async fn providers_and_auditors_work_in_the_browser() {
     })
     .await;
 
-    let (out_file, err_file) = (
-        dir.path().join("console.out"),
-        dir.path().join("console.err"),
+    let browser = RunningScript::start(
+        "e2e/console.mjs",
+        &[
+            &url,
+            root.join("web/test-artifacts").to_str().unwrap(),
+            auditor_file.to_str().unwrap(),
+            agent.key.to_str().unwrap(),
+            earner_evm.to_str().unwrap(),
+        ],
     );
-    let browser = std::sync::Mutex::new(
-        Command::new("node")
-            .current_dir(root.join("web"))
-            .args([
-                "e2e/console.mjs",
-                &url,
-                root.join("web/test-artifacts").to_str().unwrap(),
-                auditor_file.to_str().unwrap(),
-                agent.key.to_str().unwrap(),
-                earner_evm.to_str().unwrap(),
-            ])
-            .stdout(std::fs::File::create(&out_file).unwrap())
-            .stderr(std::fs::File::create(&err_file).unwrap())
-            .spawn()
-            .expect("node runs"),
-    );
-    let said = || {
-        let read = |f: &Path| std::fs::read_to_string(f).unwrap_or_default();
-        (read(&out_file), read(&err_file))
-    };
     // The consumer buys the offer the page publishes, once its second version is there (or the
     // page has failed: its output says why).
     let offer = eventually_some("the page to publish version 2", Patience::secs(90), || {
         let client = client.clone();
-        if let Ok(Some(status)) = browser.lock().unwrap().try_wait() {
-            let (out, err) = said();
-            panic!("the browser script ended ({status}) before publishing: {out}{err}");
-        }
+        browser.still_running("publishing version 2");
         async move {
             let o = client
                 .offer(&"console-compute".parse().unwrap())
@@ -534,10 +477,7 @@ async fn providers_and_auditors_work_in_the_browser() {
         .purchase(&req, &r, &consumer.evm, "console")
         .await
         .unwrap();
-    let status = browser.into_inner().unwrap().wait().unwrap();
-    let (stdout, stderr) = said();
-    assert!(status.success(), "{stdout}{stderr}");
-    let shown: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let shown = browser.finish();
     assert!(shown["contracts"].as_u64().unwrap() >= 1, "{shown}");
     // Withdrawn in the page: the earnings are the account's credits now.
     let after = earner.session.account(earner.evm.address()).await.unwrap();
@@ -567,22 +507,91 @@ async fn providers_and_auditors_work_in_the_browser() {
     broker.stop();
 }
 
-/// Runs a browser script of web/e2e with `args`; the JSON line it prints (it fails the test with
-/// the script's output when the script fails).
+/// Runs a browser script of web/e2e with `args` to its end; the JSON line it prints.
 fn browser_script(script: &str, args: &[&str]) -> serde_json::Value {
-    let out = Command::new("node")
-        .current_dir(root().join("web"))
-        .arg(script)
-        .args(args)
-        .output()
-        .expect("node runs (scripts/test installs the web packages)");
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    assert!(out.status.success(), "{script}: {stdout}{stderr}");
-    serde_json::from_str(stdout.trim())
-        .unwrap_or_else(|e| panic!("{script} printed no JSON ({e}): {stdout}"))
+    RunningScript::start(script, args).finish()
+}
+
+/// A browser script of web/e2e running beside the test (which acts on the stack meanwhile).
+struct RunningScript {
+    script: String,
+    child: std::sync::Mutex<std::process::Child>,
+    output: tempfile::TempDir,
+}
+
+impl RunningScript {
+    fn start(script: &str, args: &[&str]) -> Self {
+        let output = tempfile::tempdir().unwrap();
+        let file = |name: &str| std::fs::File::create(output.path().join(name)).unwrap();
+        let child = Command::new("node")
+            .current_dir(root().join("web"))
+            .arg(script)
+            .args(args)
+            .stdout(file("out"))
+            .stderr(file("err"))
+            .spawn()
+            .expect("node runs (scripts/test installs the web packages)");
+        Self {
+            script: script.into(),
+            child: std::sync::Mutex::new(child),
+            output,
+        }
+    }
+
+    /// What it printed: (stdout, stderr).
+    fn said(&self) -> (String, String) {
+        let read = |name: &str| std::fs::read_to_string(self.output.path().join(name));
+        (
+            read("out").unwrap_or_default(),
+            read("err").unwrap_or_default(),
+        )
+    }
+
+    /// Fails the test, with the script's output, when the script ended before `what`.
+    fn still_running(&self, what: &str) {
+        if let Ok(Some(status)) = self.child.lock().unwrap().try_wait() {
+            let (out, err) = self.said();
+            panic!("{} ended ({status}) before {what}: {out}{err}", self.script);
+        }
+    }
+
+    /// Waits for the script's signal file `at` (the script is waiting for the test after it).
+    async fn signalled(&self, at: &Path) {
+        let what = at.display().to_string();
+        eventually(&what, Patience::secs(90), || {
+            self.still_running(&what);
+            let done = at.is_file();
+            async move { done }
+        })
+        .await
+    }
+
+    /// Waits for the end; the JSON line it printed (the test fails with its output otherwise).
+    fn finish(self) -> serde_json::Value {
+        let status = self.child.lock().unwrap().wait().unwrap();
+        let (out, err) = self.said();
+        assert!(status.success(), "{}: {out}{err}", self.script);
+        serde_json::from_str(out.trim())
+            .unwrap_or_else(|e| panic!("{} printed no JSON ({e}): {out}{err}", self.script))
+    }
+}
+
+/// A provider with a running agent (accepting purchases by itself), selling `offers`.
+async fn seller_of(
+    url: &str,
+    dir: &Path,
+    offers: &[catalog::model::Offer],
+) -> e2e::peer::AgentProvider {
+    let seller = provider_with_agent(url, dir, None, true).await;
+    for o in offers {
+        seller
+            .provider
+            .session
+            .publish_offer(o.clone())
+            .await
+            .unwrap();
+    }
+    seller
 }
 
 /// The repository's root (web/ and examples/ are read from there).
