@@ -299,25 +299,27 @@ impl LedgerLink {
         credits("earnings", v)
     }
 
-    /// The did an account is linked to on chain, with its role number (0 when none).
-    pub async fn linked(&self, account: Address) -> Result<(String, u8), ChainError> {
-        let p = self
-            .registry()
+    /// What the registry holds of an account (an empty did and role 0 when it is not linked).
+    async fn participant(
+        &self,
+        account: Address,
+    ) -> Result<ParticipantRegistry::Participant, ChainError> {
+        self.registry()
             .participant(account)
             .call()
             .await
-            .map_err(|e| self.read_err(e))?;
+            .map_err(|e| self.read_err(e))
+    }
+
+    /// The did an account is linked to on chain, with its role number (0 when none).
+    pub async fn linked(&self, account: Address) -> Result<(String, u8), ChainError> {
+        let p = self.participant(account).await?;
         Ok((p.did, p.role))
     }
 
     /// The configuration an account has on chain: (version, CID); version 0 when none.
     pub async fn config_of(&self, account: Address) -> Result<(u64, String), ChainError> {
-        let p = self
-            .registry()
-            .participant(account)
-            .call()
-            .await
-            .map_err(|e| self.read_err(e))?;
+        let p = self.participant(account).await?;
         Ok((p.configVersion, p.configCid))
     }
 
